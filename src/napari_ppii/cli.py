@@ -1,0 +1,173 @@
+"""The ``ppii`` command line: thin over the library.
+
+Every command prints a bad-input problem as one line on stderr (``ppii: error: ...``) and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import __version__
+from .config import PPIIConfig
+from .errors import InputError
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="YAML/JSON configuration (or a params.json of an earlier run)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a configuration value, e.g. synthesis.n_raters=[1,5] (repeatable)")
+
+
+def _load_config(args) -> PPIIConfig:
+    cfg = PPIIConfig.load(args.config) if args.config else PPIIConfig()
+    return cfg.with_overrides(args.overrides)
+
+
+# --------------------------------------------------------------------------------------------------
+# ppii info
+# --------------------------------------------------------------------------------------------------
+def cmd_info(args) -> int:
+    from .io import list_series, read_scan
+
+    path = Path(args.input)
+    if path.is_dir():
+        for s in list_series(path):
+            print(f"series {s.uid}  modality {s.modality}  slices {s.n_slices}  {s.description}")
+    scan = read_scan(path, args.series)
+    a = scan.array
+    print(f"{scan.path}: {scan.ndim}D {scan.modality} shape {scan.shape} spacing {tuple(round(s, 4) for s in scan.spacing)} "
+          f"origin {tuple(round(o, 2) for o in scan.origin)} values {a.min():.1f}..{a.max():.1f}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# ppii synthesize
+# --------------------------------------------------------------------------------------------------
+def cmd_synthesize(args) -> int:
+    from .io import read_scan, write_array, write_boxes_csv
+    from .preprocess import prepare
+    from .synthesis import AnomalySpec, make_synthesizer
+
+    plan = None
+    if args.replay:
+        try:
+            record = json.loads(Path(args.replay).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"cannot read the parameters JSON ({exc})", args.replay) from None
+        cfg = PPIIConfig.from_dict(record.get("config", {}), source=args.replay).with_overrides(args.overrides)
+        args.input = args.input or record.get("input")
+        args.source = args.source or record.get("source")
+        args.series = args.series or record.get("series_uid")
+        args.format = args.format or record.get("format")
+        plan = [AnomalySpec.from_dict(d) for d in record.get("anomalies", [])]
+    else:
+        cfg = _load_config(args)
+        upd = {}
+        if args.method:
+            upd["synthesis.method"] = args.method
+        if args.seed is not None:
+            upd["seed"] = args.seed
+        if args.size is not None:
+            upd["preprocess.size"] = args.size
+        if args.window is not None:
+            upd["preprocess.window"] = args.window
+        cfg = cfg.with_overrides([f"{k}={json.dumps(v)}" for k, v in upd.items()])
+    if not args.input:
+        raise InputError("no INPUT given (a scan file or DICOM folder, or --replay with a params.json)")
+
+    scan = prepare(read_scan(args.input, args.series), cfg.preprocess)
+    source = None
+    if args.source:
+        src_scan = read_scan(args.source)
+        if src_scan.ndim != scan.ndim:
+            raise InputError(f"source is {src_scan.ndim}D but the input is {scan.ndim}D", args.source)
+        src_scan = prepare(src_scan, cfg.preprocess)
+        if src_scan.shape != scan.shape:
+            from .preprocess import resize
+
+            src_scan = src_scan.with_array(resize(src_scan.array, scan.shape))
+        source = src_scan.array
+
+    synth = make_synthesizer(cfg.synthesis)
+    result = synth.sample(scan.array, source, rng=np.random.default_rng(cfg.seed), plan=plan)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    fmt = args.format or ("nifti" if scan.ndim == 3 else "tiff")
+    written = {}
+    for name, arr in (("target", scan.array), ("image", result.image), ("label", result.label), ("variance", result.variance)):
+        written[name] = str(write_array(arr, out / name, like=scan, fmt=fmt).name)
+    write_boxes_csv(result.boxes, out / "boxes.csv")
+    record = {
+        "ppii_version": __version__,
+        "command": "synthesize",
+        "input": str(args.input),
+        "source": str(args.source) if args.source else None,
+        "series_uid": scan.metadata.get("series_instance_uid"),
+        "format": fmt,
+        "seed": cfg.seed,
+        "config": cfg.to_dict(),
+        "resolved_synthesis": synth.config.model_dump(mode="json"),
+        "shape": list(scan.shape),
+        "spacing": list(scan.spacing),
+        "origin": list(scan.origin),
+        "files": written,
+        **result.to_json(),
+    }
+    (out / "params.json").write_text(json.dumps(record, indent=2))
+    print(f"{cfg.synthesis.method}: {len(result.boxes)} anomal{'y' if len(result.boxes) == 1 else 'ies'} in "
+          f"{scan.ndim}D {scan.shape}; wrote {', '.join(written.values())}, boxes.csv, params.json to {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ppii", description="Self-supervised anomaly localisation with P-PII")
+    parser.add_argument("--version", action="version", version=f"napari-ppii {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="describe a scan (and the series of a DICOM folder)")
+    p.add_argument("input")
+    p.add_argument("--series", help="SeriesInstanceUID to load from a folder with several series")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("synthesize", aliases=["synthesise"], help="write one synthetic-anomaly sample of a scan")
+    p.add_argument("input", nargs="?", help="radiograph file, DICOM/NIfTI/MHD/NRRD volume, or DICOM series folder")
+    p.add_argument("--source", help="second scan to take source patches from (pairwise); default: the input itself")
+    p.add_argument("--method", choices=["ppii", "pii", "fpi"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--size", type=int, help="resize images / slices to SIZE x SIZE before synthesis")
+    p.add_argument("--window", choices=["lung", "mediastinum", "bone", "soft_tissue", "header"], help="CT window preset")
+    p.add_argument("--series", help="SeriesInstanceUID (folders with several series; default the largest)")
+    p.add_argument("--format", choices=["tiff", "png", "nifti"], help="output format (default: tiff for 2D, nifti for 3D)")
+    p.add_argument("--replay", type=Path, help="params.json of an earlier run: re-render exactly that sample")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_synthesize)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        print(f"ppii: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"ppii: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ppii: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,373 @@
+"""Readers: radiographs (PNG/JPEG/TIFF, single-frame DICOM), CT (DICOM series, NIfTI, MHD/MHA, NRRD).
+
+Every failure -- missing, corrupt or truncated file, empty folder, non-image file, unsupported pixel
+format, NaN/Inf -- raises :class:`~napari_ppii.errors.InputError` naming the file.  The entry point is
+:func:`read_scan`, which picks the reader from the path.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from .scan import Scan
+
+RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+ITK_SUFFIXES = (".nii", ".nii.gz", ".mhd", ".mha", ".nrrd", ".nhdr")
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for s in (".nii.gz",):
+        if name.endswith(s):
+            return s
+    return path.suffix.lower()
+
+
+def check_finite(array: np.ndarray, path: Path | None) -> None:
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        n = int(array.size - np.isfinite(array).sum())
+        raise InputError(f"contains {n} NaN/Inf value(s); the scan cannot be used as it is", path)
+
+
+def _identity(nd: int) -> np.ndarray:
+    return np.eye(nd)
+
+
+# --------------------------------------------------------------------------------------------------
+# PNG / JPEG / TIFF
+# --------------------------------------------------------------------------------------------------
+def _to_grey(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Accept grey, grey+alpha, and RGB(A) whose colour channels are equal; refuse true colour."""
+    if arr.ndim == 2:
+        return arr
+    if arr.ndim == 3 and arr.shape[-1] in (2, 3, 4):
+        ch = arr.shape[-1]
+        colour = arr[..., :3] if ch >= 3 else arr[..., :1]
+        if ch == 2:
+            return arr[..., 0]
+        if np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 0], colour[..., 2]):
+            return colour[..., 0]
+        raise InputError("is a colour image; radiographs must be greyscale (R = G = B)", path)
+    raise InputError(f"unsupported image layout {arr.shape} (expected a single 2D greyscale image)", path)
+
+
+def read_raster(path: str | Path) -> Scan:
+    """PNG, JPEG or TIFF radiograph (8- or 16-bit, or float TIFF)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found", path)
+    suffix = _suffix(path)
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            arr = tifffile.imread(path)
+        else:
+            import imageio.v3 as iio
+
+            arr = iio.imread(path)
+    except Exception as exc:  # imageio/PIL/tifffile raise many types for bad files
+        raise InputError(f"cannot be read as {suffix[1:].upper()} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'corrupt or truncated'})", path) from None
+    arr = np.asarray(arr)
+    arr = np.squeeze(arr) if arr.ndim > 2 and 1 in arr.shape[:-1] else arr
+    arr = _to_grey(arr, path)
+    if arr.dtype.kind not in "uif" or arr.dtype == np.bool_:
+        raise InputError(f"unsupported pixel type {arr.dtype}", path)
+    bits = arr.dtype.itemsize * 8 if arr.dtype.kind in "ui" else None
+    out = arr.astype(np.float32)
+    check_finite(out, path)
+    return Scan(out, (1.0, 1.0), (0.0, 0.0), _identity(2), modality="OT", path=path,
+                metadata={"format": suffix[1:], "dtype": str(arr.dtype), "bits": bits})
+
+
+# --------------------------------------------------------------------------------------------------
+# DICOM
+# --------------------------------------------------------------------------------------------------
+def _dcmread(path: Path, stop_before_pixels: bool = False):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+    except InvalidDicomError:
+        raise InputError("is not a DICOM file (no DICM preamble/header)", path) from None
+    except Exception as exc:
+        raise InputError(f"corrupt or truncated DICOM ({type(exc).__name__}: {exc})", path) from None
+
+
+def _stored_to_values(ds, path: Path) -> np.ndarray:
+    """Pixel data -> float32 values: BitsStored masking, modality LUT (rescale), MONOCHROME1 inverted."""
+    if "PixelData" not in ds:
+        raise InputError("DICOM file has no pixel data", path)
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise InputError(f"unsupported photometric interpretation {photometric} (greyscale only)", path)
+    if int(getattr(ds, "SamplesPerPixel", 1)) != 1:
+        raise InputError("unsupported: more than one sample per pixel", path)
+    try:
+        raw = ds.pixel_array
+    except Exception as exc:
+        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
+        raise InputError(f"cannot decode pixel data (transfer syntax {getattr(ts, 'name', ts)}): {str(exc).splitlines()[0]}", path) from None
+    bits_alloc = int(getattr(ds, "BitsAllocated", raw.dtype.itemsize * 8))
+    bits = int(getattr(ds, "BitsStored", bits_alloc))
+    signed = int(getattr(ds, "PixelRepresentation", 0)) == 1
+    raw = raw.astype(np.int64)
+    if bits < bits_alloc:
+        raw = raw & ((1 << bits) - 1)  # drop overlay / garbage bits above BitsStored
+        if signed:
+            raw = np.where(raw >= (1 << (bits - 1)), raw - (1 << bits), raw)
+    slope = float(getattr(ds, "RescaleSlope", 1) or 1)
+    intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
+    values = raw.astype(np.float64) * slope + intercept
+    if photometric == "MONOCHROME1":
+        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+        vmin, vmax = sorted((lo * slope + intercept, hi * slope + intercept))
+        values = (vmin + vmax) - values
+    return values.astype(np.float32)
+
+
+def _window_meta(ds) -> dict:
+    meta = {}
+    for key, name in (("WindowCenter", "window_center"), ("WindowWidth", "window_width")):
+        v = getattr(ds, key, None)
+        if v is None:
+            continue
+        try:
+            meta[name] = float(v[0] if hasattr(v, "__len__") and not isinstance(v, str) else v)
+        except (TypeError, ValueError, IndexError):
+            pass
+    return meta
+
+
+def _float_tuple(v, n, default):
+    try:
+        out = tuple(float(x) for x in v)
+        return out if len(out) == n else default
+    except (TypeError, ValueError):
+        return default
+
+
+def read_dicom_file(path: str | Path) -> Scan:
+    """A single-frame DICOM image (CR/DX radiograph, or one CT slice)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found", path)
+    ds = _dcmread(path)
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise InputError(f"multi-frame DICOM ({frames} frames) is not supported; export single frames or a series", path)
+    values = _stored_to_values(ds, path)
+    if values.ndim != 2:
+        raise InputError(f"unsupported DICOM pixel layout {values.shape}", path)
+    check_finite(values, path)
+    spacing = _float_tuple(getattr(ds, "PixelSpacing", None) or getattr(ds, "ImagerPixelSpacing", None), 2, (1.0, 1.0))
+    ipp = _float_tuple(getattr(ds, "ImagePositionPatient", None), 3, None)
+    origin = (ipp[1], ipp[0]) if ipp else (0.0, 0.0)
+    meta = {
+        "format": "dicom",
+        "photometric": str(getattr(ds, "PhotometricInterpretation", "")),
+        "bits_stored": int(getattr(ds, "BitsStored", 0) or 0),
+        "rescale_slope": float(getattr(ds, "RescaleSlope", 1) or 1),
+        "rescale_intercept": float(getattr(ds, "RescaleIntercept", 0) or 0),
+        "sop_instance_uid": str(getattr(ds, "SOPInstanceUID", "")),
+        "study_instance_uid": str(getattr(ds, "StudyInstanceUID", "")),
+        **_window_meta(ds),
+    }
+    return Scan(values, spacing, origin, _identity(2), modality=str(getattr(ds, "Modality", "OT") or "OT"), path=path, metadata=meta)
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """One DICOM series found in a folder."""
+
+    uid: str
+    n_slices: int
+    modality: str
+    description: str
+    files: tuple[Path, ...]
+
+
+def _candidate_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name.upper() != "DICOMDIR" and not p.name.startswith("."))
+
+
+def list_series(folder: str | Path) -> list[SeriesInfo]:
+    """The image series in a folder (recursively), largest first.  Non-DICOM files are skipped."""
+    import pydicom
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("folder not found", folder)
+    files = _candidate_files(folder)
+    if not files:
+        raise InputError("folder is empty", folder)
+    groups: dict[str, list] = defaultdict(list)
+    for f in files:
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+        except Exception:
+            continue  # not DICOM (or unreadable header): skipped, reported below if nothing is left
+        if "ImagePositionPatient" not in ds and "PixelSpacing" not in ds and "Rows" not in ds:
+            continue  # DICOM but not an image (SR, presentation state, ...)
+        groups[str(getattr(ds, "SeriesInstanceUID", "unknown"))].append((f, ds))
+    if not groups:
+        raise InputError(f"no DICOM image files among {len(files)} file(s)", folder)
+    infos = []
+    for uid, items in groups.items():
+        ds0 = items[0][1]
+        infos.append(SeriesInfo(uid, len(items), str(getattr(ds0, "Modality", "OT")),
+                                str(getattr(ds0, "SeriesDescription", "")), tuple(f for f, _ in items)))
+    return sorted(infos, key=lambda s: (-s.n_slices, s.uid))
+
+
+def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> Scan:
+    """A CT (or MR) volume from a DICOM series folder.
+
+    Slices are ordered by ``ImagePositionPatient`` projected on the slice normal (the cross product of
+    the ``ImageOrientationPatient`` row and column cosines) -- never by file name or InstanceNumber.
+    Values are HU (or the modality's units) via RescaleSlope/Intercept.  A folder holding several series
+    loads ``series_uid``, or by default the series with the most slices.
+    """
+    folder = Path(folder)
+    series = list_series(folder)
+    if series_uid is None:
+        chosen = series[0]
+    else:
+        match = [s for s in series if s.uid == series_uid]
+        if not match:
+            raise InputError(f"no series {series_uid!r}; found: " + ", ".join(f"{s.uid} ({s.n_slices} slices)" for s in series), folder)
+        chosen = match[0]
+    headers = [(f, _dcmread(f, stop_before_pixels=True)) for f in chosen.files]
+    iop = _float_tuple(getattr(headers[0][1], "ImageOrientationPatient", None), 6, (1.0, 0.0, 0.0, 0.0, 1.0, 0.0))
+    row_cos, col_cos = np.array(iop[:3]), np.array(iop[3:])
+    normal = np.cross(row_cos, col_cos)
+    keyed = []
+    for f, ds in headers:
+        ipp = _float_tuple(getattr(ds, "ImagePositionPatient", None), 3, None)
+        if ipp is None:
+            raise InputError("slice lacks ImagePositionPatient; cannot order the series", f)
+        keyed.append((float(np.dot(normal, ipp)), f, ipp))
+    keyed.sort(key=lambda t: t[0])
+    positions = np.array([k[0] for k in keyed])
+    if len(positions) > 1:
+        gaps = np.diff(positions)
+        if np.any(gaps <= 1e-6):
+            dup = [k[1].name for k, g in zip(keyed[1:], gaps) if g <= 1e-6]
+            raise InputError(f"series has slices at the same position ({', '.join(dup[:3])}); several series or duplicates mixed", folder)
+        dz = float(np.median(gaps))
+        if np.max(np.abs(gaps - dz)) > 0.01 * dz + 1e-3:
+            warnings.warn(f"{folder}: irregular slice spacing ({gaps.min():.3f}-{gaps.max():.3f} mm); using the median {dz:.3f} mm", stacklevel=2)
+    else:
+        dz = float(getattr(headers[0][1], "SliceThickness", 1.0) or 1.0)
+    slices = []
+    shape0 = None
+    for _, f, _ in keyed:
+        ds = _dcmread(f)
+        v = _stored_to_values(ds, f)
+        if shape0 is None:
+            shape0 = v.shape
+        elif v.shape != shape0:
+            raise InputError(f"slice size {v.shape} differs from the series' {shape0}", f)
+        slices.append(v)
+    vol = np.stack(slices).astype(np.float32)
+    check_finite(vol, folder)
+    ds0 = _dcmread(keyed[0][1], stop_before_pixels=True)
+    ps = _float_tuple(getattr(ds0, "PixelSpacing", None), 2, (1.0, 1.0))  # (row spacing, column spacing)
+    first = keyed[0][2]
+    origin = (first[2], first[1], first[0])
+    direction = np.stack([normal[::-1], col_cos[::-1], row_cos[::-1]])  # array order rows: z, y, x
+    meta = {
+        "format": "dicom-series",
+        "series_instance_uid": chosen.uid,
+        "study_instance_uid": str(getattr(ds0, "StudyInstanceUID", "")),
+        "series_description": chosen.description,
+        "n_series_in_folder": len(series),
+        "slice_positions": positions.tolist(),
+        "files": [k[1].name for k in keyed],
+        "rescale_slope": float(getattr(ds0, "RescaleSlope", 1) or 1),
+        "rescale_intercept": float(getattr(ds0, "RescaleIntercept", 0) or 0),
+        **_window_meta(ds0),
+    }
+    return Scan(vol, (dz, ps[0], ps[1]), origin, direction, modality=chosen.modality, path=folder, metadata=meta)
+
+
+# --------------------------------------------------------------------------------------------------
+# NIfTI / MHD / MHA / NRRD
+# --------------------------------------------------------------------------------------------------
+def read_itk(path: str | Path) -> Scan:
+    """NIfTI, MetaImage (MHD/MHA) or NRRD via SimpleITK, geometry kept.  A single-slice volume is 2D."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found", path)
+    try:
+        img = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if "ERROR" in ln.upper() or "exception" in ln.lower()), lines[-1] if lines else "")
+        raise InputError(f"cannot be read as a {_suffix(path)} image (corrupt, truncated or not an image: {detail[:200]})", path) from None
+    if img.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"has {img.GetNumberOfComponentsPerPixel()} components per pixel; expected a scalar image", path)
+    if img.GetDimension() == 4 and img.GetSize()[3] == 1:
+        img = img[:, :, :, 0]
+    if img.GetDimension() not in (2, 3):
+        raise InputError(f"is {img.GetDimension()}D; expected a 2D image or a 3D volume", path)
+    arr = sitk.GetArrayFromImage(img)
+    spacing, origin, direction = Scan.geometry_from_sitk(img)
+    if arr.ndim == 3 and arr.shape[0] == 1:  # single slice: treat as a 2D image
+        arr, spacing, origin, direction = arr[0], spacing[1:], origin[1:], direction[1:, 1:]
+    out = arr.astype(np.float32)
+    check_finite(out, path)
+    meta = {"format": _suffix(path).lstrip("."), "dtype": str(arr.dtype)}
+    for key in img.GetMetaDataKeys():
+        if key in ("descrip", "intent_name", "Modality"):
+            meta[key] = img.GetMetaData(key)
+    modality = "CT" if arr.ndim == 3 and arr.min() < -500 else "OT"
+    return Scan(out, spacing, origin, direction, modality=modality, path=path, metadata=meta)
+
+
+# --------------------------------------------------------------------------------------------------
+# Dispatch
+# --------------------------------------------------------------------------------------------------
+def is_dicom_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+        return len(head) == 132 and head[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def read_scan(path: str | Path, series_uid: str | None = None) -> Scan:
+    """Read any supported scan: a DICOM series folder, a DICOM file, NIfTI/MHD/MHA/NRRD, PNG/JPEG/TIFF."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no such file or folder", path)
+    if path.is_dir():
+        return read_dicom_series(path, series_uid)
+    suffix = _suffix(path)
+    if path.stat().st_size == 0:
+        raise InputError("file is empty", path)
+    if suffix in RASTER_SUFFIXES:
+        return read_raster(path)
+    if suffix in ITK_SUFFIXES:
+        return read_itk(path)
+    if suffix in DICOM_SUFFIXES or is_dicom_file(path):
+        return read_dicom_file(path)
+    raise InputError(
+        f"unsupported file type {suffix or '(no extension)'}; expected a DICOM file or series folder, "
+        "NIfTI, MHD/MHA, NRRD, PNG, JPEG or TIFF", path)
+
+
+def read_scans(paths: Sequence[str | Path]) -> list[Scan]:
+    return [read_scan(p) for p in paths]

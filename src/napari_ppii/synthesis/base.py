@@ -1,0 +1,370 @@
+"""The shared interface of the synthesis methods: plans, results, sampling and rendering.
+
+A method first draws a *plan* from a seeded ``numpy.random.Generator`` -- every random choice of one
+image's anomalies as plain numbers (:class:`AnomalySpec`) -- then *renders* it.  Plans are what the
+``ppii synthesize`` JSON stores, so a run is reproducible exactly, and the same plan renders to the same
+result with NumPy (CPU, float64 solve) or with torch on any device (float32/float64): the random draws
+never depend on the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..config import SynthesisConfig
+from ..errors import InputError
+from ..io.boxes import Box
+from . import poisson
+
+#: Smallest extent (pixels) of any spatial axis that synthesis accepts.
+MIN_EXTENT = 16
+
+
+@dataclass
+class AnomalySpec:
+    """One anomaly of one image: where it goes, where it comes from, and how it is blended.
+
+    Boxes are Python slice bounds (``start`` inclusive, ``start + size`` exclusive) in array order.
+    ``centres``/``radii`` hold one circle (ball in 3D) per rater, in pixels relative to the box start.
+    """
+
+    target_index: int
+    source_index: int
+    target_start: tuple[int, ...]
+    source_start: tuple[int, ...]
+    size: tuple[int, ...]
+    gradient_scale: float = 1.0
+    alpha: float | None = None
+    centres: list[list[float]] = field(default_factory=list)
+    radii: list[float] = field(default_factory=list)
+
+    @property
+    def target_slices(self) -> tuple[slice, ...]:
+        return tuple(slice(a, a + s) for a, s in zip(self.target_start, self.size))
+
+    @property
+    def source_slices(self) -> tuple[slice, ...]:
+        return tuple(slice(a, a + s) for a, s in zip(self.source_start, self.size))
+
+    def box(self) -> Box:
+        props = {"gradient_scale": self.gradient_scale, "n_raters": len(self.radii)}
+        if self.alpha is not None:
+            props["alpha"] = self.alpha
+        return Box.from_half_open(self.target_start, [a + s for a, s in zip(self.target_start, self.size)],
+                                  label="synthetic", properties=props)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AnomalySpec":
+        d = dict(d)
+        for k in ("target_start", "source_start", "size"):
+            d[k] = tuple(int(v) for v in d[k])
+        return cls(**d)
+
+
+@dataclass
+class SynthesisResult:
+    """One synthetic sample.
+
+    image: the training image (P-PII: the mean over the rater blends).
+    label: P-PII ``clip(label_scale * |target - image|, 0, 1)``; PII/FPI ``alpha`` where changed.
+    variance: per-pixel variance over the raters (population variance; zero for one rater, PII, FPI).
+    boxes: the anomalies' target boxes (inclusive :class:`Box`).
+    plan: the anomalies as drawn (enough to re-render exactly).
+    """
+
+    image: Any
+    label: Any
+    variance: Any
+    boxes: list[Box]
+    plan: list[AnomalySpec]
+    method: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"method": self.method, "boxes": [b.to_dict() for b in self.boxes],
+                "anomalies": [a.to_dict() for a in self.plan]}
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation and sampling
+# --------------------------------------------------------------------------------------------------
+def validate_images(images: Any, config: SynthesisConfig) -> tuple[int, ...]:
+    """Check a batch ``(B, *spatial)`` for synthesis; return the spatial shape."""
+    shape = tuple(images.shape)
+    if len(shape) not in (3, 4):
+        raise InputError(f"synthesis takes a batch of 2D images or 3D volumes, got an array of shape {shape}")
+    if shape[0] < 1:
+        raise InputError("synthesis got an empty batch")
+    spatial = shape[1:]
+    if _is_torch(images):
+        import torch
+
+        if not images.is_floating_point():
+            images = images.float()
+        finite = bool(torch.isfinite(images).all())
+    else:
+        arr = np.asarray(images)
+        if arr.dtype.kind not in "uif":
+            raise InputError(f"synthesis needs numeric images, got dtype {arr.dtype}")
+        finite = bool(np.isfinite(arr).all()) if arr.dtype.kind == "f" else True
+    if not finite:
+        raise InputError("image contains NaN or Inf values; synthesis needs finite intensities")
+    small = [n for n in spatial if n < max(MIN_EXTENT, config.min_patch_side)]
+    if small:
+        raise InputError(
+            f"image of shape {spatial} is too small for synthesis: every axis needs at least "
+            f"{max(MIN_EXTENT, config.min_patch_side)} pixels")
+    return spatial
+
+
+def _is_torch(x) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def sample_size(spatial: Sequence[int], cfg: SynthesisConfig, rng: np.random.Generator) -> tuple[int, ...]:
+    """Patch side per axis: a fraction U[patch_size] of the extent (one fraction of the shortest axis
+    for square patches), at least ``min_patch_side``, rounded up to ``size_step``, at most the extent."""
+    lo, hi = cfg.patch_size
+    if cfg.square:
+        sides = [rng.uniform(lo, hi) * min(spatial)] * len(spatial)
+    else:
+        sides = [rng.uniform(lo, hi) * n for n in spatial]
+    out = []
+    for s, n in zip(sides, spatial):
+        s = max(int(round(s)), cfg.min_patch_side)
+        s = int(np.ceil(s / cfg.size_step) * cfg.size_step)
+        out.append(min(s, n))
+    return tuple(out)
+
+
+def sample_start(spatial: Sequence[int], size: Sequence[int], cfg: SynthesisConfig, rng: np.random.Generator) -> tuple[int, ...]:
+    """Box start whose centre is uniform in the central ``core_fraction`` of each axis (box kept inside)."""
+    start = []
+    for n, s in zip(spatial, size):
+        margin = (1.0 - cfg.core_fraction) / 2.0 * n
+        c = rng.uniform(margin, n - margin)
+        a = int(round(c - s / 2.0))
+        start.append(min(max(a, 0), n - s))
+    return tuple(start)
+
+
+def boxes_overlap(a_start, b_start, size_a, size_b) -> bool:
+    return all(a < b + sb and b < a + sa for a, b, sa, sb in zip(a_start, b_start, size_a, size_b))
+
+
+def sample_raters(size: Sequence[int], k: int, cfg: SynthesisConfig, rng: np.random.Generator) -> tuple[list[list[float]], list[float]]:
+    """K circles inside a patch: radius ~ N(rater_radius * shortest side, rater_radius_std), centre ~
+    N(patch centre, rater_centre_std * side), both bounded so the circle stays inside the patch."""
+    size = np.asarray(size, dtype=float)
+    smin = float(size.min())
+    r_max = max((smin - 1.0) / 2.0, 1.0)
+    centres, radii = [], []
+    for _ in range(k):
+        r = float(np.clip(rng.normal(cfg.rater_radius * smin, cfg.rater_radius_std), 1.0, r_max))
+        mu = (size - 1.0) / 2.0
+        c = rng.normal(mu, cfg.rater_centre_std * size)
+        c = np.clip(c, r, size - 1.0 - r)
+        centres.append([float(v) for v in c])
+        radii.append(r)
+    return centres, radii
+
+
+# --------------------------------------------------------------------------------------------------
+# Rendering (NumPy or torch, same code)
+# --------------------------------------------------------------------------------------------------
+def _arange(n: int, like):
+    if _is_torch(like):
+        import torch
+
+        return torch.arange(n, dtype=like.dtype, device=like.device)
+    return np.arange(n, dtype=like.dtype)
+
+
+def _const(values, like):
+    if _is_torch(like):
+        import torch
+
+        return torch.as_tensor(np.asarray(values), dtype=like.dtype, device=like.device)
+    return np.asarray(values, dtype=like.dtype)
+
+
+def disc_masks(size: Sequence[int], centres, radii, like) -> Any:
+    """Anti-aliased disc/ball masks ``(G, K, *size)``: 1 inside, 0 outside, a 1-pixel linear edge."""
+    centres = _const(centres, like)  # (G, K, nd)
+    radii = _const(radii, like)  # (G, K)
+    nd = len(size)
+    d2 = None
+    for ax, n in enumerate(size):
+        shape = [1] * nd
+        shape[ax] = n
+        coord = _arange(n, like).reshape(shape)
+        c = centres[..., ax].reshape(tuple(centres.shape[:2]) + (1,) * nd)
+        term = (coord - c) ** 2
+        d2 = term if d2 is None else d2 + term
+    r = radii.reshape(tuple(radii.shape) + (1,) * nd)
+    dist = d2**0.5
+    m = r + 0.5 - dist
+    if _is_torch(m):
+        return m.clamp(0.0, 1.0)
+    return np.clip(m, 0.0, 1.0)
+
+
+def _stack(items, like):
+    if _is_torch(like):
+        import torch
+
+        return torch.stack(items)
+    return np.stack(items)
+
+
+def render_poisson(images, plan: list[AnomalySpec], n_out: int, cfg: SynthesisConfig):
+    """Render Poisson anomalies of a plan; return ``(mean image, variance)`` for images ``[0, n_out)``.
+
+    ``images``: ``(N, *spatial)`` float array or tensor holding the targets ``[0, n_out)`` and any
+    extra source images after them.  Anomalies are grouped by box shape and rater count; each group is
+    one batched DST solve.  Specs with ``alpha`` use PII's interpolated guidance (Eq. 1); the others use
+    the rater masks with up-scaled (optionally mixed) source gradients.
+    """
+    nd = images.ndim - 1
+    out = images[:n_out] * 1.0
+    var = out * 0.0
+    if not plan:
+        return out, var
+    flat = images.reshape(images.shape[0], -1)
+    lows, highs = (flat.amin(1), flat.amax(1)) if _is_torch(flat) else (flat.min(1), flat.max(1))
+    groups: dict[tuple, list[AnomalySpec]] = {}
+    for spec in plan:
+        key = (spec.size, len(spec.radii), spec.alpha is not None)
+        groups.setdefault(key, []).append(spec)
+    for (size, k, interp), specs in groups.items():
+        tgt = _stack([images[s.target_index][s.target_slices] for s in specs], images)
+        src = _stack([images[s.source_index][s.source_slices] for s in specs], images)
+        bshape = (len(specs), 1) + (1,) * nd
+        gt = poisson.forward_gradients(tgt, nd)
+        gs = poisson.forward_gradients(src, nd)
+        if interp:
+            alpha = _const([s.alpha for s in specs], images).reshape((len(specs),) + (1,) * nd)
+            guidance = poisson.interpolated_guidance(gt, gs, alpha)
+            blends = poisson.poisson_solve(tgt, guidance)[:, None]
+        else:
+            scale = _const([s.gradient_scale for s in specs], images).reshape(bshape)
+            masks = disc_masks(size, [s.centres for s in specs], [s.radii for s in specs], images)
+            gt = [g[:, None] for g in gt]
+            gs = [scale * g[:, None] for g in gs]
+            guidance = poisson.masked_guidance(gt, gs, masks, mixed_gradients=cfg.mixed_gradients)
+            blends = poisson.poisson_solve(tgt[:, None], guidance)
+        if cfg.clip:
+            idx = [s.target_index for s in specs]
+            lo = _stack([lows[i] for i in idx], images).reshape(bshape)
+            hi = _stack([highs[i] for i in idx], images).reshape(bshape)
+            blends = blends.clamp(lo, hi) if _is_torch(blends) else np.clip(blends, lo, hi)
+        mean = blends.mean(1)
+        v = ((blends - mean[:, None]) ** 2).mean(1)
+        for s, m_i, v_i in zip(specs, mean, v):
+            out[s.target_index][s.target_slices] = m_i
+            var[s.target_index][s.target_slices] = v_i
+    return out, var
+
+
+class Synthesizer:
+    """Base class of FPI, PII and P-PII.
+
+    ``plan_image`` draws one image's anomalies; ``render`` turns a batch plan into results.  Call
+    :meth:`sample` for one image (optionally with a source image) or :meth:`batch` for a batch; both
+    accept NumPy arrays (results as NumPy float32) or torch tensors (results as tensors on their device).
+    """
+
+    method = "base"
+
+    def __init__(self, config: SynthesisConfig | None = None):
+        cfg = (config or SynthesisConfig(method=self.method)).resolved()
+        if cfg.method != self.method:
+            cfg = cfg.model_copy(update={"method": self.method}).resolved()
+        self.config = cfg
+
+    # -- to implement ---------------------------------------------------------------------------
+    def plan_image(self, index: int, spatial: tuple[int, ...], n_images: int, rng: np.random.Generator) -> list[AnomalySpec]:
+        raise NotImplementedError
+
+    def render(self, images, plan: list[AnomalySpec], n_out: int):
+        """Return ``(image, label, variance)`` batches for targets ``[0, n_out)``."""
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------------------
+    def plan(self, images, rng: np.random.Generator, n_out: int | None = None) -> list[AnomalySpec]:
+        spatial = validate_images(images, self.config)
+        n_out = images.shape[0] if n_out is None else n_out
+        plan: list[AnomalySpec] = []
+        for i in range(n_out):
+            plan.extend(self.plan_image(i, spatial, images.shape[0], rng))
+        return plan
+
+    def _source_index(self, index: int, n_images: int, rng: np.random.Generator) -> int:
+        """Pairwise: another image of the batch drawn at random (itself when it is alone)."""
+        if not self.config.pairwise or n_images < 2:
+            return index
+        j = int(rng.integers(0, n_images - 1))
+        return j if j < index else j + 1
+
+    def batch(self, images, rng: np.random.Generator | int | None = None, *, n_out: int | None = None,
+              plan: list[AnomalySpec] | None = None) -> list[SynthesisResult]:
+        """Synthesise anomalies into each of the first ``n_out`` images of ``images`` (``(N, *spatial)``);
+        images after ``n_out`` serve as sources only."""
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        work = _as_work_array(images)
+        n_out = work.shape[0] if n_out is None else n_out
+        if plan is None:
+            plan = self.plan(work, rng, n_out)
+        else:
+            validate_images(work, self.config)
+        img, lab, var = self.render(work, plan, n_out)
+        results = []
+        for i in range(n_out):
+            mine = [s for s in plan if s.target_index == i]
+            results.append(SynthesisResult(_out(img[i]), _out(lab[i]), _out(var[i]), [s.box() for s in mine], mine, self.method))
+        return results
+
+    def sample(self, target, source=None, rng: np.random.Generator | int | None = None,
+               plan: list[AnomalySpec] | None = None) -> SynthesisResult:
+        """One synthetic sample of ``target`` (2D or 3D), with the source patch from ``source`` when
+        given (pairwise) or from ``target`` itself."""
+        if source is not None and tuple(source.shape) != tuple(target.shape):
+            raise InputError(f"source shape {tuple(source.shape)} differs from target shape {tuple(target.shape)}")
+        stack = [target] if source is None else [target, source]
+        if _is_torch(target):
+            import torch
+
+            images = torch.stack(stack)
+        else:
+            images = np.stack([np.asarray(s) for s in stack])
+        return self.batch(images, rng, n_out=1, plan=plan)[0]
+
+
+def _as_work_array(images):
+    """float64 NumPy (exact CPU path) or a floating torch tensor (kept on its device and dtype)."""
+    if _is_torch(images):
+        return images if images.is_floating_point() else images.float()
+    arr = np.asarray(images)
+    if arr.dtype.kind not in "uif":
+        raise InputError(f"synthesis needs numeric images, got dtype {arr.dtype}")
+    return arr.astype(np.float64)
+
+
+def _out(x):
+    return x if _is_torch(x) else np.asarray(x, dtype=np.float32)
+
+
+def zero_border(label, nd: int):
+    """Zero the outermost pixel ring of each image of a ``(B, *spatial)`` batch (PII's labels)."""
+    for ax in range(1, nd + 1):
+        idx = [slice(None)] * (nd + 1)
+        idx[ax] = 0
+        label[tuple(idx)] = 0
+        idx[ax] = -1
+        label[tuple(idx)] = 0
+    return label

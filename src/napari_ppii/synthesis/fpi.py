@@ -1,0 +1,24 @@
+"""Foreign Patch Interpolation (FPI; Tan et al. 2020), the predecessor of PII.
+
+Same patch sampling as PII (square, same location in source and target), but a plain convex
+combination: ``(1 - alpha) * target + alpha * source`` inside the patch.  Label: ``alpha`` where the
+result differs from the target by more than ``label_tolerance``.  A constant image stays constant.
+"""
+
+from __future__ import annotations
+
+from .base import Synthesizer
+from .pii import PII, alpha_labels
+
+
+class FPI(Synthesizer):
+    method = "fpi"
+    plan_image = PII.plan_image
+
+    def render(self, images, plan, n_out):
+        out = images[:n_out] * 1.0
+        for s in plan:
+            t = images[s.target_index][s.target_slices]
+            src = images[s.source_index][s.source_slices]
+            out[s.target_index][s.target_slices] = (1.0 - s.alpha) * t + s.alpha * src
+        return out, alpha_labels(images, out, plan, n_out, self.config.label_tolerance), out * 0.0

@@ -1,0 +1,38 @@
+"""Poisson Image Interpolation (PII; Tan et al., MICCAI 2021), the baseline of the paper.
+
+One square patch per image (half-width ``U[0.05, 0.2]`` of the height, i.e. side ``U[0.1, 0.4]``),
+centre in the central 80%, at the *same* location in source and target; interpolation factor
+``alpha ~ U[alpha]``; guidance = Eq. 1 of the paper over the patch box, solved by the DST Poisson solve.
+Label: ``alpha`` where the blended image differs from the target by more than ``label_tolerance``,
+zero on the image border.  No raters: the variance is zero.
+"""
+
+from __future__ import annotations
+
+from .base import AnomalySpec, Synthesizer, render_poisson, sample_size, sample_start, zero_border
+
+
+def alpha_labels(images, mean, plan, n_out, tolerance):
+    """``alpha`` inside each anomaly's box where the image changed by more than ``tolerance``."""
+    label = mean * 0.0
+    for s in plan:
+        sl = s.target_slices
+        changed = abs(mean[s.target_index][sl] - images[s.target_index][sl]) > tolerance
+        label[s.target_index][sl] = changed * s.alpha
+    return zero_border(label, images.ndim - 1)
+
+
+class PII(Synthesizer):
+    method = "pii"
+
+    def plan_image(self, index, spatial, n_images, rng):
+        cfg = self.config
+        src = self._source_index(index, n_images, rng)
+        size = sample_size(spatial, cfg, rng)
+        start = sample_start(spatial, size, cfg, rng)
+        alpha = float(rng.uniform(cfg.alpha[0], cfg.alpha[1]))
+        return [AnomalySpec(index, src, start, start, size, 1.0, alpha, [], [])]
+
+    def render(self, images, plan, n_out):
+        mean, var = render_poisson(images, plan, n_out, self.config)
+        return mean, alpha_labels(images, mean, plan, n_out, self.config.label_tolerance), var

@@ -1,0 +1,99 @@
+"""Shared fixtures: scans and files the tests make themselves."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+
+
+def make_dicom(path: Path, pixels: np.ndarray, *, position=(0.0, 0.0, 0.0), instance=1, series_uid="1.2.3.4",
+               modality="CT", slope=1.0, intercept=-1024.0, photometric="MONOCHROME2", bits_stored=None,
+               spacing=(0.7, 0.7), orientation=(1, 0, 0, 0, 1, 0), signed=None, extra=None) -> Path:
+    """Write a minimal but valid single-frame DICOM file (explicit VR little endian)."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    pixels = np.asarray(pixels)
+    signed = pixels.dtype.kind == "i" if signed is None else signed
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    sop = generate_uid()
+    meta.MediaStorageSOPInstanceUID = sop
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = sop
+    ds.SeriesInstanceUID = series_uid
+    ds.StudyInstanceUID = "1.2.3"
+    ds.Modality = modality
+    ds.InstanceNumber = instance
+    ds.ImagePositionPatient = [float(v) for v in position]
+    ds.ImageOrientationPatient = [float(v) for v in orientation]
+    ds.PixelSpacing = [float(v) for v in spacing]
+    ds.SliceThickness = 1.0
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = pixels.dtype.itemsize * 8
+    ds.BitsStored = bits_stored or ds.BitsAllocated
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    ds.RescaleSlope = slope
+    ds.RescaleIntercept = intercept
+    ds.WindowCenter = -600
+    ds.WindowWidth = 1600
+    for k, v in (extra or {}).items():
+        setattr(ds, k, v)
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.fixture
+def dicom_series(tmp_path):
+    """A 6-slice CT series with shuffled file names and InstanceNumber running against z.
+
+    Slice ``k`` (in z order) holds the value ``100 * k`` (+1024 stored offset), so order is checkable.
+    """
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "series"
+    folder.mkdir()
+    n = 6
+    names = [f"f{v:03d}.dcm" for v in rng.permutation(n)]
+    zs = np.arange(n) * 2.5 - 10.0
+    for k in range(n):
+        arr = np.full((20, 24), 100 * k + 1024, dtype=np.int16)
+        arr[0, 0] = 1024 - 1000  # one air voxel
+        make_dicom(folder / names[k], arr, position=(-50.0, -60.0, zs[k]), instance=n - k)
+    (folder / "notes.txt").write_text("not dicom")
+    return folder
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def smooth_image(shape, seed=0):
+    """A smooth random image in [0, 1] (sum of a few Gaussians)."""
+    r = np.random.default_rng(seed)
+    grids = np.meshgrid(*[np.linspace(0, 1, n) for n in shape], indexing="ij")
+    img = np.zeros(shape)
+    for _ in range(6):
+        c = r.random(len(shape))
+        w = 0.05 + 0.2 * r.random()
+        img += r.random() * np.exp(-sum((g - ci) ** 2 for g, ci in zip(grids, c)) / (2 * w**2))
+    img += 0.05 * r.random(shape)
+    img -= img.min()
+    return (img / img.max()).astype(np.float32)
+
+
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
