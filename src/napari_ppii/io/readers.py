@@ -322,6 +322,8 @@ def read_itk(path: str | Path) -> Scan:
         img = img[:, :, :, 0]
     if img.GetDimension() not in (2, 3):
         raise InputError(f"is {img.GetDimension()}D; expected a 2D image or a 3D volume", path)
+    if _suffix(path) in (".nii", ".nii.gz"):
+        _check_nifti_finite(path)
     arr = sitk.GetArrayFromImage(img)
     spacing, origin, direction = Scan.geometry_from_sitk(img)
     if arr.ndim == 3 and arr.shape[0] == 1:  # single slice: treat as a 2D image
@@ -334,6 +336,18 @@ def read_itk(path: str | Path) -> Scan:
             meta[key] = img.GetMetaData(key)
     modality = "CT" if arr.ndim == 3 and arr.min() < -500 else "OT"
     return Scan(out, spacing, origin, direction, modality=modality, path=path, metadata=meta)
+
+
+def _check_nifti_finite(path: Path) -> None:
+    """ITK's NIfTI reader silently turns NaN/Inf voxels into 0; check the stored data with nibabel."""
+    import nibabel as nib
+
+    try:
+        data = np.asanyarray(nib.load(str(path)).dataobj)
+    except Exception:
+        return  # SimpleITK read it; nibabel's opinion of the header is not needed for this check
+    if data.dtype.kind == "f":
+        check_finite(data, path)
 
 
 # --------------------------------------------------------------------------------------------------

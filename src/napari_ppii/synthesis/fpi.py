@@ -1,6 +1,7 @@
 """Foreign Patch Interpolation (FPI; Tan et al. 2020), the predecessor of PII.
 
-Same patch sampling as PII (square, same location in source and target), but a plain convex
+Same patch sampling as PII (square, same location in source and target; another location when the
+source is the image itself), but a plain convex
 combination: ``(1 - alpha) * target + alpha * source`` inside the patch.  Label: ``alpha`` where the
 result differs from the target by more than ``label_tolerance``.  A constant image stays constant.
 """

@@ -1,7 +1,9 @@
 """Poisson Image Interpolation (PII; Tan et al., MICCAI 2021), the baseline of the paper.
 
 One square patch per image (half-width ``U[0.05, 0.2]`` of the height, i.e. side ``U[0.1, 0.4]``),
-centre in the central 80%, at the *same* location in source and target; interpolation factor
+centre in the central 80%, at the *same* location in source and target (when the source is the image
+itself -- a single image, or ``pairwise=False`` -- the source patch comes from another location instead,
+since the same location would change nothing); interpolation factor
 ``alpha ~ U[alpha]``; guidance = Eq. 1 of the paper over the patch box, solved by the DST Poisson solve.
 Label: ``alpha`` where the blended image differs from the target by more than ``label_tolerance``,
 zero on the image border.  No raters: the variance is zero.
@@ -9,7 +11,7 @@ zero on the image border.  No raters: the variance is zero.
 
 from __future__ import annotations
 
-from .base import AnomalySpec, Synthesizer, render_poisson, sample_size, sample_start, zero_border
+from .base import AnomalySpec, Synthesizer, boxes_overlap, render_poisson, sample_size, sample_start, zero_border
 
 
 def alpha_labels(images, mean, plan, n_out, tolerance):
@@ -30,8 +32,14 @@ class PII(Synthesizer):
         src = self._source_index(index, n_images, rng)
         size = sample_size(spatial, cfg, rng)
         start = sample_start(spatial, size, cfg, rng)
+        s_start = start
+        if src == index:
+            for _try in range(cfg.max_tries):
+                s_start = sample_start(spatial, size, cfg, rng)
+                if not boxes_overlap(s_start, start, size, size):
+                    break
         alpha = float(rng.uniform(cfg.alpha[0], cfg.alpha[1]))
-        return [AnomalySpec(index, src, start, start, size, 1.0, alpha, [], [])]
+        return [AnomalySpec(index, src, start, s_start, size, 1.0, alpha, [], [])]
 
     def render(self, images, plan, n_out):
         mean, var = render_poisson(images, plan, n_out, self.config)
