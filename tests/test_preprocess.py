@@ -43,7 +43,7 @@ def test_equalise_flattens_histogram():
     q = np.sort(e.ravel())
     assert np.abs(q - np.linspace(0, 1, q.size)).max() < 0.08  # one 256-bin step at most
     assert np.abs(np.sort(x.ravel()) - np.linspace(0, 1, q.size)).max() > 0.2
-    assert np.array_equal(np.argsort(x.ravel()[:50]), np.argsort(e.ravel()[:50]))  # monotone
+    assert np.all(np.diff(e.ravel()[np.argsort(x.ravel())]) >= 0)  # monotone mapping
     const = np.full((8, 8), 0.3, np.float32)
     np.testing.assert_array_equal(equalise(const), const)
 
