@@ -233,3 +233,12 @@ def test_baselines_on_a_single_image_take_the_patch_from_elsewhere(cls):
     (s,) = r.plan
     assert not boxes_overlap(s.source_start, s.target_start, s.size, s.size)
     assert r.label.max() > 0
+
+
+def test_fast_sizes_give_smooth_dst_lengths(pair):
+    from napari_ppii.synthesis.base import _is_smooth
+
+    r = PPII(SynthesisConfig(n_anomalies=(10, 10))).sample(*pair, rng=0)
+    assert all(_is_smooth(s - 1) or s == n for spec in r.plan for s, n in zip(spec.size, pair[0].shape))
+    plain = PPII(SynthesisConfig(n_anomalies=(10, 10), fast_sizes=False)).sample(*pair, rng=0)
+    assert any(not _is_smooth(s - 1) for spec in plain.plan for s in spec.size)

@@ -126,20 +126,35 @@ def _is_torch(x) -> bool:
     return type(x).__module__.startswith("torch")
 
 
+def _is_smooth(n: int) -> bool:
+    for p in (2, 3, 5):
+        while n % p == 0:
+            n //= p
+    return n == 1
+
+
+def round_side(s: int, n: int, cfg: SynthesisConfig) -> int:
+    """Smallest side >= ``s`` that is a multiple of ``size_step`` and (``fast_sizes``) whose DST-I
+    length ``2 (side - 1)`` is 5-smooth; at most the extent ``n``."""
+    s = max(int(s), cfg.min_patch_side)
+    s = int(np.ceil(s / cfg.size_step) * cfg.size_step)
+    if cfg.fast_sizes:
+        t = s
+        while t <= n and not _is_smooth(t - 1):
+            t += cfg.size_step
+        s = t if t <= n else s
+    return min(s, n)
+
+
 def sample_size(spatial: Sequence[int], cfg: SynthesisConfig, rng: np.random.Generator) -> tuple[int, ...]:
     """Patch side per axis: a fraction U[patch_size] of the extent (one fraction of the shortest axis
-    for square patches), at least ``min_patch_side``, rounded up to ``size_step``, at most the extent."""
+    for square patches), at least ``min_patch_side``, rounded up by :func:`round_side`."""
     lo, hi = cfg.patch_size
     if cfg.square:
         sides = [rng.uniform(lo, hi) * min(spatial)] * len(spatial)
     else:
         sides = [rng.uniform(lo, hi) * n for n in spatial]
-    out = []
-    for s, n in zip(sides, spatial):
-        s = max(int(round(s)), cfg.min_patch_side)
-        s = int(np.ceil(s / cfg.size_step) * cfg.size_step)
-        out.append(min(s, n))
-    return tuple(out)
+    return tuple(round_side(int(round(s)), n, cfg) for s, n in zip(sides, spatial))
 
 
 def sample_start(spatial: Sequence[int], size: Sequence[int], cfg: SynthesisConfig, rng: np.random.Generator) -> tuple[int, ...]:
@@ -163,15 +178,10 @@ def sample_raters(size: Sequence[int], k: int, cfg: SynthesisConfig, rng: np.ran
     size = np.asarray(size, dtype=float)
     smin = float(size.min())
     r_max = max((smin - 1.0) / 2.0, 1.0)
-    centres, radii = [], []
-    for _ in range(k):
-        r = float(np.clip(rng.normal(cfg.rater_radius * smin, cfg.rater_radius_std), 1.0, r_max))
-        mu = (size - 1.0) / 2.0
-        c = rng.normal(mu, cfg.rater_centre_std * size)
-        c = np.clip(c, r, size - 1.0 - r)
-        centres.append([float(v) for v in c])
-        radii.append(r)
-    return centres, radii
+    radii = np.clip(rng.normal(cfg.rater_radius * smin, cfg.rater_radius_std, size=k), 1.0, r_max)
+    centres = rng.normal((size - 1.0) / 2.0, cfg.rater_centre_std * size, size=(k, size.size))
+    centres = np.clip(centres, radii[:, None], size - 1.0 - radii[:, None])
+    return centres.tolist(), radii.tolist()
 
 
 # --------------------------------------------------------------------------------------------------
