@@ -127,6 +127,49 @@ def cmd_synthesize(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
+# ppii train / predict
+# --------------------------------------------------------------------------------------------------
+def cmd_train(args) -> int:
+    from .training import config_from_checkpoint, train
+
+    if args.resume and not args.config:
+        cfg = config_from_checkpoint(args.resume).with_overrides(args.overrides)
+    else:
+        cfg = _load_config(args)
+    if args.device:
+        cfg = cfg.with_overrides([f"training.device={args.device}"])
+    if args.out:
+        cfg = cfg.with_overrides([f"training.out_dir={args.out}"])
+    if args.data:
+        cfg = cfg.with_overrides([f"data.train={args.data}"])
+    res = train(cfg, resume=args.resume, progress=not args.quiet)
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        print(f"trained {cfg.model.backbone} to step {res.step}: loss {res.last_loss:.4f}, best val Dice "
+              f"{res.best_dice:.4f}; checkpoints in {cfg.training.out_dir}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .io import read_scan, write_array
+    from .predict import Predictor
+
+    pred = Predictor(args.checkpoint, device=args.device or "cpu")
+    scan = read_scan(args.input, args.series)
+    amap = pred.predict_scan(scan, samples=args.samples)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    fmt = args.format or ("nifti" if scan.ndim == 3 else "tiff")
+    a = write_array(amap.mean, out / "anomaly_map", like=scan, fmt=fmt)
+    v = write_array(amap.variance, out / "variance", like=scan, fmt=fmt)
+    (out / "predict.json").write_text(json.dumps({
+        "checkpoint": str(args.checkpoint), "step": pred.step, "input": str(args.input), "samples": amap.samples,
+        "backbone": pred.cfg.model.backbone, "shape": list(scan.shape), "spacing": list(scan.spacing),
+        "origin": list(scan.origin), "max": float(amap.mean.max()), "files": [a.name, v.name]}, indent=2))
+    print(f"{pred.cfg.model.backbone} ({amap.samples} sample{'s' if amap.samples != 1 else ''}): wrote {a.name}, {v.name} to {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ppii", description="Self-supervised anomaly localisation with P-PII")
     parser.add_argument("--version", action="version", version=f"napari-ppii {__version__}")
@@ -150,6 +193,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     _add_config_args(p)
     p.set_defaults(func=cmd_synthesize)
+
+    p = sub.add_parser("train", help="train a backbone on normal scans with synthetic anomalies")
+    _add_config_args(p)
+    p.add_argument("--resume", type=Path, help="checkpoint to continue from (its configuration, plus --set overrides)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: the configuration's, auto)")
+    p.add_argument("--data", help="shortcut for --set data.train=PATH")
+    p.add_argument("--out", help="shortcut for --set training.out_dir=DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="anomaly map and variance map of a scan from a checkpoint")
+    p.add_argument("input", help="radiograph file, volume file or DICOM series folder")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--samples", type=int, help="MC-dropout / PHiSeg samples (default: the model's)")
+    p.add_argument("--device", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--series", help="SeriesInstanceUID for folders with several series")
+    p.add_argument("--format", choices=["tiff", "nifti"], help="default: tiff for 2D, nifti for volumes")
+    p.set_defaults(func=cmd_predict)
     return parser
 
 
@@ -161,9 +223,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"ppii: error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        print(f"ppii: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        from .training.loop import TrainingError
+
+        if isinstance(exc, TrainingError):
+            print(f"ppii: error: {exc}", file=sys.stderr)
+            return 3
+        if isinstance(exc, OSError):
+            print(f"ppii: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("ppii: interrupted", file=sys.stderr)
         return 130

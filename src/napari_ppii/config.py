@@ -103,11 +103,89 @@ class PreprocessConfig(_Model):
     size: int | None = Field(None, ge=16, le=4096, description="resize 2D images / slices to size x size (None = keep)")
 
 
+class ModelConfig(_Model):
+    """The backbone (paper section 3: five resolution levels each; PHiSeg two more)."""
+
+    backbone: Literal["unet", "mc_unet", "phiseg"] = Field("unet", description="U-Net, MC-dropout U-Net or PHiSeg")
+    base_channels: int = Field(32, ge=2, le=256, description="channels at full resolution (doubling per level, capped at 512)")
+    levels: int = Field(5, ge=2, le=8, description="resolution levels (PHiSeg: latent levels; it adds two resolution levels)")
+    dropout: float = Field(0.1, ge=0, lt=1, description="MC-dropout U-Net: dropout rate, active at inference")
+    latent_channels: int = Field(2, ge=1, le=64, description="PHiSeg: channels of each latent level")
+    kl_weight: float = Field(1.0, ge=0, le=100, description="PHiSeg: weight of the KL term")
+    samples: int = Field(10, ge=1, le=200, description="MC-dropout / PHiSeg: samples drawn at inference (paper: 50 for PHiSeg)")
+
+
+class AugmentConfig(_Model):
+    """Augmentations of the normal images before synthesis (paper Table 2), each switchable."""
+
+    scaling: bool = Field(False, description="random isotropic scaling")
+    scale_range: tuple[float, float] = Field((0.9, 1.1), description="scaling factor range")
+    rotation: bool = Field(False, description="random rotation")
+    rotation_degrees: float = Field(10.0, ge=0, le=180, description="rotation range +- degrees (paper: 10)")
+    elastic: bool = Field(False, description="random elastic deformation")
+    elastic_alpha: float = Field(8.0, ge=0, le=100, description="elastic: displacement magnitude in pixels")
+    elastic_sigma: float = Field(0.08, gt=0, le=1, description="elastic: smoothness, fraction of the image side")
+
+    @model_validator(mode="after")
+    def _validate(self) -> "AugmentConfig":
+        _check_range("augment.scale_range", self.scale_range, 0.25, 4.0)
+        return self
+
+
+class DataConfig(_Model):
+    """Where normal training images come from."""
+
+    train: str | None = Field(None, description="folder of radiographs, an annotations CSV (rows with split=train "
+                              "and, when a label column exists, label=normal), or a CT series folder / volume file")
+    boxes: str | None = Field(None, description="CT: lesion boxes (LIDC XML or CSV) for the lesion-margin rule")
+    lesion_margin: int = Field(5, ge=0, le=100, description="CT: slices within this many of a lesion are not normal (paper: ~5)")
+    image_size: int = Field(256, ge=32, le=2048, description="training images are resized to size x size (paper: 512)")
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="normal images held out for the validation set")
+    val_samples: int = Field(32, ge=1, le=10000, description="fixed, seeded synthetic validation samples")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+
+class TrainingConfig(_Model):
+    """The step-based trainer (paper: 100,000 steps, batch 16, 512x512, Adam, best-Dice checkpoint)."""
+
+    steps: int = Field(100_000, ge=1, le=10_000_000, description="optimisation steps")
+    batch_size: int = Field(16, ge=1, le=1024, description="images per step (per process under torchrun)")
+    lr: float = Field(1e-3, gt=0, le=1, description="peak learning rate (Adam)")
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    warmup_steps: int = Field(100, ge=0, description="linear warm-up, then cosine decay to lr_min")
+    lr_min: float = Field(1e-5, ge=0, description="final learning rate of the cosine schedule")
+    loss: Literal["bce_dice", "bce", "dice", "mse"] = Field("bce_dice", description="loss on the continuous label")
+    confidence_weighting: bool = Field(False, description="weight each pixel's loss by exp(-gamma * rater std), "
+                                       "normalised to mean 1 (the paper's future work)")
+    confidence_gamma: float = Field(5.0, ge=0, le=1000, description="gamma of the confidence weighting")
+    val_every: int = Field(500, ge=1, description="validate (and checkpoint) every N steps")
+    log_every: int = Field(10, ge=1, description="log a line every N steps")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    amp: bool = Field(True, description="bf16 autocast on CUDA (never on the CPU)")
+    channels_last: bool = Field(True, description="channels_last memory format on CUDA")
+    synthesis_on_device: bool = Field(True, description="run the batched torch synthesis on the training device")
+    out_dir: str = Field("runs/ppii", description="checkpoints and the JSON-lines log go here")
+    num_threads: int | None = Field(None, ge=1, le=256, description="CPU threads for torch (None: torch's default)")
+
+    @model_validator(mode="after")
+    def _validate(self) -> "TrainingConfig":
+        import re
+
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.lr_min > self.lr:
+            raise ValueError(f"lr_min ({self.lr_min}) must not exceed lr ({self.lr})")
+        return self
+
+
 class PPIIConfig(_Model):
     """The one configuration object: widget, CLI and trainer all read it."""
 
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
     seed: int = Field(0, ge=0, description="seed of every random choice")
 
     # -------------------------------------------------------------------------------------------

@@ -1,0 +1,185 @@
+"""Training data: normal images in memory, augmentations, on-the-fly synthesis, the validation set.
+
+Sources of normal images (``data.train``):
+
+* a folder of radiographs (every readable image file in it, recursively);
+* an annotations CSV like ``../shared/data/jsrt/annotations.csv``: rows with ``split == train`` (and
+  ``label == normal`` where a label column exists); image paths relative to the CSV;
+* a CT series folder or a volume file: every slice, except -- with ``data.boxes`` -- slices within
+  ``lesion_margin`` slices of an annotated lesion (the paper: ~5 slices either side count as context).
+
+Every image goes through :func:`model_input` -- the same pre-processing :mod:`napari_ppii.predict` uses.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..config import AugmentConfig, PPIIConfig
+from ..errors import InputError
+from ..io import read_boxes, read_scan
+from ..io.readers import DICOM_SUFFIXES, ITK_SUFFIXES, RASTER_SUFFIXES, _suffix
+from ..io.scan import Scan
+from ..preprocess import prepare, resize
+from ..synthesis import make_synthesizer
+
+
+def model_input(scan: Scan, cfg: PPIIConfig) -> np.ndarray:
+    """Scan -> ``(N, S, S)`` float32 in [0, 1]: pre-process at native resolution (window/normalise,
+    equalise), then resize each image / slice to ``data.image_size``."""
+    prep = prepare(scan, cfg.preprocess.model_copy(update={"size": None}))
+    s = cfg.data.image_size
+    arr = prep.array if prep.ndim == 3 else prep.array[None]
+    return np.stack([resize(a, (s, s)) for a in arr]).astype(np.float32)
+
+
+def normal_slices(n_slices: int, lesion_z: list[tuple[float, float]], margin: int) -> list[int]:
+    """Slices farther than ``margin`` from every lesion's z-range."""
+    keep = []
+    for z in range(n_slices):
+        if all(z < lo - margin or z > hi + margin for lo, hi in lesion_z):
+            keep.append(z)
+    return keep
+
+
+def _csv_images(path: Path) -> list[Path]:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or "image" not in rows[0]:
+        raise InputError("annotations CSV needs an 'image' column", path)
+    out = []
+    for r in rows:
+        if "split" in r and (r["split"] or "").strip().lower() != "train":
+            continue
+        if "label" in r and (r["label"] or "").strip().lower() not in ("normal", ""):
+            continue
+        out.append(path.parent / r["image"])
+    if not out:
+        raise InputError("no rows with split=train (and label=normal) to train on", path)
+    return out
+
+
+def load_normal_images(cfg: PPIIConfig) -> np.ndarray:
+    """All normal training images as ``(N, S, S)`` float32."""
+    if not cfg.data.train:
+        raise InputError("no training data: set data.train to a folder, an annotations CSV or a CT series")
+    src = Path(cfg.data.train)
+    if not src.exists():
+        raise InputError("training data not found", src)
+    if src.is_file() and src.suffix.lower() == ".csv":
+        return np.concatenate([model_input(read_scan(p), cfg) for p in _csv_images(src)])
+    is_series = src.is_dir() and not any(_suffix(p) in RASTER_SUFFIXES for p in src.iterdir() if p.is_file())
+    if src.is_file() or is_series:
+        scan = read_scan(src)
+        arr = model_input(scan, cfg)
+        if scan.ndim == 3:
+            lesions = []
+            if cfg.data.boxes:
+                boxes = read_boxes(cfg.data.boxes, scan.slice_positions)
+                lesions = [(b.lo[0], b.hi[0]) for b in boxes if b.ndim == 3 and b.label != "non-nodule"]
+            keep = normal_slices(arr.shape[0], lesions, cfg.data.lesion_margin)
+            if not keep:
+                raise InputError("no slice is farther than lesion_margin from a lesion", src)
+            arr = arr[keep]
+        return arr
+    files = sorted(p for p in src.rglob("*") if p.is_file() and _suffix(p) in RASTER_SUFFIXES + ITK_SUFFIXES + DICOM_SUFFIXES)
+    if not files:
+        raise InputError("folder holds no image files", src)
+    return np.concatenate([model_input(read_scan(p), cfg) for p in files])
+
+
+# --------------------------------------------------------------------------------------------------
+# Augmentations (torch, on the training device)
+# --------------------------------------------------------------------------------------------------
+def augment(images: torch.Tensor, cfg: AugmentConfig, rng: np.random.Generator) -> torch.Tensor:
+    """Scaling, rotation and elastic deformation of a ``(B, H, W)`` batch; parameters from ``rng``."""
+    if not (cfg.scaling or cfg.rotation or cfg.elastic):
+        return images
+    b, h, w = images.shape
+    ang = rng.uniform(-cfg.rotation_degrees, cfg.rotation_degrees, b) if cfg.rotation else np.zeros(b)
+    sc = rng.uniform(*cfg.scale_range, b) if cfg.scaling else np.ones(b)
+    rad = np.deg2rad(ang)
+    theta = np.zeros((b, 2, 3))
+    theta[:, 0, 0] = np.cos(rad) / sc
+    theta[:, 0, 1] = -np.sin(rad) / sc
+    theta[:, 1, 0] = np.sin(rad) / sc
+    theta[:, 1, 1] = np.cos(rad) / sc
+    theta_t = torch.as_tensor(theta, dtype=images.dtype, device=images.device)
+    grid = F.affine_grid(theta_t, (b, 1, h, w), align_corners=False)
+    if cfg.elastic:
+        g = max(2, int(round(1.0 / cfg.elastic_sigma)))
+        coarse = torch.as_tensor(rng.normal(size=(b, 2, g, g)), dtype=images.dtype, device=images.device)
+        disp = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
+        disp = disp * (2.0 * cfg.elastic_alpha / max(h, w))
+        grid = grid + disp.permute(0, 2, 3, 1)
+    out = F.grid_sample(images[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out[:, 0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Batches
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Batch:
+    image: torch.Tensor  # (B, 1, H, W) synthetic training images
+    label: torch.Tensor  # (B, 1, H, W)
+    variance: torch.Tensor  # (B, 1, H, W) rater variance
+
+
+class SyntheticBatches:
+    """Draws batches: random normal images -> augmentations -> synthesis (P-PII by default).
+
+    All randomness comes from one NumPy generator (its state goes into checkpoints), so a resumed run
+    draws exactly the batches the uninterrupted run would have drawn.
+    """
+
+    def __init__(self, images: np.ndarray, cfg: PPIIConfig, device: torch.device, on_device: bool = True):
+        self.cpu_images = torch.as_tensor(images)
+        self.device = device
+        self.images = self.cpu_images.to(device) if on_device else self.cpu_images
+        self.cfg = cfg
+        self.synth = make_synthesizer(cfg.synthesis)
+
+    def draw(self, rng: np.random.Generator, batch_size: int) -> Batch:
+        idx = rng.integers(0, self.images.shape[0], batch_size)
+        x = self.images[torch.as_tensor(idx, device=self.images.device)]
+        x = augment(x, self.cfg.data.augment, rng)
+        results = self.synth.batch(x, rng)
+        stack = lambda k: torch.stack([getattr(r, k) for r in results])[:, None].to(self.device, torch.float32)  # noqa: E731
+        return Batch(stack("image"), stack("label"), stack("variance"))
+
+
+def validation_set(images: np.ndarray, cfg: PPIIConfig) -> Batch:
+    """A fixed, seeded synthetic set (``data.val_samples`` samples of the given images; NumPy engine,
+    independent of the training generator and of the device)."""
+    rng = np.random.default_rng([cfg.seed, 0xBA1])
+    synth = make_synthesizer(cfg.synthesis)
+    n = cfg.data.val_samples
+    out_i, out_l, out_v = [], [], []
+    while len(out_i) < n:
+        k = min(len(images), n - len(out_i))
+        idx = rng.permutation(len(images))[: max(k, 2) if len(images) > 1 else 1]
+        res = synth.batch(images[idx].astype(np.float64), rng, n_out=k)
+        for r in res:
+            out_i.append(r.image)
+            out_l.append(r.label)
+            out_v.append(r.variance)
+    t = lambda a: torch.as_tensor(np.stack(a))[:, None].float()  # noqa: E731
+    return Batch(t(out_i), t(out_l), t(out_v))
+
+
+def split_train_val(images: np.ndarray, cfg: PPIIConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out ``val_fraction`` of the normal images (seeded); with fewer than two held out, the
+    validation set is drawn from the training images (with its own seed)."""
+    n = len(images)
+    n_val = int(round(cfg.data.val_fraction * n))
+    if n_val < 2 or n - n_val < 1:
+        return images, images
+    perm = np.random.default_rng([cfg.seed, 0x5EED]).permutation(n)
+    return images[perm[n_val:]], images[perm[:n_val]]

@@ -1,0 +1,298 @@
+"""The step-based trainer.
+
+``train(cfg)`` trains ``cfg.model`` on normal images with synthetic anomalies generated on the fly, for
+``cfg.training.steps`` steps; validates every ``val_every`` steps on a fixed seeded synthetic set (soft
+Dice over all validation pixels); keeps ``last.pt`` and ``best.pt`` (by validation Dice, as the paper);
+logs JSON lines to ``out_dir/log.jsonl``.  Resuming from a checkpoint continues exactly: on the CPU,
+N steps + resume N steps gives the weights of 2N uninterrupted steps.
+
+Under ``torchrun --nproc_per_node N`` it runs DistributedDataParallel (NCCL on CUDA, gloo on the CPU),
+each process drawing its own batches (seed + rank); rank 0 writes checkpoints and the log.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import PPIIConfig
+from ..errors import InputError
+from ..models import build_model
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import SyntheticBatches, load_normal_images, split_train_val, validation_set
+from .log import JsonlLog
+from .losses import segmentation_loss, soft_dice
+
+
+class TrainingError(RuntimeError):
+    """Training stopped (out of memory, diverged): the message says what to change."""
+
+
+@dataclass
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> "DistContext":
+        ws = int(os.environ.get("WORLD_SIZE", "1"))
+        return cls(int(os.environ.get("RANK", "0")), ws, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"device {spec!r} asked for, but no CUDA device is available (use --device cpu)")
+        idx = int(spec.split(":")[1]) if ":" in spec else local_rank
+        if idx >= torch.cuda.device_count():
+            raise InputError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA device(s) found")
+        return torch.device("cuda", idx)
+    return torch.device("cpu")
+
+
+def lr_lambda(cfg: PPIIConfig):
+    t = cfg.training
+    floor = t.lr_min / t.lr
+
+    def f(step: int) -> float:
+        if t.warmup_steps and step < t.warmup_steps:
+            return (step + 1) / t.warmup_steps
+        span = max(1, t.steps - t.warmup_steps)
+        p = min(1.0, (step - t.warmup_steps) / span)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p))
+
+    return f
+
+
+class _TrainStep(nn.Module):
+    """forward(x, y) -> (logits, aux): lets DDP wrap PHiSeg's posterior pass too."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, y):
+        return self.model.training_forward(x, y)
+
+
+@torch.no_grad()
+def evaluate_dice(model, val, device, samples: int = 1, batch: int = 8) -> tuple[float, float]:
+    """Soft Dice over all validation pixels, and the mean BCE+Dice loss, of ``model.predict``."""
+    inter = denom = 0.0
+    losses = []
+    for i in range(0, val.image.shape[0], batch):
+        x = val.image[i:i + batch].to(device)
+        y = val.label[i:i + batch].to(device)
+        mean, _ = model.predict(x, samples=samples)
+        inter += float((mean * y).sum())
+        denom += float(mean.sum() + y.sum())
+        losses.append(float(1.0 - soft_dice(mean, y).mean()))
+    return (2 * inter + 1e-6) / (denom + 1e-6), float(np.mean(losses))
+
+
+def _rng_state(data_rng: np.random.Generator, device) -> dict:
+    st = {"numpy": data_rng.bit_generator.state, "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        st["cuda"] = torch.cuda.get_rng_state(device)
+    return st
+
+
+def _set_rng_state(data_rng: np.random.Generator, st: dict, device) -> None:
+    data_rng.bit_generator.state = st["numpy"]
+    torch.set_rng_state(st["torch"])
+    if device.type == "cuda" and "cuda" in st:
+        torch.cuda.set_rng_state(st["cuda"], device)
+
+
+@dataclass
+class TrainResult:
+    step: int
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+    best_dice: float
+    last_loss: float
+
+
+class _StopRequest:
+    """SIGTERM / SIGINT ask the loop to stop after the current step and write ``last.pt``."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+
+def train(cfg: PPIIConfig, resume: str | Path | None = None, *, progress: bool = False,
+          images: np.ndarray | None = None, stop_after: int | None = None) -> TrainResult:
+    """Train as ``cfg`` says; ``resume`` continues from a checkpoint.  ``images`` (``(N, S, S)`` in
+    [0, 1]) replaces ``data.train`` (e.g. images from napari layers or tests).
+
+    ``stop_after`` (or SIGTERM/SIGINT) stops early at that step and writes ``last.pt``: resuming it with
+    the same configuration continues exactly where the uninterrupted run would be."""
+    dist = DistContext.from_env()
+    t = cfg.training
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+    device = resolve_device(t.device, dist.local_rank)
+    if dist.enabled and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    torch.manual_seed(cfg.seed + dist.rank)
+    data_rng = np.random.default_rng([cfg.seed, dist.rank])
+
+    pool = load_normal_images(cfg) if images is None else np.asarray(images, dtype=np.float32)
+    if pool.ndim != 3 or len(pool) == 0:
+        raise InputError(f"training images must be a non-empty (N, H, W) stack, got shape {pool.shape}")
+    train_imgs, val_imgs = split_train_val(pool, cfg)
+    val = validation_set(val_imgs, cfg)
+    batches = SyntheticBatches(train_imgs, cfg, device, on_device=t.synthesis_on_device)
+
+    model = build_model(cfg.model).to(device)
+    use_cuda_tricks = device.type == "cuda"
+    if use_cuda_tricks and t.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+    step, best = 0, -1.0
+    if resume is not None:
+        ck = load_checkpoint(resume, map_location=device)
+        try:
+            model.load_state_dict(ck["model"])
+        except RuntimeError as exc:
+            raise InputError(f"checkpoint does not fit the configured model ({str(exc).splitlines()[0]})", resume) from None
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        step, best = int(ck["step"]), float(ck.get("best_dice", -1.0))
+        _set_rng_state(data_rng, ck["rng"], device)
+    step_fn = _TrainStep(model)
+    if dist.enabled:
+        step_fn = nn.parallel.DistributedDataParallel(step_fn, device_ids=[device.index] if device.type == "cuda" else None)
+
+    out = Path(t.out_dir)
+    log = JsonlLog(out / "log.jsonl" if dist.is_main else None)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "config.yaml")
+        log.write(event="start", step=step, steps=t.steps, backbone=cfg.model.backbone, device=str(device),
+                  world_size=dist.world_size, n_train=int(len(train_imgs)), n_val_images=int(len(val_imgs)),
+                  resumed_from=str(resume) if resume else None)
+    bar = None
+    if progress and dist.is_main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=t.steps, initial=step, desc=f"train {cfg.model.backbone}", unit="step", dynamic_ncols=True)
+
+    last_path = best_path = None
+    saved_step = step
+    loss_val = float("nan")
+    t0, s0 = time.perf_counter(), step
+    amp = use_cuda_tricks and t.amp
+
+    def checkpoint_state(val_dice):
+        return {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "step": step, "rng": _rng_state(data_rng, device), "config": cfg.to_dict(),
+                "best_dice": best, "val_dice": val_dice, "backbone": cfg.model.backbone}
+
+    stopper = _StopRequest().__enter__()
+    try:
+        while step < t.steps:
+            if (stop_after is not None and step >= stop_after) or stopper.requested:
+                break
+            b = batches.draw(data_rng, t.batch_size)
+            x, y = b.image, b.label
+            if use_cuda_tricks and t.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            model.train()
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                logits, aux = step_fn(x, y)
+            loss = segmentation_loss(logits, y, b.variance, kind=t.loss, confidence_weighting=t.confidence_weighting,
+                                     gamma=t.confidence_gamma) + aux.float()
+            if not torch.isfinite(loss):
+                raise TrainingError(f"loss became {float(loss)} at step {step + 1}: lower training.lr "
+                                    f"(now {t.lr}) or check the data")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            loss_val = float(loss.detach())
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_val:.4f}")
+            elapsed = time.perf_counter() - t0
+            ips = (step - s0) * t.batch_size * dist.world_size / max(elapsed, 1e-9)
+            eta = (t.steps - step) * elapsed / max(step - s0, 1)
+            if step % t.log_every == 0 or step == t.steps:
+                log.write(event="step", step=step, loss=loss_val, lr=sched.get_last_lr()[0], images_per_s=ips, eta_s=eta)
+            if step % t.val_every == 0 or step == t.steps:
+                dice, vloss = evaluate_dice(model, val, device, samples=min(cfg.model.samples, 4))
+                is_best = dice > best
+                best = max(best, dice)
+                if dist.is_main:
+                    state = checkpoint_state(dice)
+                    last_path = save_checkpoint(state, out / "last.pt")
+                    saved_step = step
+                    if is_best:
+                        best_path = save_checkpoint(state, out / "best.pt")
+                    log.write(event="val", step=step, val_dice=dice, val_loss=vloss, best_dice=best, loss=loss_val,
+                              lr=sched.get_last_lr()[0], images_per_s=ips, eta_s=eta)
+    except torch.cuda.OutOfMemoryError:
+        msg = (f"out of GPU memory at step {step + 1} (batch_size {t.batch_size}, image_size {cfg.data.image_size}, "
+               f"base_channels {cfg.model.base_channels}): lower training.batch_size first, then data.image_size "
+               f"or model.base_channels; the last checkpoint ({out / 'last.pt'}) is intact")
+        log.write(event="error", step=step, error=msg)
+        raise TrainingError(msg) from None
+    finally:
+        stopper.__exit__()
+        if bar is not None:
+            bar.close()
+    if step != saved_step and dist.is_main:  # stopped between validations: keep the state to resume from
+        last_path = save_checkpoint(checkpoint_state(None), out / "last.pt")
+    stopped = step < t.steps
+    log.write(event="stopped" if stopped else "done", step=step, best_dice=best, loss=loss_val)
+    if dist.enabled:
+        torch.distributed.barrier()
+    return TrainResult(step, last_path, best_path if best_path else (out / "best.pt" if (out / "best.pt").exists() else None),
+                       best, loss_val)
+
+
+def config_from_checkpoint(path: str | Path) -> PPIIConfig:
+    ck = load_checkpoint(path)
+    return PPIIConfig.from_dict(ck["config"], source=path)

@@ -1,0 +1,298 @@
+"""Backbones, trainer, checkpoints, DDP, prediction (CPU, tiny sizes)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import RESOURCES, smooth_image
+from napari_ppii.config import PPIIConfig
+from napari_ppii.errors import InputError
+from napari_ppii.models import PHiSeg, UNet, build_model
+from napari_ppii.training import TrainingError, load_checkpoint, read_log, save_checkpoint, train
+from napari_ppii.training.data import augment, normal_slices, validation_set
+from napari_ppii.training.losses import segmentation_loss
+
+TINY = ["model.base_channels=4", "model.levels=3", "data.image_size=32", "training.batch_size=4",
+        "data.val_samples=4", "training.warmup_steps=2", "training.log_every=1"]
+
+
+def tiny_cfg(tmp_path, *extra):
+    return PPIIConfig().with_overrides(TINY + [f"training.out_dir={tmp_path}"] + list(extra))
+
+
+@pytest.fixture(scope="module")
+def pool():
+    return np.stack([smooth_image((32, 32), seed=s) for s in range(6)])
+
+
+# ------------------------------------------------------------------------------------------------
+# models
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backbone", ["unet", "mc_unet", "phiseg"])
+def test_each_backbone_overfits_a_tiny_synthetic_task(backbone, pool):
+    torch.manual_seed(0)
+    cfg = PPIIConfig().with_overrides(["model.base_channels=8", "model.levels=3", f"model.backbone={backbone}"])
+    model = build_model(cfg.model)
+    from napari_ppii.synthesis import PPII
+
+    res = PPII().batch(pool[:4].astype(np.float64), rng=0)
+    x = torch.tensor(np.stack([r.image for r in res]))[:, None]
+    y = torch.tensor(np.stack([r.label for r in res]))[:, None]
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    errors = []  # squared error of the prediction: BCE with soft labels has a non-zero floor, this has none
+    for _ in range(120):
+        model.train()
+        logits, aux = model.training_forward(x, y)
+        loss = segmentation_loss(logits, y) + aux
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        errors.append(float(((torch.sigmoid(logits.detach()) - y) ** 2).mean()))
+    # the stated factor: the training task's error falls at least five-fold
+    assert np.mean(errors[-5:]) < 0.2 * np.mean(errors[:3]), (errors[:3], errors[-5:])
+
+
+def test_predict_interface_mean_and_variance(pool):
+    x = torch.tensor(pool[:2])[:, None]
+    torch.manual_seed(0)
+    unet = UNet(base_channels=4, levels=3)
+    m, v = unet.predict(x, samples=5)
+    assert m.shape == x.shape and torch.all(v == 0) and 0 <= float(m.min()) and float(m.max()) <= 1
+    mc = build_model(PPIIConfig().with_overrides(["model.backbone=mc_unet", "model.base_channels=4", "model.levels=3",
+                                                  "model.dropout=0.3"]).model)
+    mc.eval()
+    _, vmc = mc.predict(x, samples=6)
+    assert float(vmc.mean()) > 0
+    # predict leaves the mode as it was: eval, dropout off again -> deterministic forward
+    assert not mc.training and not any(m.training for m in mc.modules())
+    assert torch.equal(mc(x), mc(x))
+
+
+def test_phiseg_samples_differ_and_variance_positive(pool):
+    torch.manual_seed(0)
+    model = PHiSeg(base_channels=4, latent_levels=3, latent_channels=2)
+    assert model.levels == 5  # two more resolution levels than latent levels
+    x = torch.tensor(pool[:2])[:, None]
+    model.eval()
+    a, b = model(x), model(x)
+    assert not torch.allclose(a, b)
+    mean, var = model.predict(x, samples=8)
+    assert float(var.min()) >= 0 and float(var.mean()) > 0
+    logits, kl = model.training_forward(x, torch.zeros_like(x))
+    assert logits.shape == x.shape and float(kl) >= 0
+
+
+def test_odd_input_sizes_are_padded_and_cropped():
+    m = UNet(base_channels=4, levels=4)
+    assert m(torch.zeros(1, 1, 37, 50)).shape == (1, 1, 37, 50)
+
+
+# ------------------------------------------------------------------------------------------------
+# trainer
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backbone", ["unet", "mc_unet", "phiseg"])
+def test_resume_continues_exactly(tmp_path, pool, backbone):
+    n = 6
+    full = tiny_cfg(tmp_path / "full", f"training.steps={2 * n}", f"training.val_every={n}", f"model.backbone={backbone}")
+    train(full, images=pool)
+    half = tiny_cfg(tmp_path / "half", f"training.steps={2 * n}", f"training.val_every={n}", f"model.backbone={backbone}")
+    train(half, images=pool, stop_after=n)
+    assert load_checkpoint(tmp_path / "half" / "last.pt")["step"] == n
+    train(half, resume=tmp_path / "half" / "last.pt", images=pool)
+    a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b = load_checkpoint(tmp_path / "half" / "last.pt")
+    assert a["step"] == b["step"] == 2 * n
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    # and the interrupted run differs from a run with another seed (the check can fail)
+    other = tiny_cfg(tmp_path / "other", f"training.steps={2 * n}", f"training.val_every={n}", "seed=1",
+                     f"model.backbone={backbone}")
+    train(other, images=pool)
+    c = load_checkpoint(tmp_path / "other" / "last.pt")
+    assert any(not torch.equal(a["model"][k], c["model"][k]) for k in a["model"] if a["model"][k].is_floating_point())
+
+
+def test_log_and_checkpoints(tmp_path, pool):
+    cfg = tiny_cfg(tmp_path, "training.steps=8", "training.val_every=4")
+    res = train(cfg, images=pool)
+    recs = read_log(tmp_path / "log.jsonl")
+    steps = [r for r in recs if r["event"] == "step"]
+    vals = [r for r in recs if r["event"] == "val"]
+    assert [r["step"] for r in steps] == list(range(1, 9))
+    assert all({"loss", "lr", "images_per_s", "eta_s"} <= set(r) for r in steps)
+    assert [r["step"] for r in vals] == [4, 8] and all(0 <= r["val_dice"] <= 1 for r in vals)
+    ck = load_checkpoint(res.last_checkpoint)
+    assert ck["step"] == 8 and ck["config"]["training"]["steps"] == 8 and "numpy" in ck["rng"]
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert best["val_dice"] == max(r["val_dice"] for r in vals)
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def test_stop_between_validations_resumes_exactly(tmp_path, pool):
+    full = tiny_cfg(tmp_path / "a", "training.steps=7", "training.val_every=3")
+    train(full, images=pool)
+    b = full.with_overrides([f"training.out_dir={tmp_path / 'b'}"])
+    train(b, images=pool, stop_after=4)  # between the validations at 3 and 6
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["val_dice"] is None
+    assert read_log(tmp_path / "b" / "log.jsonl")[-1]["event"] == "stopped"
+    train(b, resume=tmp_path / "b" / "last.pt", images=pool)
+    x, y = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert all(torch.equal(x["model"][k], y["model"][k]) for k in x["model"])
+
+
+def test_training_reduces_loss(tmp_path):
+    pool = np.stack([smooth_image((48, 48), seed=s) for s in range(6)])
+    cfg = tiny_cfg(tmp_path, "data.image_size=48", "training.batch_size=8", "training.steps=120",
+                   "training.val_every=120", "training.lr=3e-3", "model.base_channels=8")
+    train(cfg, images=pool)
+    losses = [r["loss"] for r in read_log(tmp_path / "log.jsonl") if r["event"] == "step"]
+    # BCE on soft labels has a floor well above zero: a 15% drop in 120 steps is learning
+    assert np.mean(losses[-10:]) < 0.85 * np.mean(losses[:5])
+
+
+def test_malicious_checkpoint_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"format": "napari-ppii-checkpoint", "model": {}, "payload": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(InputError, match="refused"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    save_checkpoint({"x": 1}, tmp_path / "ok.pt")
+    assert load_checkpoint(tmp_path / "ok.pt")["x"] == 1
+    torch.save({"model": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(InputError, match="not a napari-ppii checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_out_of_memory_stops_with_advice_and_keeps_checkpoint(tmp_path, pool, monkeypatch):
+    from napari_ppii.training import data as data_mod
+
+    cfg = tiny_cfg(tmp_path, "training.steps=10", "training.val_every=3")
+    orig = data_mod.SyntheticBatches.draw
+    calls = {"n": 0}
+
+    def draw(self, rng, bs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return orig(self, rng, bs)
+
+    monkeypatch.setattr(data_mod.SyntheticBatches, "draw", draw)
+    with pytest.raises(TrainingError, match="lower training.batch_size"):
+        train(cfg, images=pool)
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 3
+    assert read_log(tmp_path / "log.jsonl")[-1]["event"] == "error"
+
+
+@pytest.mark.parametrize("override,match", [
+    ("training.device=gpu", "device"),
+    ("training.lr_min=1", "lr_min"),
+    ("model.backbone=resnet", "backbone"),
+    ("training.batch_size=0", "batch_size"),
+    ("data.image_size=8", "image_size"),
+    ("model.dropout=1.5", "dropout"),
+])
+def test_config_validation(override, match):
+    with pytest.raises(InputError, match=match):
+        PPIIConfig().with_overrides([override])
+
+
+def test_cuda_requested_without_gpu(tmp_path, pool):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(InputError, match="no CUDA device"):
+        train(tiny_cfg(tmp_path, "training.device=cuda"), images=pool)
+
+
+def test_ddp_two_process_gloo(tmp_path):
+    """torchrun --nproc_per_node 2 on the CPU: gloo, one log and one set of checkpoints."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "napari_ppii.cli",
+           "train", "--quiet", "--data", str(RESOURCES / "nih-cxr"), "--out", str(tmp_path), "--device", "cpu"]
+    for o in TINY + ["training.steps=4", "training.val_every=2"]:
+        cmd += ["--set", o]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    recs = read_log(tmp_path / "log.jsonl")
+    starts = [x for x in recs if x["event"] == "start"]
+    assert len(starts) == 1 and starts[0]["world_size"] == 2
+    assert [x["step"] for x in recs if x["event"] == "step"] == [1, 2, 3, 4]
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 4
+
+
+# ------------------------------------------------------------------------------------------------
+# data
+# ------------------------------------------------------------------------------------------------
+def test_csv_training_rows_and_folder(tmp_path):
+    cfg = PPIIConfig().with_overrides([f"data.train={RESOURCES / 'nih-cxr' / 'annotations.csv'}", "data.image_size=64"])
+    from napari_ppii.training.data import load_normal_images
+
+    imgs = load_normal_images(cfg)
+    assert imgs.shape == (4, 64, 64)  # the four normals with split=train
+    assert imgs.min() >= 0 and imgs.max() <= 1
+    folder = load_normal_images(cfg.with_overrides([f"data.train={RESOURCES / 'nih-cxr'}"]))
+    assert folder.shape == (6, 64, 64)
+    with pytest.raises(InputError, match="not found"):
+        load_normal_images(cfg.with_overrides([f"data.train={tmp_path / 'none'}"]))
+
+
+def test_lesion_margin_rule():
+    keep = normal_slices(30, [(10, 12)], margin=5)
+    assert 4 in keep and 5 not in keep and 17 not in keep and 18 in keep
+    assert normal_slices(5, [], 5) == [0, 1, 2, 3, 4]
+
+
+def test_augmentations(pool):
+    from napari_ppii.config import AugmentConfig
+
+    x = torch.tensor(pool[:3])
+    same = augment(x, AugmentConfig(), np.random.default_rng(0))
+    assert torch.equal(same, x)
+    cfg = AugmentConfig(rotation=True, scaling=True, elastic=True)
+    a = augment(x, cfg, np.random.default_rng(0))
+    b = augment(x, cfg, np.random.default_rng(0))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.allclose(a, x)
+
+
+def test_validation_set_is_fixed(pool):
+    cfg = PPIIConfig().with_overrides(["data.val_samples=5"])
+    a, b = validation_set(pool, cfg), validation_set(pool, cfg)
+    assert a.image.shape == (5, 1, 32, 32) and torch.equal(a.image, b.image) and float(a.label.max()) > 0
+
+
+# ------------------------------------------------------------------------------------------------
+# predict
+# ------------------------------------------------------------------------------------------------
+def test_predict_cli_2d_and_3d_keep_geometry(tmp_path, pool):
+    from napari_ppii.cli import main
+    from napari_ppii.io import Scan, read_scan, write_array
+
+    cfg = tiny_cfg(tmp_path / "run", "training.steps=2", "training.val_every=2", "model.backbone=mc_unet")
+    train(cfg, images=pool)
+    ck = tmp_path / "run" / "last.pt"
+    assert main(["predict", str(RESOURCES / "nih-cxr" / "00013751_003.png"), "--checkpoint", str(ck),
+                 "--out", str(tmp_path / "p2"), "--samples", "3"]) == 0
+    m = read_scan(tmp_path / "p2" / "anomaly_map.tif")
+    assert m.shape == (512, 512) and 0 <= m.array.min() and m.array.max() <= 1
+    assert read_scan(tmp_path / "p2" / "variance.tif").array.max() > 0
+    meta = json.loads((tmp_path / "p2" / "predict.json").read_text())
+    assert meta["samples"] == 3 and meta["backbone"] == "mc_unet"
+    vol = (smooth_image((6, 40, 36), seed=1) * 1000 - 900).astype(np.float32)
+    scan = Scan(vol, (2.5, 0.8, 0.7), (-10.0, 3.0, 4.0), np.eye(3), "CT")
+    p = write_array(vol, tmp_path / "ct", like=scan, fmt="nifti")
+    assert main(["predict", str(p), "--checkpoint", str(ck), "--out", str(tmp_path / "p3")]) == 0
+    out = read_scan(tmp_path / "p3" / "anomaly_map.nii.gz")
+    assert out.shape == (6, 40, 36)
+    assert out.spacing == pytest.approx((2.5, 0.8, 0.7)) and out.origin == pytest.approx((-10.0, 3.0, 4.0))
