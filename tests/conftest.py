@@ -97,3 +97,11 @@ def smooth_image(shape, seed=0):
 
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Record each phase's report on the item (napari's make_napari_viewer teardown reads rep_call)."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)

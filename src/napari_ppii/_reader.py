@@ -1,45 +1,88 @@
-"""napari reader: scans open as image layers that keep the scan's geometry (spacing -> scale,
-origin -> translate).  CT opens in the lung window.  Qt-free; napari calls it."""
+"""napari readers (npe2): scans open as image layers that keep their geometry; box files (CSV, LIDC
+XML) open as a Shapes layer of rectangles.  Failures reach napari as :class:`InputError` messages."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
+
+from ._layers import boxes_shapes_data, scan_layer_data
+from .io.readers import DICOM_SUFFIXES, ITK_SUFFIXES, RASTER_SUFFIXES, _suffix, is_dicom_file
+
+SCAN_SUFFIXES = RASTER_SUFFIXES + ITK_SUFFIXES + DICOM_SUFFIXES
+
+
+def _one(path):
+    if isinstance(path, (list, tuple)):
+        return Path(path[0]) if len(path) == 1 else None
+    return Path(path)
 
 
 def get_reader(path):
-    if isinstance(path, list):
-        if len(path) != 1:
-            return None
-        path = path[0]
-    p = Path(path)
-    from .io.readers import DICOM_SUFFIXES, ITK_SUFFIXES, RASTER_SUFFIXES, _suffix
-
-    if p.is_dir() or _suffix(p) in RASTER_SUFFIXES + ITK_SUFFIXES + DICOM_SUFFIXES:
-        return read_layers
+    """Scans: image files and DICOM folders.  (Box files: :func:`get_boxes_reader`.)"""
+    p = _one(path)
+    if p is None:
+        return None
+    if p.is_dir() or _suffix(p) in SCAN_SUFFIXES or (p.is_file() and not p.suffix and is_dicom_file(p)):
+        return read_scan_layers
     return None
 
 
-def scan_layer_data(scan, name: str | None = None):
-    """``(data, kwargs, 'image')`` for a :class:`~napari_ppii.io.Scan`."""
-    from .preprocess import WINDOWS, is_ct
-
-    kwargs = {
-        "name": name or (scan.path.name if scan.path else "scan"),
-        "scale": scan.spacing,
-        "translate": scan.origin,
-        "metadata": {"ppii_scan": {"spacing": scan.spacing, "origin": scan.origin, "modality": scan.modality,
-                                   "path": str(scan.path) if scan.path else None}},
-        "colormap": "gray",
-    }
-    if is_ct(scan):
-        c, w = WINDOWS["lung"]
-        kwargs["contrast_limits"] = (c - w / 2, c + w / 2)
-    return (scan.array, kwargs, "image")
-
-
-def read_layers(path):
+def read_scan_layers(path):
     from .io import read_scan
 
-    if isinstance(path, list):
-        path = path[0]
-    return [scan_layer_data(read_scan(path))]
+    return [scan_layer_data(read_scan(_one(path)))]
+
+
+def _is_box_csv(p: Path) -> bool:
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError):
+        return False
+    return {"x0", "y0", "x1", "y1"} <= set(header)
+
+
+def get_boxes_reader(path):
+    p = _one(path)
+    if p is None or not p.is_file():
+        return None
+    if p.suffix.lower() == ".csv" and _is_box_csv(p):
+        return read_box_layers
+    if p.suffix.lower() == ".xml":
+        return read_box_layers
+    return None
+
+
+def _lidc_geometry(xml: Path):
+    """Slice positions, spacing and origin of the series an LIDC XML describes, when that series lies
+    in the XML's folder (or below it); otherwise None."""
+    import xml.etree.ElementTree as ET
+
+    from .io.readers import list_series, series_geometry
+
+    try:
+        uid_el = next((el for el in ET.parse(xml).getroot().iter() if el.tag.endswith("SeriesInstanceUid")), None)
+    except ET.ParseError:
+        return None
+    uid = (uid_el.text or "").strip() if uid_el is not None else None
+    try:
+        series = list_series(xml.parent)
+    except Exception:
+        return None
+    match = [s for s in series if s.uid == uid] or series[:1]
+    return series_geometry(xml.parent, match[0].uid) if match else None
+
+
+def read_box_layers(path):
+    from .io import read_boxes
+
+    p = _one(path)
+    if p.suffix.lower() == ".xml":
+        geo = _lidc_geometry(p)
+        boxes = read_boxes(p, geo.positions if geo is not None else None)
+        kw = {"scale": geo.spacing, "translate": geo.origin} if geo is not None else {}
+        return [boxes_shapes_data(boxes, 3, name=f"{p.stem} boxes", **kw)]
+    boxes = read_boxes(p)
+    nd = max((b.ndim for b in boxes), default=2)
+    return [boxes_shapes_data(boxes, nd, name=f"{p.stem} boxes")]

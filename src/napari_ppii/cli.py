@@ -50,7 +50,7 @@ def cmd_info(args) -> int:
 # ppii synthesize
 # --------------------------------------------------------------------------------------------------
 def cmd_synthesize(args) -> int:
-    from .io import read_scan, write_array, write_boxes_csv
+    from .io import read_scan
     from .preprocess import prepare
     from .synthesis import AnomalySpec, make_synthesizer
 
@@ -97,30 +97,13 @@ def cmd_synthesize(args) -> int:
     synth = make_synthesizer(cfg.synthesis)
     result = synth.sample(scan.array, source, rng=np.random.default_rng(cfg.seed), plan=plan)
 
+    from .synthesis.export import export_sample
+
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    fmt = args.format or ("nifti" if scan.ndim == 3 else "tiff")
-    written = {}
-    for name, arr in (("target", scan.array), ("image", result.image), ("label", result.label), ("variance", result.variance)):
-        written[name] = str(write_array(arr, out / name, like=scan, fmt=fmt).name)
-    write_boxes_csv(result.boxes, out / "boxes.csv")
-    record = {
-        "ppii_version": __version__,
-        "command": "synthesize",
-        "input": str(args.input),
-        "source": str(args.source) if args.source else None,
-        "series_uid": scan.metadata.get("series_instance_uid"),
-        "format": fmt,
-        "seed": cfg.seed,
-        "config": cfg.to_dict(),
-        "resolved_synthesis": synth.config.model_dump(mode="json"),
-        "shape": list(scan.shape),
-        "spacing": list(scan.spacing),
-        "origin": list(scan.origin),
-        "files": written,
-        **result.to_json(),
-    }
-    (out / "params.json").write_text(json.dumps(record, indent=2))
+    record = export_sample(out, scan, result, cfg, fmt=args.format, resolved=synth.config.model_dump(mode="json"),
+                           command="synthesize", input=str(args.input), source=str(args.source) if args.source else None,
+                           series_uid=scan.metadata.get("series_instance_uid"))
+    written = record["files"]
     print(f"{cfg.synthesis.method}: {len(result.boxes)} anomal{'y' if len(result.boxes) == 1 else 'ies'} in "
           f"{scan.ndim}D {scan.shape}; wrote {', '.join(written.values())}, boxes.csv, params.json to {out}")
     return 0

@@ -229,14 +229,22 @@ def list_series(folder: str | Path) -> list[SeriesInfo]:
     return sorted(infos, key=lambda s: (-s.n_slices, s.uid))
 
 
-def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> Scan:
-    """A CT (or MR) volume from a DICOM series folder.
+@dataclass(frozen=True)
+class SeriesGeometry:
+    """A series' slice order and geometry, from headers alone (no pixel data read)."""
 
-    Slices are ordered by ``ImagePositionPatient`` projected on the slice normal (the cross product of
-    the ``ImageOrientationPatient`` row and column cosines) -- never by file name or InstanceNumber.
-    Values are HU (or the modality's units) via RescaleSlope/Intercept.  A folder holding several series
-    loads ``series_uid``, or by default the series with the most slices.
-    """
+    info: SeriesInfo
+    files: tuple[Path, ...]  # in slice order
+    positions: np.ndarray  # mm along the slice normal, ascending
+    spacing: tuple[float, float, float]  # (z, y, x)
+    origin: tuple[float, float, float]  # (z, y, x) of the first voxel
+    direction: np.ndarray  # rows: z, y, x axes in (z, y, x) physical order
+    first_header: object
+
+
+def series_geometry(folder: str | Path, series_uid: str | None = None) -> SeriesGeometry:
+    """Order a series by ``ImagePositionPatient`` projected on the slice normal (the cross product of
+    the ``ImageOrientationPatient`` row and column cosines) -- never by file name or InstanceNumber."""
     folder = Path(folder)
     series = list_series(folder)
     if series_uid is None:
@@ -255,7 +263,7 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> Scan
         ipp = _float_tuple(getattr(ds, "ImagePositionPatient", None), 3, None)
         if ipp is None:
             raise InputError("slice lacks ImagePositionPatient; cannot order the series", f)
-        keyed.append((float(np.dot(normal, ipp)), f, ipp))
+        keyed.append((float(np.dot(normal, ipp)), f, ipp, ds))
     keyed.sort(key=lambda t: t[0])
     positions = np.array([k[0] for k in keyed])
     if len(positions) > 1:
@@ -268,11 +276,26 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> Scan
             warnings.warn(f"{folder}: irregular slice spacing ({gaps.min():.3f}-{gaps.max():.3f} mm); using the median {dz:.3f} mm", stacklevel=2)
     else:
         dz = float(getattr(headers[0][1], "SliceThickness", 1.0) or 1.0)
+    ds0 = keyed[0][3]
+    ps = _float_tuple(getattr(ds0, "PixelSpacing", None), 2, (1.0, 1.0))  # (row spacing, column spacing)
+    first = keyed[0][2]
+    direction = np.stack([normal[::-1], col_cos[::-1], row_cos[::-1]])  # array order rows: z, y, x
+    return SeriesGeometry(chosen, tuple(k[1] for k in keyed), positions, (dz, ps[0], ps[1]),
+                          (first[2], first[1], first[0]), direction, ds0)
+
+
+def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> Scan:
+    """A CT (or MR) volume from a DICOM series folder, ordered by :func:`series_geometry`.
+
+    Values are HU (or the modality's units) via RescaleSlope/Intercept.  A folder holding several series
+    loads ``series_uid``, or by default the series with the most slices.
+    """
+    folder = Path(folder)
+    geo = series_geometry(folder, series_uid)
     slices = []
     shape0 = None
-    for _, f, _ in keyed:
-        ds = _dcmread(f)
-        v = _stored_to_values(ds, f)
+    for f in geo.files:
+        v = _stored_to_values(_dcmread(f), f)
         if shape0 is None:
             shape0 = v.shape
         elif v.shape != shape0:
@@ -280,24 +303,19 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> Scan
         slices.append(v)
     vol = np.stack(slices).astype(np.float32)
     check_finite(vol, folder)
-    ds0 = _dcmread(keyed[0][1], stop_before_pixels=True)
-    ps = _float_tuple(getattr(ds0, "PixelSpacing", None), 2, (1.0, 1.0))  # (row spacing, column spacing)
-    first = keyed[0][2]
-    origin = (first[2], first[1], first[0])
-    direction = np.stack([normal[::-1], col_cos[::-1], row_cos[::-1]])  # array order rows: z, y, x
+    ds0 = geo.first_header
     meta = {
         "format": "dicom-series",
-        "series_instance_uid": chosen.uid,
+        "series_instance_uid": geo.info.uid,
         "study_instance_uid": str(getattr(ds0, "StudyInstanceUID", "")),
-        "series_description": chosen.description,
-        "n_series_in_folder": len(series),
-        "slice_positions": positions.tolist(),
-        "files": [k[1].name for k in keyed],
+        "series_description": geo.info.description,
+        "slice_positions": geo.positions.tolist(),
+        "files": [f.name for f in geo.files],
         "rescale_slope": float(getattr(ds0, "RescaleSlope", 1) or 1),
         "rescale_intercept": float(getattr(ds0, "RescaleIntercept", 0) or 0),
         **_window_meta(ds0),
     }
-    return Scan(vol, (dz, ps[0], ps[1]), origin, direction, modality=chosen.modality, path=folder, metadata=meta)
+    return Scan(vol, geo.spacing, geo.origin, geo.direction, modality=geo.info.modality, path=folder, metadata=meta)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,125 @@
+"""Layers <-> core values, in one place: Scan -> image layer data, boxes -> shapes layer data, and an
+image layer -> Scan.  The scan's geometry travels with the layer (``scale`` = spacing, ``translate`` =
+origin, and ``metadata['ppii_scan']``), so whatever is computed from it -- synthetic anomalies,
+predictions, boxes -- is added with the same scale and translate and lines up.
+
+Imports no Qt; napari is imported only where a layer object is inspected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import InputError
+from .io.boxes import Box
+from .io.scan import Scan
+
+SCAN_KEY = "ppii_scan"
+
+
+def geometry_kwargs(scan: Scan) -> dict[str, Any]:
+    return {"scale": tuple(scan.spacing), "translate": tuple(scan.origin)}
+
+
+def scan_metadata(scan: Scan) -> dict[str, Any]:
+    meta = {k: v for k, v in scan.metadata.items() if k not in ("slice_positions", "files")}
+    return {SCAN_KEY: {"spacing": tuple(scan.spacing), "origin": tuple(scan.origin),
+                       "direction": np.asarray(scan.direction).tolist(), "modality": scan.modality,
+                       "path": str(scan.path) if scan.path else None,
+                       "slice_positions": scan.metadata.get("slice_positions"), "metadata": meta}}
+
+
+def default_contrast(scan: Scan) -> tuple[float, float] | None:
+    """CT opens in the lung window; other scans in napari's own range."""
+    from .preprocess import is_ct, window_limits
+
+    return window_limits("lung") if is_ct(scan) else None
+
+
+def scan_layer_data(scan: Scan, name: str | None = None) -> tuple:
+    """``(data, kwargs, 'image')`` for a :class:`Scan`."""
+    kwargs: dict[str, Any] = {
+        "name": name or (scan.path.name if scan.path else "scan"),
+        "metadata": scan_metadata(scan),
+        "colormap": "gray",
+        **geometry_kwargs(scan),
+    }
+    cl = default_contrast(scan)
+    if cl is not None:
+        kwargs["contrast_limits"] = cl
+    return (scan.array, kwargs, "image")
+
+
+def boxes_shapes_data(boxes: Sequence[Box], ndim: int, *, name: str = "boxes", scale=None, translate=None,
+                      edge_color: str = "#00bfff", image: str | None = None) -> tuple:
+    """Rectangles enclosing each box's pixels (edges at ``lo - 0.5`` and ``hi + 0.5``).
+
+    A 3D box becomes one rectangle per slice it spans; a 2D box in a volume goes on every slice is not
+    guessed: 2D boxes need a 2D layer.  Every box keeps its properties (label, size and the file's own
+    columns such as subtlety), one row per rectangle.
+    """
+    boxes = [b for b in boxes if image is None or b.image in (None, image) or Path(str(b.image)).name == image]
+    rects: list[np.ndarray] = []
+    rows: list[dict[str, Any]] = []
+    for i, b in enumerate(boxes):
+        if b.ndim == 2 and ndim == 3:
+            raise InputError("2D boxes cannot be placed in a volume: give them a z (or z0/z1) column")
+        y0, x0 = b.lo[-2] - 0.5, b.lo[-1] - 0.5
+        y1, x1 = b.hi[-2] + 0.5, b.hi[-1] + 0.5
+        corners = np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]])
+        props = {"label": b.label, "box": i, "size_px": float(max(b.size[-2:])),
+                 **{k: v for k, v in b.properties.items() if isinstance(v, (int, float, str))}}
+        if ndim == 3:
+            zs = range(int(np.ceil(b.lo[0])), int(np.floor(b.hi[0])) + 1)
+            for z in zs:
+                rects.append(np.column_stack([np.full(4, float(z)), corners]))
+                rows.append(props)
+        else:
+            rects.append(corners)
+            rows.append(props)
+    keys: list[str] = []
+    for r in rows:
+        for k in r:
+            if k not in keys:
+                keys.append(k)
+    features = {k: [r.get(k, "") for r in rows] for k in keys}
+    kwargs: dict[str, Any] = {
+        "name": name, "shape_type": "rectangle", "edge_color": edge_color, "face_color": "transparent",
+        "edge_width": 2, "features": features, "ndim": ndim,
+    }
+    if scale is not None:
+        kwargs["scale"] = tuple(scale)
+    if translate is not None:
+        kwargs["translate"] = tuple(translate)
+    return (rects, kwargs, "shapes")
+
+
+def layer_to_scan(layer) -> Scan:
+    """The :class:`Scan` behind an image layer (geometry from the layer; modality from our metadata).
+
+    Refuses what synthesis and prediction cannot use: RGB, multiscale, non-numeric, 4D+ data."""
+    meta = (layer.metadata or {}).get(SCAN_KEY, {})
+    if getattr(layer, "rgb", False):
+        raise InputError(f"layer {layer.name!r} is an RGB image; choose a greyscale scan layer")
+    if getattr(layer, "multiscale", False):
+        raise InputError(f"layer {layer.name!r} is multiscale; not supported")
+    data = np.asarray(layer.data)
+    if data.dtype.kind not in "uifb" or data.ndim not in (2, 3):
+        raise InputError(f"layer {layer.name!r} has data of shape {data.shape} and type {data.dtype}; "
+                         "a 2D image or a 3D volume is needed")
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        raise InputError(f"layer {layer.name!r} contains NaN or Inf values")
+    nd = data.ndim
+    scale = tuple(float(s) for s in layer.scale[-nd:])
+    translate = tuple(float(t) for t in layer.translate[-nd:])
+    direction = np.asarray(meta.get("direction", np.eye(nd)))
+    if direction.shape != (nd, nd):
+        direction = np.eye(nd)
+    md = dict(meta.get("metadata", {}))
+    if meta.get("slice_positions") is not None:
+        md["slice_positions"] = meta["slice_positions"]
+    return Scan(data.astype(np.float32, copy=False), scale, translate, direction, meta.get("modality", "OT"),
+                Path(meta["path"]) if meta.get("path") else None, md)

@@ -1,0 +1,1 @@
+"""napari dock widgets (Qt).  Each module imports heavy libraries lazily, so napari starts fast."""

@@ -1,0 +1,515 @@
+"""Live P-PII preview: pick a scan layer and the generator's parameters; every change recomputes the
+synthetic sample in a background worker and updates the preview layers in place.
+
+Only wiring: the work is :func:`compute_preview` (Qt-free) on the core's pre-processing and synthesis.
+Stale results are dropped (a generation counter), at most one worker runs, and the newest request runs
+next.  Bad input becomes a napari notification; the viewer and the user's layers stay as they were.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QCollapsible, QLabeledDoubleRangeSlider, QLabeledRangeSlider
+
+from .._layers import layer_to_scan
+from ..config import PPIIConfig, PreprocessConfig, SynthesisConfig
+from ..errors import InputError
+
+PREFIX = "P-PII"
+SAME = "(same image)"
+
+
+@dataclass
+class PreviewRequest:
+    generation: int
+    target: Any  # Scan
+    source: Any  # Scan or None
+    config: PPIIConfig
+    slice_index: int | None  # volume: preview this slice; None: the whole image / volume
+    cache_key: tuple
+
+
+@dataclass
+class PreviewResult:
+    generation: int
+    target: Any  # pre-processed Scan the sample was drawn on (2D slice or the volume)
+    result: Any  # SynthesisResult
+    config: PPIIConfig
+    slice_index: int | None
+    seconds: float
+
+
+_PREP_CACHE: dict[tuple, Any] = {}
+
+
+def _prepared(scan, pre: PreprocessConfig, key: tuple):
+    from ..preprocess import prepare
+
+    k = key + (pre.model_dump_json(),)
+    if k not in _PREP_CACHE:
+        if len(_PREP_CACHE) > 8:
+            _PREP_CACHE.clear()
+        _PREP_CACHE[k] = prepare(scan, pre.model_copy(update={"size": None}))
+    return _PREP_CACHE[k]
+
+
+def compute_preview(req: PreviewRequest) -> PreviewResult:
+    """Pre-process (cached), take the slice, synthesise.  Raises InputError on bad input."""
+    from ..synthesis import make_synthesizer
+
+    t0 = time.perf_counter()
+    cfg = req.config
+    target = _prepared(req.target, cfg.preprocess, req.cache_key + ("target",))
+    source = None if req.source is None else _prepared(req.source, cfg.preprocess, req.cache_key + ("source",))
+    if source is not None and source.ndim != target.ndim:
+        raise InputError(f"source is {source.ndim}D but the target is {target.ndim}D")
+    if req.slice_index is not None and target.ndim == 3:
+        z = int(np.clip(req.slice_index, 0, target.shape[0] - 1))
+        t_img = target.array[z]
+        s_img = None if source is None else source.array[min(z, source.shape[0] - 1)]
+        from ..io.scan import Scan
+
+        target = Scan(t_img, target.spacing[1:], target.origin[1:], np.eye(2), target.modality, target.path)
+    else:
+        t_img = target.array
+        s_img = None if source is None else source.array
+    if s_img is not None and s_img.shape != t_img.shape:
+        from ..preprocess import resize
+
+        s_img = resize(s_img, t_img.shape)
+    synth = make_synthesizer(cfg.synthesis)
+    result = synth.sample(t_img, s_img, rng=np.random.default_rng(cfg.seed))
+    return PreviewResult(req.generation, target, result, cfg, req.slice_index, time.perf_counter() - t0)
+
+
+class PreviewWidget(QWidget):
+    """Dock widget: target/source layers, method, parameters, seed; live preview layers; export."""
+
+    preview_updated = Signal(object)  # PreviewResult, after the layers changed
+    preview_failed = Signal(str)
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self._generation = 0
+        self._worker = None
+        self._pending: PreviewRequest | None = None
+        self.last_result: PreviewResult | None = None
+        self.last_error: str | None = None
+        self._layers: dict[str, Any] = {}
+        self._building = True
+        self._build()
+        self._building = False
+        self._refresh_layer_choices()
+        ev = self.viewer.layers.events
+        ev.inserted.connect(self._refresh_layer_choices)
+        ev.removed.connect(self._refresh_layer_choices)
+        self.viewer.dims.events.current_step.connect(self._on_slice_change)
+        self.request_update()
+
+    # ------------------------------------------------------------------ UI
+    def _build(self):
+        d = SynthesisConfig()
+        outer = QVBoxLayout(self)
+        form = QFormLayout()
+        self.target_combo = QComboBox()
+        self.source_combo = QComboBox()
+        self.method_combo = QComboBox()
+        self.method_combo.addItems(["ppii", "pii", "fpi"])
+        self.seed_spin = QSpinBox()
+        self.seed_spin.setRange(0, 2**31 - 1)
+        self.new_button = QPushButton("New sample")
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed_spin)
+        seed_row.addWidget(self.new_button)
+        form.addRow("Target", self.target_combo)
+        form.addRow("Source", self.source_combo)
+        form.addRow("Method", self.method_combo)
+        form.addRow("Seed", seed_row)
+
+        self.patch_size = self._drange(0.01, 0.5, (0.05, 0.2), 3)
+        self.n_anomalies = self._irange(1, 50, d.n_anomalies)
+        self.n_raters = self._irange(1, 32, d.n_raters)
+        self.gradient_scale = self._drange(0.0, 100.0, d.gradient_scale, 1)
+        self.alpha = self._drange(0.0, 1.0, d.alpha, 2)
+        self.label_scale = self._dspin(0.01, 100, d.label_scale, 2)
+        self.mixed = QCheckBox("mixed gradients")
+        self.mixed.setChecked(d.mixed_gradients)
+        self.pairwise = QCheckBox("pairwise (source from another image)")
+        self.pairwise.setChecked(d.pairwise)
+        self.clip = QCheckBox("clip to the target's range")
+        self.clip.setChecked(d.clip)
+        form.addRow("Patch size", self.patch_size)
+        form.addRow("Anomalies", self.n_anomalies)
+        form.addRow("Raters", self.n_raters)
+        form.addRow("Gradient scale", self.gradient_scale)
+        form.addRow("Alpha (PII/FPI)", self.alpha)
+        form.addRow("Label scale", self.label_scale)
+        form.addRow(self.mixed)
+        form.addRow(self.pairwise)
+        form.addRow(self.clip)
+
+        self.window_combo = QComboBox()
+        self.window_combo.addItems(["lung", "mediastinum", "soft_tissue", "bone", "header"])
+        self.equalise = QCheckBox("histogram equalisation")
+        self.equalise.setChecked(True)
+        form.addRow("CT window", self.window_combo)
+        form.addRow(self.equalise)
+        outer.addLayout(form)
+
+        self.advanced = QCollapsible("Advanced")
+        adv = QWidget()
+        af = QFormLayout(adv)
+        self.core_fraction = self._dspin(0.05, 1.0, d.core_fraction, 2)
+        self.rater_radius = self._dspin(0.01, 0.5, d.rater_radius, 3)
+        self.rater_radius_std = self._dspin(0.0, 20.0, d.rater_radius_std, 2)
+        self.rater_centre_std = self._dspin(0.0, 0.5, d.rater_centre_std, 3)
+        self.label_tolerance = self._dspin(0.0, 1.0, d.label_tolerance, 4)
+        self.min_patch_side = self._ispin(3, 64, d.min_patch_side)
+        self.size_step = self._ispin(1, 64, d.size_step)
+        self.max_tries = self._ispin(1, 1000, d.max_tries)
+        self.fast_sizes = QCheckBox("FFT-friendly patch sides")
+        self.fast_sizes.setChecked(d.fast_sizes)
+        for label, w in (("Core fraction", self.core_fraction), ("Rater radius", self.rater_radius),
+                         ("Rater radius std (px)", self.rater_radius_std), ("Rater centre std", self.rater_centre_std),
+                         ("Label tolerance", self.label_tolerance), ("Min patch side", self.min_patch_side),
+                         ("Size step", self.size_step), ("Placement tries", self.max_tries)):
+            af.addRow(label, w)
+        af.addRow(self.fast_sizes)
+        self.advanced.addWidget(adv)
+        outer.addWidget(self.advanced)
+
+        buttons = QHBoxLayout()
+        self.volume_button = QPushButton("Whole volume")
+        self.export_button = QPushButton("Export...")
+        buttons.addWidget(self.volume_button)
+        buttons.addWidget(self.export_button)
+        outer.addLayout(buttons)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 3)
+        self.progress.setVisible(False)
+        outer.addWidget(self.progress)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        outer.addWidget(self.status)
+        outer.addStretch(1)
+
+        for w in (self.target_combo, self.source_combo, self.method_combo, self.window_combo):
+            w.currentIndexChanged.connect(self.request_update)
+        for w in (self.seed_spin, self.label_scale, self.core_fraction, self.rater_radius, self.rater_radius_std,
+                  self.rater_centre_std, self.label_tolerance, self.min_patch_side, self.size_step, self.max_tries):
+            w.valueChanged.connect(self.request_update)
+        for w in (self.patch_size, self.n_anomalies, self.n_raters, self.gradient_scale, self.alpha):
+            w.valueChanged.connect(self.request_update)
+        for w in (self.mixed, self.pairwise, self.clip, self.equalise, self.fast_sizes):
+            w.toggled.connect(self.request_update)
+        self.new_button.clicked.connect(lambda: self.seed_spin.setValue((self.seed_spin.value() + 1) % (2**31 - 1)))
+        self.volume_button.clicked.connect(self.run_whole_volume)
+        self.export_button.clicked.connect(self._export_clicked)
+
+    @staticmethod
+    def _drange(lo, hi, value, decimals):
+        w = QLabeledDoubleRangeSlider(Qt.Orientation.Horizontal)
+        w.setRange(lo, hi)
+        w.setDecimals(decimals)
+        w.setValue(tuple(value))
+        return w
+
+    @staticmethod
+    def _irange(lo, hi, value):
+        w = QLabeledRangeSlider(Qt.Orientation.Horizontal)
+        w.setRange(lo, hi)
+        w.setValue(tuple(value))
+        return w
+
+    @staticmethod
+    def _dspin(lo, hi, value, decimals):
+        w = QDoubleSpinBox()
+        w.setDecimals(decimals)
+        w.setRange(lo, hi)
+        w.setSingleStep(10 ** -decimals * 5)
+        w.setValue(value)
+        return w
+
+    @staticmethod
+    def _ispin(lo, hi, value):
+        w = QSpinBox()
+        w.setRange(lo, hi)
+        w.setValue(value)
+        return w
+
+    # ------------------------------------------------------------------ state
+    def _image_layers(self):
+        from napari.layers import Image
+
+        return [ly for ly in self.viewer.layers if isinstance(ly, Image) and not ly.name.startswith(PREFIX)]
+
+    def _refresh_layer_choices(self, *_):
+        names = [ly.name for ly in self._image_layers()]
+        before = (self.target_combo.currentText(), self.source_combo.currentText())
+        for combo, extra in ((self.target_combo, []), (self.source_combo, [SAME])):
+            cur = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(extra + names)
+            if cur in extra + names:
+                combo.setCurrentText(cur)
+            combo.blockSignals(False)
+        after = (self.target_combo.currentText(), self.source_combo.currentText())
+        if not self._building and (after != before or self.last_result is None):
+            self.request_update()
+
+    def config(self) -> PPIIConfig:
+        """The widget's state as the one configuration object (validated)."""
+        syn = {
+            "method": self.method_combo.currentText(),
+            "patch_size": list(self.patch_size.value()),
+            "n_anomalies": [int(round(v)) for v in self.n_anomalies.value()],
+            "n_raters": [int(round(v)) for v in self.n_raters.value()],
+            "gradient_scale": list(self.gradient_scale.value()),
+            "alpha": list(self.alpha.value()),
+            "label_scale": self.label_scale.value(),
+            "mixed_gradients": self.mixed.isChecked(),
+            "pairwise": self.pairwise.isChecked(),
+            "clip": self.clip.isChecked(),
+            "core_fraction": self.core_fraction.value(),
+            "rater_radius": self.rater_radius.value(),
+            "rater_radius_std": self.rater_radius_std.value(),
+            "rater_centre_std": self.rater_centre_std.value(),
+            "label_tolerance": self.label_tolerance.value(),
+            "min_patch_side": self.min_patch_side.value(),
+            "size_step": self.size_step.value(),
+            "max_tries": self.max_tries.value(),
+            "fast_sizes": self.fast_sizes.isChecked(),
+        }
+        pre = {"window": self.window_combo.currentText(), "equalise": self.equalise.isChecked()}
+        return PPIIConfig.from_dict({"synthesis": syn, "preprocess": pre, "seed": self.seed_spin.value()})
+
+    def set_config(self, cfg: PPIIConfig) -> None:
+        """Show ``cfg`` in the controls (one update afterwards)."""
+        s = cfg.synthesis.resolved()
+        self._building = True
+        try:
+            self.method_combo.setCurrentText(s.method)
+            self.patch_size.setValue(tuple(s.patch_size))
+            self.n_anomalies.setValue(tuple(s.n_anomalies))
+            self.n_raters.setValue(tuple(s.n_raters))
+            self.gradient_scale.setValue(tuple(s.gradient_scale))
+            self.alpha.setValue(tuple(s.alpha))
+            self.label_scale.setValue(s.label_scale)
+            self.mixed.setChecked(s.mixed_gradients)
+            self.pairwise.setChecked(s.pairwise)
+            self.clip.setChecked(s.clip)
+            self.seed_spin.setValue(cfg.seed)
+            if cfg.preprocess.window:
+                self.window_combo.setCurrentText(cfg.preprocess.window)
+            self.equalise.setChecked(cfg.preprocess.equalise)
+        finally:
+            self._building = False
+        self.request_update()
+
+    def _layer(self, name):
+        ly = [x for x in self.viewer.layers if x.name == name]
+        return ly[0] if ly else None
+
+    def _current_slice(self, layer) -> int | None:
+        if layer.ndim != 3:
+            return None
+        data_pt = layer.world_to_data(self.viewer.dims.point)
+        return int(np.clip(round(float(data_pt[0])), 0, layer.data.shape[0] - 1))
+
+    def _on_slice_change(self, *_):
+        target = self._layer(self.target_combo.currentText())
+        if target is not None and target.ndim == 3 and self.last_result is not None and self.last_result.slice_index is not None:
+            if self._current_slice(target) != self.last_result.slice_index:
+                self.request_update()
+
+    # ------------------------------------------------------------------ work
+    def _notify(self, msg: str) -> None:
+        from napari.utils.notifications import show_error
+
+        self.last_error = msg
+        self.status.setText(msg)
+        show_error(msg)
+        self.preview_failed.emit(msg)
+
+    def _make_request(self, whole_volume: bool = False) -> PreviewRequest | None:
+        name = self.target_combo.currentText()
+        layer = self._layer(name)
+        if layer is None:
+            self.status.setText("Open a scan (File > Open, or File > Open Sample > napari-ppii) to preview.")
+            return None
+        try:
+            cfg = self.config()
+            target = layer_to_scan(layer)
+            src_name = self.source_combo.currentText()
+            src_layer = None if src_name in ("", SAME) else self._layer(src_name)
+            source = layer_to_scan(src_layer) if src_layer is not None and src_layer is not layer else None
+        except InputError as exc:
+            self._notify(str(exc))
+            return None
+        self._generation += 1
+        key = (id(layer.data), layer.name, None if src_layer is None else id(src_layer.data))
+        return PreviewRequest(self._generation, target, source, cfg, None if whole_volume else self._current_slice(layer), key)
+
+    def request_update(self, *_):
+        """Schedule a recompute with the current settings (coalesced; stale results are dropped)."""
+        if self._building:
+            return
+        req = self._make_request()
+        if req is None:
+            return
+        self._pending = req
+        if self._worker is None:
+            self._start_next()
+
+    def _start_next(self):
+        from napari.qt.threading import create_worker
+
+        req, self._pending = self._pending, None
+        if req is None:
+            return
+        worker = create_worker(compute_preview, req, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(self._on_result)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        worker.start()
+
+    def _on_finished(self):
+        self._worker = None
+        if self._pending is not None:
+            self._start_next()
+
+    def _on_error(self, exc):
+        if isinstance(exc, InputError):
+            self._notify(str(exc))
+        else:
+            self._notify(f"preview failed: {type(exc).__name__}: {exc}")
+
+    @property
+    def busy(self) -> bool:
+        return self._worker is not None or self._pending is not None
+
+    def closeEvent(self, event):
+        self._closed = True
+        self._pending = None
+        super().closeEvent(event)
+
+    def _on_result(self, res: PreviewResult):
+        if getattr(self, "_closed", False):
+            return
+        if res.generation != self._generation:
+            return  # a newer request exists: drop this stale result
+        self._show(res)
+
+    def _show(self, res: PreviewResult):
+        from .._layers import boxes_shapes_data
+
+        if getattr(self, "_closed", False):
+            return
+        r = res.result
+        geo = {"scale": tuple(res.target.spacing), "translate": tuple(res.target.origin)}
+        specs = [
+            ("image", r.image, {"colormap": "gray", "contrast_limits": (0.0, 1.0)}),
+            ("label", r.label, {"colormap": "inferno", "blending": "additive", "opacity": 0.7, "contrast_limits": (0.0, 1.0)}),
+            ("variance", r.variance, {"colormap": "viridis", "blending": "additive", "opacity": 0.6, "visible": False,
+                                      "contrast_limits": (0.0, max(float(np.max(r.variance)), 1e-6))}),
+        ]
+        for key, data, kw in specs:
+            name = f"{PREFIX} {key}"
+            layer = self._layer(name)
+            if layer is not None and layer.ndim == data.ndim:
+                layer.data = data
+                layer.scale, layer.translate = geo["scale"], geo["translate"]
+                if "contrast_limits" in kw:
+                    layer.contrast_limits = kw["contrast_limits"]
+            else:
+                if layer is not None:
+                    self.viewer.layers.remove(layer)
+                self.viewer.add_image(data, name=name, **geo, **kw)
+        bname = f"{PREFIX} boxes"
+        bdata, bkw, _ = boxes_shapes_data(r.boxes, r.image.ndim, name=bname, edge_color="#00ff88", **geo)
+        blayer = self._layer(bname)
+        if blayer is not None and blayer.ndim == r.image.ndim:
+            blayer.data = []
+            if bdata:
+                blayer.add_rectangles(bdata, edge_color="#00ff88", face_color="transparent", edge_width=2)
+        else:
+            if blayer is not None:
+                self.viewer.layers.remove(blayer)
+            self.viewer.add_shapes(bdata, **{k: v for k, v in bkw.items() if k != "features"})
+        self.last_result = res
+        self.last_error = None
+        n = len(r.boxes)
+        where = f" (slice {res.slice_index})" if res.slice_index is not None else ""
+        self.status.setText(f"{res.config.synthesis.method}: {n} anomal{'y' if n == 1 else 'ies'}{where} in {res.seconds * 1e3:.0f} ms")
+        self.preview_updated.emit(res)
+
+    # ------------------------------------------------------------------ whole volume, export
+    def run_whole_volume(self):
+        from napari.qt.threading import create_worker
+
+        req = self._make_request(whole_volume=True)
+        if req is None:
+            return
+        if req.target.ndim != 3:
+            self._notify("the target is a 2D image: the preview already covers all of it")
+            return
+
+        def job():
+            yield 1
+            res = compute_preview(req)
+            yield 3
+            return res
+
+        self.progress.setVisible(True)
+        self.progress.setValue(0)
+        worker = create_worker(job, _start_thread=False, _ignore_errors=True)
+        worker.yielded.connect(self.progress.setValue)
+        worker.returned.connect(self._show)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(lambda: self.progress.setVisible(False))
+        self._volume_worker = worker
+        worker.start()
+
+    def export(self, folder) -> dict | None:
+        """Write the shown sample like ``ppii synthesize`` does; returns the record."""
+        from ..synthesis import make_synthesizer
+        from ..synthesis.export import export_sample
+
+        res = self.last_result
+        if res is None:
+            self._notify("nothing to export yet: no preview has been computed")
+            return None
+        resolved = make_synthesizer(res.config.synthesis).config.model_dump(mode="json")
+        return export_sample(folder, res.target, res.result, res.config, resolved=resolved, command="napari-preview",
+                             input=self.target_combo.currentText(), slice_index=res.slice_index)
+
+    def _export_clicked(self):
+        folder = QFileDialog.getExistingDirectory(self, "Export the synthetic sample to")
+        if folder:
+            try:
+                self.export(folder)
+                self.status.setText(f"exported to {folder}")
+            except (InputError, OSError) as exc:
+                self._notify(f"export failed: {exc}")

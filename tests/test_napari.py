@@ -1,0 +1,286 @@
+"""napari plugin: readers, sample data and the live preview widget (real Qt under Xvfb)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import make_dicom, smooth_image
+from napari_ppii.io import Scan, write_array
+
+napari = pytest.importorskip("napari")
+
+
+# ------------------------------------------------------------------------------------------------
+# readers (through npe2, as napari calls them)
+# ------------------------------------------------------------------------------------------------
+def _read(path):
+    """What napari does with a path: ask the plugin's reader contributions, call the first that accepts."""
+    from napari_ppii._reader import get_boxes_reader, get_reader
+
+    reader = get_reader(str(path)) or get_boxes_reader(str(path))
+    assert reader is not None, path
+    return reader(str(path))
+
+
+def test_manifest_is_valid_and_lists_contributions():
+    from importlib.resources import files
+
+    from npe2 import PluginManifest
+
+    mf = PluginManifest.from_file(files("napari_ppii") / "napari.yaml")
+    assert {r.command for r in mf.contributions.readers} == {"napari-ppii.get_reader", "napari-ppii.get_boxes_reader"}
+    assert len(mf.contributions.sample_data) == 3 and len(mf.contributions.widgets) >= 1
+    for cmd in mf.contributions.commands:
+        mod, attr = cmd.python_name.split(":")
+        assert hasattr(__import__(mod, fromlist=[attr]), attr), cmd.python_name
+
+
+def test_reader_dicom_series_geometry(dicom_series):
+    (data, kw, kind), = _read(dicom_series)
+    assert kind == "image" and data.shape == (6, 20, 24)
+    np.testing.assert_array_equal(data[:, 5, 5], [0, 100, 200, 300, 400, 500])
+    assert kw["scale"] == pytest.approx((2.5, 0.7, 0.7))
+    assert kw["translate"] == pytest.approx((-10.0, -60.0, -50.0))
+    assert kw["contrast_limits"] == (-1350.0, 150.0)  # CT opens in the lung window
+
+
+def test_reader_nifti_anisotropic(tmp_path):
+    arr = (smooth_image((5, 30, 20), seed=1) * 1000 - 1000).astype(np.float32)
+    scan = Scan(arr, (3.0, 0.5, 0.8), (10.0, -4.0, 2.5), np.eye(3), "CT")
+    p = write_array(arr, tmp_path / "v", like=scan, fmt="nifti")
+    (data, kw, _), = _read(p)
+    np.testing.assert_allclose(data, arr)
+    assert kw["scale"] == pytest.approx((3.0, 0.5, 0.8)) and kw["translate"] == pytest.approx((10.0, -4.0, 2.5))
+
+
+def test_reader_png16(tmp_path):
+    import imageio.v3 as iio
+
+    a = (np.arange(40 * 30).reshape(40, 30) * 50).astype(np.uint16)
+    iio.imwrite(tmp_path / "a.png", a)
+    (data, kw, _), = _read(tmp_path / "a.png")
+    np.testing.assert_array_equal(data, a)
+    assert kw["scale"] == (1.0, 1.0) and kw["translate"] == (0.0, 0.0)
+
+
+def test_reader_box_csv_2d_and_3d(tmp_path):
+    p = tmp_path / "boxes.csv"
+    p.write_text("image,label,x0,y0,x1,y1,subtlety\na.png,nodule,10,20,30,40,3\n")
+    (rects, kw, kind), = _read(p)
+    assert kind == "shapes" and len(rects) == 1
+    np.testing.assert_allclose(rects[0], [[19.5, 9.5], [19.5, 30.5], [40.5, 30.5], [40.5, 9.5]])
+    assert kw["features"]["subtlety"] == [3] and kw["features"]["label"] == ["nodule"]
+    q = tmp_path / "b3.csv"
+    q.write_text("image,label,x0,y0,x1,y1,z0,z1\nv,nodule,1,2,3,4,5,7\n")
+    (rects, kw, _), = _read(q)
+    assert len(rects) == 3 and sorted(r[0, 0] for r in rects) == [5, 6, 7]  # one rectangle per slice
+
+
+def test_reader_ignores_other_csv(tmp_path):
+    from napari_ppii._reader import get_boxes_reader
+
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    assert get_boxes_reader(str(tmp_path / "other.csv")) is None
+
+
+def test_reader_lidc_xml_finds_its_series(tmp_path):
+    from test_io import LIDC_XML
+
+    folder = tmp_path / "case"
+    folder.mkdir()
+    for k, z in enumerate([-5.0, -2.5, 0.0]):
+        make_dicom(folder / f"{k}.dcm", np.full((100, 100), 1024, np.int16), position=(-50.0, -60.0, z))
+    (folder / "read.xml").write_text(LIDC_XML)
+    (rects, kw, _), = _read(folder / "read.xml")
+    assert kw["scale"] == pytest.approx((2.5, 0.7, 0.7)) and kw["translate"] == pytest.approx((-5.0, -60.0, -50.0))
+    assert {r[0, 0] for r in rects} == {0.0, 1.0, 2.0}  # z mapped to slice indices
+
+
+def test_sample_data_layers_line_up():
+    from napari_ppii._sample_data import lidc_ct, nih_nodule, nih_normals
+
+    (img, ikw, _), (rects, bkw, kind) = lidc_ct()
+    assert img.shape == (24, 256, 256) and kind == "shapes" and len(rects) > 0
+    assert bkw["scale"] == ikw["scale"] and bkw["translate"] == ikw["translate"]
+    assert img.min() < -900  # HU
+    (cxr, _, _), (boxes, _, _) = nih_nodule()
+    assert cxr.shape == (512, 512) and len(boxes) == 1
+    assert len(nih_normals()) == 4
+
+
+# ------------------------------------------------------------------------------------------------
+# preview widget
+# ------------------------------------------------------------------------------------------------
+def _wait(qtbot, widget, timeout=20000):
+    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
+
+
+@pytest.fixture
+def viewer_with_cxr(make_napari_viewer):
+    from napari_ppii._sample_data import nih_normals
+
+    viewer = make_napari_viewer()
+    for data, kw, _ in nih_normals()[:2]:
+        viewer.add_image(data, **kw)
+    return viewer
+
+
+@pytest.fixture
+def widget(viewer_with_cxr, qtbot):
+    from napari_ppii._widgets.preview import PreviewWidget
+
+    w = PreviewWidget(viewer_with_cxr)
+    qtbot.addWidget(w)
+    _wait(qtbot, w)
+    yield w
+    _wait(qtbot, w)
+
+
+def test_preview_layers_created_and_updated_on_change(widget, viewer_with_cxr, qtbot):
+    v = viewer_with_cxr
+    assert widget.last_result is not None, widget.last_error
+    for name in ("P-PII image", "P-PII label", "P-PII variance", "P-PII boxes"):
+        assert name in v.layers
+    n_layers = len(v.layers)
+    before = v.layers["P-PII label"].data.copy()
+    widget.seed_spin.setValue(5)
+    _wait(qtbot, widget)
+    after = v.layers["P-PII label"].data
+    assert not np.array_equal(before, after)
+    assert len(v.layers) == n_layers  # updated in place, not added
+    widget.n_raters.setValue((4, 4))
+    _wait(qtbot, widget)
+    assert all(len(s.radii) == 4 for s in widget.last_result.result.plan)
+    assert widget.config().synthesis.n_raters == (4, 4)
+    # user's layers untouched
+    assert v.layers[0].data.shape == (512, 512) and v.layers[0].name.startswith("NIH")
+
+
+def test_preview_same_seed_same_layers(widget, viewer_with_cxr, qtbot):
+    v = viewer_with_cxr
+    widget.seed_spin.setValue(11)
+    _wait(qtbot, widget)
+    first = v.layers["P-PII image"].data.copy(), v.layers["P-PII label"].data.copy()
+    widget.seed_spin.setValue(12)
+    _wait(qtbot, widget)
+    widget.seed_spin.setValue(11)
+    _wait(qtbot, widget)
+    np.testing.assert_array_equal(v.layers["P-PII image"].data, first[0])
+    np.testing.assert_array_equal(v.layers["P-PII label"].data, first[1])
+
+
+def test_preview_source_layer_and_methods(widget, viewer_with_cxr, qtbot):
+    widget.source_combo.setCurrentText(viewer_with_cxr.layers[1].name)
+    _wait(qtbot, widget)
+    assert widget.last_result is not None
+    for m in ("pii", "fpi"):
+        widget.method_combo.setCurrentText(m)
+        _wait(qtbot, widget)
+        assert widget.last_result.config.synthesis.method == m
+        assert widget.last_result.result.label.max() > 0
+
+
+def test_preview_volume_current_slice_and_whole_volume(make_napari_viewer, qtbot):
+    from napari_ppii._sample_data import lidc_ct
+    from napari_ppii._widgets.preview import PreviewWidget
+
+    v = make_napari_viewer()
+    (img, kw, _), _boxes = lidc_ct()
+    layer = v.add_image(img, **kw)
+    w = PreviewWidget(v)
+    qtbot.addWidget(w)
+    _wait(qtbot, w)
+    assert w.last_result.slice_index is not None and v.layers["P-PII label"].ndim == 2
+    z_world = layer.data_to_world((7, 0, 0))[0]
+    v.dims.set_point(0, z_world)
+    _wait(qtbot, w)
+    assert w.last_result.slice_index == 7
+    w.run_whole_volume()
+    qtbot.waitUntil(lambda: v.layers["P-PII label"].ndim == 3, timeout=60000)
+    assert v.layers["P-PII label"].data.shape == (24, 256, 256)
+    assert tuple(v.layers["P-PII label"].scale) == pytest.approx(tuple(layer.scale))
+
+
+def test_export_matches_cli_layout(widget, tmp_path, qtbot):
+    rec = widget.export(tmp_path)
+    for f in ("image.tif", "label.tif", "variance.tif", "target.tif", "boxes.csv", "params.json"):
+        assert (tmp_path / f).exists()
+    saved = json.loads((tmp_path / "params.json").read_text())
+    assert saved["seed"] == widget.config().seed and len(saved["anomalies"]) == len(rec["boxes"])
+    from napari_ppii.io import read_scan
+
+    np.testing.assert_allclose(read_scan(tmp_path / "label.tif").array, widget.last_result.result.label)
+
+
+def test_screenshot_shows_label_where_boxes_are(make_napari_viewer, qtbot):
+    from napari_ppii._sample_data import nih_normals
+    from napari_ppii._widgets.preview import PreviewWidget
+
+    v = make_napari_viewer(show=True)
+    data, kw, _ = nih_normals()[0]
+    v.add_image(data, **kw)
+    w = PreviewWidget(v)
+    qtbot.addWidget(w)
+    w.n_anomalies.setValue((3, 3))
+    w.gradient_scale.setValue((15.0, 15.0))
+    _wait(qtbot, w)
+    # show only the label overlay, in a plain colormap
+    for ly in v.layers:
+        ly.visible = ly.name == "P-PII label"
+    v.layers["P-PII label"].colormap = "gray"
+    v.layers["P-PII label"].blending = "translucent"
+    v.layers["P-PII label"].opacity = 1.0
+    v.reset_view()
+    shot = v.screenshot(canvas_only=True, flash=False)[..., :3].astype(float).mean(-1)
+    label = v.layers["P-PII label"].data
+    inside = np.zeros(label.shape, bool)
+    for b in w.last_result.result.boxes:
+        inside |= b.mask(label.shape)
+    # map screenshot pixels back to data coordinates through the canvas' extent
+    h, wd = shot.shape
+    ys, xs = np.nonzero(shot > 40)
+    assert len(ys) > 0
+    # bright pixels on screen correspond to data pixels inside the anomaly boxes
+    ext = v.layers["P-PII label"].extent.world
+    scale = min(h / (ext[1][0] - ext[0][0]), wd / (ext[1][1] - ext[0][1]))
+    cy, cx = h / 2, wd / 2
+    dy = ((ys - cy) / scale + (ext[0][0] + ext[1][0]) / 2).astype(int).clip(0, label.shape[0] - 1)
+    dx = ((xs - cx) / scale + (ext[0][1] + ext[1][1]) / 2).astype(int).clip(0, label.shape[1] - 1)
+    dilated = inside.copy()
+    from scipy.ndimage import binary_dilation
+
+    dilated = binary_dilation(inside, iterations=3)
+    assert dilated[dy, dx].mean() > 0.95
+    # and the boxes' insides are lit on screen where the label is strong
+    strong = (label > 0.3) & inside
+    assert strong.any()
+
+
+# ------------------------------------------------------------------------------------------------
+# bad input: a notification, no exception, layers intact
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["tiny", "rgb", "nan", "huge_min_patch"])
+def test_bad_input_notifies_and_keeps_layers(make_napari_viewer, qtbot, kind):
+    from napari_ppii._widgets.preview import PreviewWidget
+
+    v = make_napari_viewer()
+    if kind == "tiny":
+        v.add_image(np.zeros((1, 1), np.float32), name="bad")
+    elif kind == "rgb":
+        v.add_image(np.random.default_rng(0).random((64, 64, 3)).astype(np.float32), name="bad", rgb=True)
+    elif kind == "nan":
+        a = smooth_image((64, 64))
+        a[3, 3] = np.nan
+        v.add_image(a, name="bad")
+    else:
+        v.add_image(smooth_image((40, 40)), name="bad")
+    before = np.array(v.layers["bad"].data, copy=True)
+    w = PreviewWidget(v)
+    qtbot.addWidget(w)
+    if kind == "huge_min_patch":
+        w.min_patch_side.setValue(64)
+    _wait(qtbot, w)
+    assert w.last_error, kind
+    assert [ly.name for ly in v.layers] == ["bad"]
+    np.testing.assert_array_equal(np.asarray(v.layers["bad"].data), before)
