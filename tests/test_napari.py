@@ -153,6 +153,9 @@ def test_preview_layers_created_and_updated_on_change(widget, viewer_with_cxr, q
     _wait(qtbot, widget)
     assert all(len(s.radii) == 4 for s in widget.last_result.result.plan)
     assert widget.config().synthesis.n_raters == (4, 4)
+    # the hidden variance layer gets the current variance when it is shown
+    v.layers["P-PII variance"].visible = True
+    np.testing.assert_array_equal(v.layers["P-PII variance"].data, widget.last_result.result.variance)
     # user's layers untouched
     assert v.layers[0].data.shape == (512, 512) and v.layers[0].name.startswith("NIH")
 

@@ -152,6 +152,14 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_view(args) -> int:
+    try:
+        from ._app import run_viewer
+    except ImportError as exc:
+        raise InputError(f"the viewer needs napari with Qt (pip install 'napari-ppii[napari]'): {exc}") from None
+    return run_viewer(args.inputs, args.sample, args.screenshot, seed=args.seed)
+
+
 # --------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ppii", description="Self-supervised anomaly localisation with P-PII")
@@ -195,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--series", help="SeriesInstanceUID for folders with several series")
     p.add_argument("--format", choices=["tiff", "nifti"], help="default: tiff for 2D, nifti for volumes")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("view", help="open napari with scans (or a bundled sample) and the P-PII preview docked")
+    p.add_argument("inputs", nargs="*", help="scans and box files to open")
+    p.add_argument("--sample", choices=["nih", "normals", "ct"], help="bundled sample data to open (default nih when no input)")
+    p.add_argument("--screenshot", help="save a screenshot of the window and exit (automatic without a display)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_view)
     return parser
 
 

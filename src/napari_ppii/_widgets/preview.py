@@ -115,7 +115,7 @@ class PreviewWidget(QWidget):
         self._pending: PreviewRequest | None = None
         self.last_result: PreviewResult | None = None
         self.last_error: str | None = None
-        self._layers: dict[str, Any] = {}
+        self._deferred: dict[str, Any] = {}  # data for hidden preview layers, applied when shown
         self._building = True
         self._build()
         self._building = False
@@ -439,21 +439,29 @@ class PreviewWidget(QWidget):
             name = f"{PREFIX} {key}"
             layer = self._layer(name)
             if layer is not None and layer.ndim == data.ndim:
+                # in place; geometry and limits only when they changed (each set re-computes the extent)
+                if tuple(layer.scale) != geo["scale"] or tuple(layer.translate) != geo["translate"]:
+                    layer.scale, layer.translate = geo["scale"], geo["translate"]
+                if not layer.visible:  # a hidden layer gets its data when it is shown
+                    self._deferred[name] = data
+                    continue
+                self._deferred.pop(name, None)
                 layer.data = data
-                layer.scale, layer.translate = geo["scale"], geo["translate"]
-                if "contrast_limits" in kw:
+                if key == "variance" and tuple(layer.contrast_limits) != kw["contrast_limits"]:
                     layer.contrast_limits = kw["contrast_limits"]
             else:
                 if layer is not None:
                     self.viewer.layers.remove(layer)
-                self.viewer.add_image(data, name=name, **geo, **kw)
+                self._deferred.pop(name, None)
+                new = self.viewer.add_image(data, name=name, **geo, **kw)
+                new.events.visible.connect(lambda e, n=name: self._apply_deferred(n))
         bname = f"{PREFIX} boxes"
         bdata, bkw, _ = boxes_shapes_data(r.boxes, r.image.ndim, name=bname, edge_color="#00ff88", **geo)
         blayer = self._layer(bname)
         if blayer is not None and blayer.ndim == r.image.ndim:
-            blayer.data = []
-            if bdata:
-                blayer.add_rectangles(bdata, edge_color="#00ff88", face_color="transparent", edge_width=2)
+            with blayer.events.blocker_all():
+                blayer.data = []
+            blayer.add_rectangles(bdata, edge_color="#00ff88", face_color="transparent", edge_width=2) if bdata else blayer.refresh()
         else:
             if blayer is not None:
                 self.viewer.layers.remove(blayer)
@@ -464,6 +472,14 @@ class PreviewWidget(QWidget):
         where = f" (slice {res.slice_index})" if res.slice_index is not None else ""
         self.status.setText(f"{res.config.synthesis.method}: {n} anomal{'y' if n == 1 else 'ies'}{where} in {res.seconds * 1e3:.0f} ms")
         self.preview_updated.emit(res)
+
+    def _apply_deferred(self, name):
+        layer = self._layer(name)
+        if layer is not None and layer.visible and name in self._deferred:
+            data = self._deferred.pop(name)
+            layer.data = data
+            if name.endswith("variance"):
+                layer.contrast_limits = (0.0, max(float(np.max(data)), 1e-6))
 
     # ------------------------------------------------------------------ whole volume, export
     def run_whole_volume(self):
