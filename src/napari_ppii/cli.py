@@ -152,6 +152,36 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from .evaluation import EvalOptions, evaluate, load_csv_test_set, load_volume_test_set
+    from .evaluation.report import write_report
+    from .predict import Predictor
+
+    pred = Predictor(args.checkpoint, device=args.device or "cpu")
+    data = Path(args.data)
+    if data.suffix.lower() == ".csv":
+        items = load_csv_test_set(data, labels=args.labels.split(",") if args.labels else None, split=args.split,
+                                  limit=args.limit)
+    else:
+        items = load_volume_test_set(data, args.boxes)
+    opts = EvalOptions(score=args.score, topk_percent=args.topk, region=args.region, n_boot=args.n_boot,
+                       samples=args.samples, min_distance=args.min_distance)
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), desc="evaluate", unit="scan")
+    ev = evaluate(pred, items, opts, progress=(lambda i, n: bar.update(1)) if bar else None)
+    if bar:
+        bar.close()
+    report = write_report(ev, args.out, title=f"{pred.cfg.model.backbone} ({pred.cfg.synthesis.method}) on {data.name}",
+                          extra={"checkpoint": str(args.checkpoint), "step": pred.step, "data": str(data)})
+    m = ev.metrics
+    print(f"pixel AUROC {m['pixel_auroc']:.3f}  sample AUROC {m['sample_auroc']:.3f}  sample AP {m['sample_ap']:.3f}  "
+          f"FROC@10FP {m['froc_at_10fp']:.3f}  ({report})")
+    return 0
+
+
 def cmd_view(args) -> int:
     try:
         from ._app import run_viewer
@@ -203,6 +233,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--series", help="SeriesInstanceUID for folders with several series")
     p.add_argument("--format", choices=["tiff", "nifti"], help="default: tiff for 2D, nifti for volumes")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="score a checkpoint on test scans: pixel AUROC, sample AUROC/AP, FROC")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--data", required=True, help="annotations CSV (rows with split=test) or a CT series / volume")
+    p.add_argument("--boxes", help="LIDC XML or box CSV for a CT series")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--samples", type=int, help="MC-dropout / PHiSeg samples (default: the model's)")
+    p.add_argument("--score", choices=["topk", "max", "mean"], default="topk", help="per-image score (default: mean of the top 1%%)")
+    p.add_argument("--topk", type=float, default=1.0, help="percent of pixels for --score topk")
+    p.add_argument("--region", choices=["box", "disc"], default="box", help="pixel AUROC ground truth: box or inscribed disc")
+    p.add_argument("--labels", help="comma-separated box labels to count as lesions (e.g. Nodule,Mass)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int, help="evaluate only the first N test images")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the CIs")
+    p.add_argument("--min-distance", type=int, default=8, help="FROC: minimum distance between candidates (pixels)")
+    p.add_argument("--device")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("view", help="open napari with scans (or a bundled sample) and the P-PII preview docked")
     p.add_argument("inputs", nargs="*", help="scans and box files to open")

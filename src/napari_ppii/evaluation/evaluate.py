@@ -1,0 +1,221 @@
+"""Scoring a model on real test scans: load the test set, predict, compute every metric with CIs.
+
+Test data:
+
+* an annotations CSV like ``../shared/data/jsrt/annotations.csv`` -- rows with ``split == test`` (all
+  rows when there is no split column); one row per box (or per image for normals, empty box); image
+  paths relative to the CSV; ``labels`` keeps only boxes of those findings (e.g. Nodule, Mass);
+* a CT series folder or volume file with a boxes file (LIDC XML or CSV).  LIDC readers' boxes of
+  nodules >= 3 mm are merged into one lesion per overlapping group (the union box), so a nodule four
+  radiologists marked is one lesion, not four.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..io import Box, read_boxes, read_scan
+from ..io.scan import Scan
+from .metrics import (
+    FROC_RATES,
+    auroc_from_histograms,
+    bootstrap_ci,
+    extract_candidates,
+    froc,
+    lesion_mask,
+    match_candidates,
+    pixel_histograms,
+    sample_score,
+)
+
+
+@dataclass
+class TestItem:
+    name: str
+    path: Path
+    boxes: list[Box]
+    scan: Scan | None = None  # loaded lazily
+
+    @property
+    def positive(self) -> bool:
+        return len(self.boxes) > 0
+
+
+@dataclass
+class EvalOptions:
+    score: str = "topk"
+    topk_percent: float = 1.0
+    region: str = "box"
+    min_distance: int = 8
+    max_candidates: int = 50
+    n_boot: int = 1000
+    seed: int = 0
+    bins: int = 1000
+    samples: int | None = None
+
+
+def load_csv_test_set(path: str | Path, labels: Sequence[str] | None = None, split: str = "test",
+                      limit: int | None = None) -> list[TestItem]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("test annotations not found", path)
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or "image" not in rows[0]:
+        raise InputError("test CSV needs an 'image' column", path)
+    has_split = "split" in rows[0]
+    wanted = None if not labels else {s.lower() for s in labels}
+    items: OrderedDict[str, TestItem] = OrderedDict()
+    all_boxes = read_boxes(path)
+    by_image: dict[str, list[Box]] = {}
+    for b in all_boxes:
+        if wanted is None or b.label.lower() in wanted:
+            by_image.setdefault(b.image, []).append(b)
+    for r in rows:
+        if has_split and (r.get("split") or "").strip().lower() != split:
+            continue
+        img = r["image"]
+        if img not in items:
+            items[img] = TestItem(Path(img).stem, path.parent / img, by_image.get(img, []))
+    out = list(items.values())
+    if not out:
+        raise InputError(f"no test rows (split={split})", path)
+    return out[:limit] if limit else out
+
+
+def merge_reader_boxes(boxes: Sequence[Box], kinds: tuple[str, ...] = ("nodule>=3mm",)) -> list[Box]:
+    """One lesion per group of overlapping reader boxes (union box, readers counted)."""
+    sel = [b for b in boxes if b.label in kinds or b.properties.get("kind") in kinds]
+    groups: list[list[Box]] = []
+    for b in sel:
+        joined = [g for g in groups if any(all(x.lo[d] <= b.hi[d] and b.lo[d] <= x.hi[d] for d in range(b.ndim)) for x in g)]
+        merged = [b] + [x for g in joined for x in g]
+        groups = [g for g in groups if g not in joined] + [merged]
+    out = []
+    for g in groups:
+        lo = tuple(min(b.lo[d] for b in g) for d in range(g[0].ndim))
+        hi = tuple(max(b.hi[d] for b in g) for d in range(g[0].ndim))
+        out.append(Box(lo, hi, label="nodule", properties={"n_readers": len({b.properties.get("reader_index", i) for i, b in enumerate(g)})}))
+    return out
+
+
+def load_volume_test_set(path: str | Path, boxes: str | Path | None) -> list[TestItem]:
+    scan = read_scan(path)
+    if scan.ndim != 3:
+        raise InputError("expected a CT volume or DICOM series for volume evaluation", path)
+    if boxes is None:
+        raise InputError("volume evaluation needs --boxes (LIDC XML or CSV)")
+    bx = read_boxes(boxes, scan.slice_positions)
+    lesions = merge_reader_boxes(bx) if any(b.label.startswith("nodule") for b in bx) else [b for b in bx if b.ndim == 3]
+    return [TestItem(Path(path).name, Path(path), lesions, scan)]
+
+
+def _stat_block(values: dict, key: str, stat: Callable, n: int, opts: EvalOptions) -> None:
+    values[key] = stat(np.arange(n))
+    values[f"{key}_ci"] = list(bootstrap_ci(stat, n, opts.n_boot, opts.seed))
+
+
+def score_maps(maps: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]], opts: EvalOptions,
+               three_d: bool = False) -> dict:
+    """All metrics for a list of maps (2D images, or 3D volumes with ``three_d``) and their boxes."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    n = len(maps)
+    hists = [pixel_histograms(m, lesion_mask(b, m.shape, opts.region), opts.bins) for m, b in zip(maps, boxes)]
+    pos = np.stack([h[0] for h in hists])
+    neg = np.stack([h[1] for h in hists])
+    scores = np.array([sample_score(m, opts.score, opts.topk_percent) for m in maps])
+    labels = np.array([len(b) > 0 for b in boxes])
+    hits = [match_candidates(extract_candidates(m, opts.min_distance, opts.max_candidates), b) for m, b in zip(maps, boxes)]
+
+    out: dict = {"n_images": n, "n_positive": int(labels.sum()), "n_lesions": int(sum(len(b) for b in boxes))}
+    _stat_block(out, "pixel_auroc", lambda idx: auroc_from_histograms(pos[idx].sum(0), neg[idx].sum(0)), n, opts)
+
+    def s_auc(idx):
+        y = labels[idx]
+        return float(roc_auc_score(y, scores[idx])) if 0 < y.sum() < len(y) else float("nan")
+
+    def s_ap(idx):
+        y = labels[idx]
+        return float(average_precision_score(y, scores[idx])) if 0 < y.sum() else float("nan")
+
+    _stat_block(out, "sample_auroc", s_auc, n, opts)
+    _stat_block(out, "sample_ap", s_ap, n, opts)
+    curve = froc(hits)
+    out["froc"] = {str(k): v for k, v in curve.at.items()}
+    out["froc_curve"] = {"fps_per_image": curve.fps_per_image.tolist(), "sensitivity": curve.sensitivity.tolist()}
+    rng = np.random.default_rng(opts.seed)
+    boots = []
+    for _ in range(opts.n_boot):
+        idx = rng.integers(0, n, n)
+        boots.append(froc([hits[i] for i in idx]).at)
+    out["froc_ci"] = {str(r): [float(np.nanpercentile([b[r] for b in boots], 2.5)), float(np.nanpercentile([b[r] for b in boots], 97.5))]
+                      for r in FROC_RATES}
+    out["froc_at_10fp"] = out["froc"]["10.0"]
+    out["froc_at_10fp_ci"] = out["froc_ci"]["10.0"]
+    out["sample_scores"] = scores.tolist()
+    out["sample_labels"] = labels.astype(int).tolist()
+    out["unit"] = "volume" if three_d else "image"
+    return out
+
+
+@dataclass
+class Evaluation:
+    metrics: dict
+    maps: list[np.ndarray] = field(default_factory=list)
+    items: list[TestItem] = field(default_factory=list)
+    candidates: list = field(default_factory=list)
+
+
+def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = None,
+             progress: Callable[[int, int], None] | None = None, keep_maps: int = 8) -> Evaluation:
+    """Predict every test item with the training pre-processing and score the maps.
+
+    For volumes, metrics are reported per slice (each slice an image, slice boxes = the 3D boxes'
+    cross-sections) under ``per_slice`` and per 3D lesion under ``per_lesion_3d``.
+    """
+    opts = opts or EvalOptions()
+    maps, boxes, kept = [], [], []
+    vol_maps, vol_boxes = [], []
+    for i, it in enumerate(items):
+        scan = it.scan if it.scan is not None else read_scan(it.path)
+        amap = predictor.predict_scan(scan, samples=opts.samples).mean
+        if scan.ndim == 3:
+            vol_maps.append(amap)
+            vol_boxes.append(it.boxes)
+            for z in range(amap.shape[0]):
+                maps.append(amap[z])
+                boxes.append([b.to_2d() for b in it.boxes if b.lo[0] <= z <= b.hi[0]])
+        else:
+            maps.append(amap)
+            boxes.append(it.boxes)
+        if len(kept) < keep_maps:
+            it.scan = scan
+            kept.append((it, scan, amap))
+        if progress is not None:
+            progress(i + 1, len(items))
+    metrics = score_maps(maps, boxes, opts)
+    if vol_maps:
+        metrics = {"per_slice": metrics, "per_lesion_3d": score_maps(vol_maps, vol_boxes, opts, three_d=True)}
+        for k in ("pixel_auroc", "pixel_auroc_ci", "froc_at_10fp", "froc_at_10fp_ci", "sample_auroc", "sample_auroc_ci",
+                  "sample_ap", "sample_ap_ci"):
+            metrics[k] = metrics["per_slice"][k]
+    metrics["settings"] = {
+        "pixel_region": opts.region, "sample_score": opts.score if opts.score != "topk" else f"mean of top {opts.topk_percent}% of pixels",
+        "candidates": f"local maxima >= {opts.min_distance} px apart, at most {opts.max_candidates} per image, scored by peak",
+        "hit_rule": "peak inside the ground-truth box; each lesion counted once; repeats inside a hit lesion ignored",
+        "ci": f"95% percentile bootstrap over images, {opts.n_boot} resamples, seed {opts.seed}",
+        "samples": opts.samples,
+    }
+    ev = Evaluation(metrics)
+    for it, scan, amap in kept:
+        ev.items.append(it)
+        ev.maps.append(amap)
+    return ev

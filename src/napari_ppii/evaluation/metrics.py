@@ -1,0 +1,196 @@
+"""Metrics of the paper (section 3): pixel AUROC, sample AUROC and AP, FROC; bootstrap CIs.
+
+Definitions (stated in every report):
+
+* **Pixel AUROC** -- every pixel of every test image; a pixel is anomalous when it lies inside a
+  ground-truth box (inclusive, :class:`~napari_ppii.io.Box`), or optionally inside the disc (ellipse)
+  inscribed in the box.  Computed from per-image score histograms (``bins`` levels on [0, 1]; ties
+  within a bin count one half), which equals scikit-learn's AUROC to within ``1/bins`` and lets the
+  bootstrap resample images cheaply.
+* **Sample score** -- one number per image from its map: ``max``, ``mean``, or ``topk`` = the mean of
+  the top ``k`` percent of pixels (default: top 1 %, a max that one hot pixel cannot decide).  Sample
+  AUROC and AP (scikit-learn) with images holding a lesion as positives.
+* **FROC** -- candidates are the local maxima of each map (``skimage.feature.peak_local_max``,
+  ``min_distance`` pixels apart, at most ``max_candidates`` per image), scored by their peak value.
+  Hit rule: a candidate *hits* a lesion when its peak lies inside the lesion's box; each lesion counts
+  once (its best candidate); further candidates inside an already-hit lesion are neither hits nor false
+  positives; a candidate in no box is a false positive.  Sweeping the threshold over candidate scores
+  gives sensitivity against the average number of false positives per image; the sensitivity at a
+  rate is the best one reached with at most that many FPs per image.  Volumes: per slice (each slice
+  an image) and per 3D lesion (3D local maxima, 3D boxes, FPs per volume).
+* **Confidence intervals** -- percentile bootstrap over images (``n_boot`` resamples, seeded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..io.boxes import Box
+
+FROC_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# ground truth masks and sample scores
+# --------------------------------------------------------------------------------------------------
+def lesion_mask(boxes: Sequence[Box], shape: Sequence[int], region: str = "box") -> np.ndarray:
+    """Pixels inside any box (``region='box'``) or the ellipse inscribed in it (``'disc'``)."""
+    m = np.zeros(tuple(shape), bool)
+    for b in boxes:
+        if region == "box":
+            m |= b.mask(shape)
+        elif region == "disc":
+            grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+            r = [max((h - lo) / 2 + 0.5, 0.5) for lo, h in zip(b.lo, b.hi)]
+            c = b.centre
+            m |= sum(((g - ci) / ri) ** 2 for g, ci, ri in zip(grids, c, r)) <= 1.0
+        else:
+            raise ValueError(f"region must be 'box' or 'disc', got {region!r}")
+    return m
+
+
+def sample_score(amap: np.ndarray, kind: str = "topk", k: float = 1.0) -> float:
+    """One anomaly score per image: ``max``, ``mean``, or ``topk`` (mean of the top ``k`` percent)."""
+    a = np.asarray(amap, dtype=np.float64).ravel()
+    if kind == "max":
+        return float(a.max())
+    if kind == "mean":
+        return float(a.mean())
+    if kind == "topk":
+        n = max(1, int(round(a.size * k / 100.0)))
+        return float(np.partition(a, a.size - n)[a.size - n:].mean())
+    raise ValueError(f"sample score kind must be max, mean or topk, got {kind!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# pixel AUROC from histograms
+# --------------------------------------------------------------------------------------------------
+def pixel_histograms(amap: np.ndarray, mask: np.ndarray, bins: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of anomalous and normal pixels per score bin (scores clipped to [0, 1])."""
+    idx = np.clip((np.asarray(amap, dtype=np.float64) * bins).astype(np.int64), 0, bins - 1).ravel()
+    m = np.asarray(mask, bool).ravel()
+    pos = np.bincount(idx[m], minlength=bins)
+    neg = np.bincount(idx[~m], minlength=bins)
+    return pos, neg
+
+
+def auroc_from_histograms(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(score_pos > score_neg) + 0.5 P(tie), ties = same bin."""
+    n_pos, n_neg = pos.sum(), neg.sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    neg_below = np.cumsum(neg) - neg
+    return float((pos * (neg_below + 0.5 * neg)).sum() / (n_pos * n_neg))
+
+
+# --------------------------------------------------------------------------------------------------
+# FROC
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Candidates:
+    """Scored candidates of one image: peak positions (array index order) and scores."""
+
+    points: np.ndarray  # (n, ndim)
+    scores: np.ndarray  # (n,)
+
+
+def extract_candidates(amap: np.ndarray, min_distance: int = 8, max_candidates: int = 50,
+                       threshold: float = 0.0) -> Candidates:
+    """Local maxima of a map (2D or 3D), strongest first."""
+    from skimage.feature import peak_local_max
+
+    a = np.asarray(amap, dtype=np.float64)
+    pts = peak_local_max(a, min_distance=min_distance, threshold_abs=threshold, num_peaks=max_candidates,
+                         exclude_border=False)
+    if len(pts) == 0:
+        pts = np.array([np.unravel_index(int(np.argmax(a)), a.shape)])
+    scores = a[tuple(pts.T)]
+    order = np.argsort(-scores, kind="stable")
+    return Candidates(pts[order], scores[order])
+
+
+@dataclass
+class ImageHits:
+    """Per image: for each candidate, the lesion it hits (-1: a false positive; -2: a repeat hit,
+    ignored); and the number of lesions."""
+
+    scores: np.ndarray
+    lesion: np.ndarray
+    n_lesions: int
+
+
+def match_candidates(cands: Candidates, boxes: Sequence[Box]) -> ImageHits:
+    """Apply the hit rule (peak inside the box; each lesion once, best candidate first)."""
+    lesion = np.full(len(cands.scores), -1, dtype=np.int64)
+    hit = set()
+    for i, p in enumerate(cands.points):  # strongest first
+        inside = [j for j, b in enumerate(boxes) if b.contains(p)]
+        if not inside:
+            continue
+        fresh = [j for j in inside if j not in hit]
+        if fresh:
+            lesion[i] = fresh[0]
+            hit.add(fresh[0])
+        else:
+            lesion[i] = -2
+    return ImageHits(cands.scores, lesion, len(boxes))
+
+
+@dataclass
+class FROCResult:
+    fps_per_image: np.ndarray
+    sensitivity: np.ndarray
+    thresholds: np.ndarray
+    at: dict[float, float] = field(default_factory=dict)
+
+
+def froc(hits: Sequence[ImageHits], rates: Sequence[float] = FROC_RATES) -> FROCResult:
+    """The FROC curve over all images and the sensitivity at each FP rate."""
+    n_images = len(hits)
+    n_lesions = sum(h.n_lesions for h in hits)
+    scores, kinds, lesion_ids = [], [], []
+    for i, h in enumerate(hits):
+        for s, les in zip(h.scores, h.lesion):
+            if les == -2:
+                continue
+            scores.append(s)
+            kinds.append(les >= 0)
+            lesion_ids.append((i, int(les)))
+    if not scores or n_lesions == 0:
+        return FROCResult(np.zeros(1), np.zeros(1), np.zeros(1), {r: float("nan") if n_lesions == 0 else 0.0 for r in rates})
+    scores = np.asarray(scores)
+    kinds = np.asarray(kinds)
+    order = np.argsort(-scores, kind="stable")
+    tp = np.cumsum(kinds[order])
+    fp = np.cumsum(~kinds[order])
+    # a threshold keeps every candidate with score >= it: evaluate at the last of equal scores
+    s_sorted = scores[order]
+    last = np.r_[s_sorted[1:] != s_sorted[:-1], True]
+    sens = np.r_[0.0, tp[last] / n_lesions]
+    fppi = np.r_[0.0, fp[last] / n_images]
+    thr = np.r_[np.inf, s_sorted[last]]
+    at = {}
+    for r in rates:
+        ok = fppi <= r + 1e-12
+        at[float(r)] = float(sens[ok].max()) if ok.any() else 0.0
+    return FROCResult(fppi, sens, thr, at)
+
+
+# --------------------------------------------------------------------------------------------------
+# bootstrap
+# --------------------------------------------------------------------------------------------------
+def bootstrap_ci(stat, n: int, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile CI of ``stat(indices)`` over ``n_boot`` resamples of ``n`` images with replacement."""
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n_boot):
+        v = stat(rng.integers(0, n, n))
+        if np.isfinite(v):
+            vals.append(v)
+    if not vals:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(vals, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return float(lo), float(hi)
