@@ -5,6 +5,7 @@ Sources of normal images (``data.train``):
 * a folder of radiographs (every readable image file in it, recursively);
 * an annotations CSV like ``../shared/data/jsrt/annotations.csv``: rows with ``split == train`` (and
   ``label == normal`` where a label column exists); image paths relative to the CSV;
+* a ``.npy`` stack ``(N, H, W)`` already pre-processed to [0, 1] (the viewer writes one from layers);
 * a CT series folder or a volume file: every slice, except -- with ``data.boxes`` -- slices within
   ``lesion_margin`` slices of an annotated lesion (the paper: ~5 slices either side count as context).
 
@@ -65,6 +66,19 @@ def _csv_images(path: Path) -> list[Path]:
     return out
 
 
+def _npy_images(path: Path, size: int) -> np.ndarray:
+    """A ``(N, H, W)`` stack already pre-processed to [0, 1] (what the viewer writes from layers)."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"not a readable .npy image stack ({exc})", path) from None
+    if arr.ndim != 3 or arr.dtype.kind != "f" or not np.isfinite(arr).all():
+        raise InputError(f"expected a finite float (N, H, W) stack, got {arr.dtype} {arr.shape}", path)
+    if arr.shape[1:] != (size, size):
+        arr = np.stack([resize(a, (size, size)) for a in arr])
+    return arr.astype(np.float32)
+
+
 def load_normal_images(cfg: PPIIConfig) -> np.ndarray:
     """All normal training images as ``(N, S, S)`` float32."""
     if not cfg.data.train:
@@ -72,11 +86,19 @@ def load_normal_images(cfg: PPIIConfig) -> np.ndarray:
     src = Path(cfg.data.train)
     if not src.exists():
         raise InputError("training data not found", src)
+    if src.is_file() and src.suffix.lower() == ".npy":
+        return _npy_images(src, cfg.data.image_size)
     if src.is_file() and src.suffix.lower() == ".csv":
         return np.concatenate([model_input(read_scan(p), cfg) for p in _csv_images(src)])
-    is_series = src.is_dir() and not any(_suffix(p) in RASTER_SUFFIXES for p in src.iterdir() if p.is_file())
+    is_series = src.is_dir() and not any(_suffix(p) in RASTER_SUFFIXES + ITK_SUFFIXES for p in src.rglob("*") if p.is_file())
     if src.is_file() or is_series:
-        scan = read_scan(src)
+        try:
+            scan = read_scan(src)
+        except InputError as exc:
+            if is_series:
+                raise InputError(f"folder holds no image files (PNG/JPEG/TIFF, NIfTI/MHD/NRRD) and no readable "
+                                 f"DICOM series ({exc.reason})", src) from None
+            raise
         arr = model_input(scan, cfg)
         if scan.ndim == 3:
             lesions = []

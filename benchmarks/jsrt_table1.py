@@ -1,0 +1,107 @@
+"""The paper's Table 1 (JSRT, U-Net, PII vs P-PII), reproduced on the CPU with a stated budget.
+
+Trains -- or takes checkpoints of -- U-Net with PII and with P-PII on the JSRT training normals
+(``runs/jsrt_{pii,ppii}_unet.yaml``: 256x256, base 16 channels, batch 8, 2,000 steps, Adam 1e-3 with
+warm-up and cosine decay, best-Dice checkpoint; about 40 minutes each on 2 CPU cores), then scores both in
+one run on
+
+* the JSRT test rows (78 nodules, 10 normals): the paper's Table 1 setting;
+* the NIH ChestX-ray14 radiographs with Nodule/Mass boxes plus the normals (a cross-dataset check);
+* the LIDC-IDRI-0001 CT series with its radiologists' XML (per slice and per 3D lesion),
+
+and prints the table in the paper's layout beside the paper's figures (which used 512x512 and 100,000
+steps on an A100).  Reads ``../shared/data``; says so and exits cleanly when it is absent.
+Usage: ``python benchmarks/jsrt_table1.py [--train] [--n-boot 1000] [--out out/table1]``.
+Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+SHARED = ROOT.parent / "shared" / "data"
+
+from napari_ppii.evaluation import EvalOptions, evaluate, load_csv_test_set, load_volume_test_set  # noqa: E402
+from napari_ppii.evaluation.report import PAPER_TABLE1, fmt_ci, write_report  # noqa: E402
+from napari_ppii.predict import Predictor  # noqa: E402
+
+MODELS = {"PII U-Net": "jsrt_pii_unet", "P-PII U-Net": "jsrt_ppii_unet"}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--train", action="store_true", help="train the models whose checkpoints are missing")
+    ap.add_argument("--runs", type=Path, default=ROOT / "runs")
+    ap.add_argument("--checkpoint", default="best.pt", help="best.pt (paper: best Dice) or last.pt")
+    ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--out", type=Path, default=ROOT / "out" / "table1")
+    ap.add_argument("--skip-lidc", action="store_true")
+    args = ap.parse_args(argv)
+    jsrt = SHARED / "jsrt" / "annotations.csv"
+    if not jsrt.exists():
+        res = {"skipped": f"JSRT data not found at {jsrt}"}
+        print(f"JSRT data absent ({jsrt}): nothing to evaluate")
+        print(json.dumps(res))
+        return res
+    datasets = {"JSRT": load_csv_test_set(jsrt)}
+    nih = SHARED / "nih-cxr" / "annotations.csv"
+    if nih.exists():
+        datasets["NIH (cross-dataset)"] = load_csv_test_set(nih, labels=["Nodule", "Mass"])
+    else:
+        print(f"NIH data absent ({nih}): cross-dataset check skipped")
+    lidc = SHARED / "lidc-idri-0001"
+    if lidc.exists() and not args.skip_lidc:
+        datasets["LIDC-IDRI-0001"] = load_volume_test_set(lidc / "dicom", lidc / "069.xml")
+    opts = EvalOptions(n_boot=args.n_boot)
+    results: dict = {}
+    for model, run in MODELS.items():
+        ck = args.runs / run / args.checkpoint
+        if not ck.exists():
+            if not args.train:
+                print(f"{model}: no checkpoint at {ck} (run with --train, or `ppii train --config runs/{run}.yaml`)")
+                continue
+            from napari_ppii.config import PPIIConfig
+            from napari_ppii.training import train
+
+            cfg = PPIIConfig.load(ROOT / "runs" / f"{run}.yaml")
+            train(cfg, progress=True)
+        pred = Predictor(ck)
+        results[model] = {"checkpoint": str(ck), "step": pred.step, "image_size": pred.cfg.data.image_size,
+                          "steps": pred.cfg.training.steps}
+        for name, items in datasets.items():
+            ev = evaluate(pred, items, opts)
+            write_report(ev, args.out / run / name.split()[0].lower(), title=f"{model} on {name}",
+                         extra={"checkpoint": str(ck), "step": pred.step})
+            keep = ("pixel_auroc", "pixel_auroc_ci", "froc_at_10fp", "froc_at_10fp_ci", "sample_auroc", "sample_auroc_ci",
+                    "sample_ap", "sample_ap_ci")
+            results[model][name] = {k: ev.metrics[k] for k in keep}
+            if "per_lesion_3d" in ev.metrics:
+                results[model][name]["froc_3d_lesion"] = ev.metrics["per_lesion_3d"]["froc"]
+            print(f"{model} on {name}: done", flush=True)
+
+    print()
+    for name in datasets:
+        print(f"== {name} ==")
+        print(f"{'':14s} {'Pixel AUC':>24s} {'FROC@10FP':>24s} {'Sample AUC':>24s} {'Sample AP':>24s}")
+        for model in MODELS:
+            if model not in results:
+                continue
+            m = results[model][name]
+            print(f"{model:14s} " + " ".join(f"{fmt_ci(m, k):>24s}" for k in ("pixel_auroc", "froc_at_10fp", "sample_auroc", "sample_ap")))
+            if name == "JSRT":
+                p = PAPER_TABLE1[model]
+                print(f"{'  paper':14s} " + " ".join(f"{p[k]:>24.2f}" for k in ("pixel_auroc", "froc_at_10fp", "sample_auroc", "sample_ap")))
+        print()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "table1.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""Training and prediction from the viewer (real Qt under Xvfb; training in a real subprocess)."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import smooth_image
+
+napari = pytest.importorskip("napari")
+
+
+def _write_pngs(folder, n=4, size=48):
+    import imageio.v3 as iio
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        iio.imwrite(folder / f"img{i}.png", (smooth_image((size, size), seed=i) * 255).astype(np.uint8))
+    return folder
+
+
+@pytest.fixture
+def train_widget(make_napari_viewer, qtbot):
+    from napari_ppii._widgets.training import TrainingWidget
+
+    v = make_napari_viewer()
+    w = TrainingWidget(v, confirm=lambda: True)
+    qtbot.addWidget(w)
+    w.size.setValue(32)
+    w.batch.setValue(2)
+    w.base_channels.setValue(4)
+    yield w
+    if w.running:
+        w.stop()
+
+
+def _tiny(w, tmp_path, steps, val_every):
+    w.data_path.setText(str(_write_pngs(tmp_path / "data")))
+    w.out_dir.setText(str(tmp_path / "run"))
+    w.steps.setValue(steps)
+    w.val_every.setValue(val_every)
+
+
+def test_training_widget_runs_a_subprocess_and_follows_the_log(train_widget, tmp_path, qtbot):
+    w = train_widget
+    _tiny(w, tmp_path, steps=20, val_every=10)
+    assert w.start()
+    assert w.running and w.process.proc.pid != __import__("os").getpid()
+    with qtbot.waitSignal(w.run_finished, timeout=120000) as blocker:
+        pass
+    assert blocker.args == [0], w.process.error_text()
+    assert w.progress.value() == 20 and w.progress.maximum() == 20
+    assert len(w.plot.loss) >= 2 and [s for s, _ in w.plot.dice] == [10, 20]
+    assert "ETA" in w.eta.text()
+    assert (tmp_path / "run" / "best.pt").exists() and (tmp_path / "run" / "config.yaml").exists()
+    # the saved configuration is the widget's
+    from napari_ppii.config import PPIIConfig
+
+    saved = PPIIConfig.load(tmp_path / "run" / "config.yaml")
+    assert saved.training.steps == 20 and saved.data.image_size == 32 and saved.model.base_channels == 4
+
+
+def test_stop_ends_the_process_quickly_and_resume_continues(train_widget, tmp_path, qtbot):
+    w = train_widget
+    _tiny(w, tmp_path, steps=100000, val_every=100000)
+    assert w.start()
+    qtbot.waitUntil(lambda: w.progress.value() >= 3, timeout=120000)
+    t0 = time.time()
+    w.stop()
+    assert time.time() - t0 < 5.0
+    assert not w.running and w.process.proc.poll() is not None
+    from napari_ppii.training import load_checkpoint
+
+    stopped_at = load_checkpoint(tmp_path / "run" / "last.pt")["step"]
+    assert stopped_at >= 3
+    assert w.start(resume=True)
+    qtbot.waitUntil(lambda: w.progress.value() >= stopped_at + 2, timeout=120000)
+    w.stop()
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] >= stopped_at + 2
+
+
+def test_failing_run_shows_its_error(train_widget, tmp_path, qtbot):
+    w = train_widget
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    w.data_path.setText(str(tmp_path / "empty"))
+    w.out_dir.setText(str(tmp_path / "run"))
+    w.steps.setValue(5)
+    assert w.start()
+    with qtbot.waitSignal(w.run_finished, timeout=120000) as blocker:
+        pass
+    assert blocker.args[0] != 0
+    assert "no image files" in w.last_error and w.errors.isVisibleTo(w)
+    assert "no image files" in w.errors.toPlainText()
+
+
+def test_start_without_data_is_refused_with_a_message(train_widget):
+    assert not train_widget.start()
+    assert "training data" in train_widget.last_error
+    assert train_widget.process is None
+
+
+def test_train_on_layers(make_napari_viewer, qtbot, tmp_path):
+    from qtpy.QtCore import Qt
+
+    from napari_ppii._widgets.training import TrainingWidget
+
+    v = make_napari_viewer()
+    for i in range(3):
+        v.add_image(smooth_image((40, 40), seed=i), name=f"normal {i}")
+    w = TrainingWidget(v, confirm=lambda: True)
+    qtbot.addWidget(w)
+    for i in range(w.layer_list.count()):
+        w.layer_list.item(i).setCheckState(Qt.CheckState.Checked)
+    w.use_layers.setChecked(True)
+    w.size.setValue(32)
+    w.batch.setValue(2)
+    w.base_channels.setValue(4)
+    w.steps.setValue(3)
+    w.val_every.setValue(3)
+    w.out_dir.setText(str(tmp_path / "run"))
+    w.show_batch()
+    assert v.layers["P-PII batch image"].data.shape == (2, 32, 32)
+    assert w.start()
+    with qtbot.waitSignal(w.run_finished, timeout=120000) as blocker:
+        pass
+    assert blocker.args == [0], w.process.error_text()
+    assert np.load(tmp_path / "run" / "layers.npy").shape == (3, 32, 32)
+
+
+# ------------------------------------------------------------------------------------------------
+# prediction
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lesion_model(tmp_path_factory):
+    """A tiny U-Net over-fitted to find bright discs implanted in smooth images; its checkpoint and a
+    test image with one implanted lesion (and its box)."""
+    from napari_ppii.config import PPIIConfig
+    from napari_ppii.io import Box
+    from napari_ppii.models import build_model
+    from napari_ppii.training import save_checkpoint
+    from napari_ppii.training.losses import segmentation_loss
+
+    rng = np.random.default_rng(0)
+    size = 64
+
+    def implant(img, cy, cx, r=6):
+        yy, xx = np.mgrid[:size, :size]
+        disc = ((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r).astype(np.float32)
+        return np.clip(img + 0.6 * disc, 0, 1), disc
+
+    xs, ys = [], []
+    for i in range(16):
+        img = smooth_image((size, size), seed=100 + i) * 0.5
+        cy, cx = rng.integers(10, size - 10, 2)
+        x, y = implant(img, cy, cx)
+        xs.append(x)
+        ys.append(y)
+    x = torch.tensor(np.stack(xs))[:, None]
+    y = torch.tensor(np.stack(ys))[:, None]
+    cfg = PPIIConfig().with_overrides(["model.backbone=mc_unet", "model.base_channels=8", "model.levels=3",
+                                       "model.dropout=0.1", f"data.image_size={size}", "preprocess.equalise=false",
+                                       "preprocess.normalise=minmax"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(250):
+        model.train()
+        loss = segmentation_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    folder = tmp_path_factory.mktemp("lesion_model")
+    save_checkpoint({"model": model.state_dict(), "config": cfg.to_dict(), "step": 250}, folder / "m.pt")
+    test_img, disc = implant(smooth_image((size, size), seed=999) * 0.5, 40, 22)
+    box = Box((34, 16), (46, 28))
+    return folder / "m.pt", test_img, box
+
+
+@pytest.fixture
+def predict_setup(make_napari_viewer, qtbot, lesion_model):
+    from napari_ppii._layers import boxes_shapes_data
+    from napari_ppii._widgets.predict import PredictWidget
+
+    ck, img, box = lesion_model
+    v = make_napari_viewer(show=True)
+    v.add_image(img, name="scan", scale=(0.5, 0.7), translate=(10.0, 20.0))
+    data, kw, _ = boxes_shapes_data([box], 2, name="truth", scale=(0.5, 0.7), translate=(10.0, 20.0))
+    v.add_shapes(data, **{k: val for k, val in kw.items() if k != "features"})
+    w = PredictWidget(v)
+    qtbot.addWidget(w)
+    w.checkpoint.setText(str(ck))
+    w.image_combo.setCurrentText("scan")
+    w.truth_combo.setCurrentText("truth")
+    w.samples.setValue(4)
+    return v, w, box
+
+
+def _predict(w, qtbot):
+    with qtbot.waitSignal(w.prediction_done, timeout=60000):
+        w.predict()
+    qtbot.waitUntil(lambda: not w.busy, timeout=10000)
+
+
+def test_prediction_layers_line_up_and_detections_count(predict_setup, qtbot):
+    v, w, box = predict_setup
+    _predict(w, qtbot)
+    assert w.last_error is None
+    for name in ("anomaly map", "uncertainty"):
+        ly = v.layers[name]
+        assert tuple(ly.scale) == (0.5, 0.7) and tuple(ly.translate) == (10.0, 20.0)
+        assert ly.data.shape == (64, 64)
+    assert float(v.layers["uncertainty"].data.max()) > 0  # MC dropout: several samples differ
+    w.threshold.setValue(0.5)
+    hits, fps, n = w.last_counts
+    assert n == 1 and hits == 1, w.counts.text()
+    assert "detections" in v.layers and tuple(v.layers["detections"].scale) == (0.5, 0.7)
+    w.threshold.setValue(1.0)
+    assert w.last_counts[:2] == (0, 0)  # nothing exceeds the top of the map's range
+
+
+def test_screenshot_shows_the_map_over_the_implanted_lesion(predict_setup, qtbot):
+    v, w, box = predict_setup
+    _predict(w, qtbot)
+    for ly in v.layers:
+        ly.visible = ly.name == "anomaly map"
+    ly = v.layers["anomaly map"]
+    ly.colormap, ly.opacity = "gray", 1.0
+    v.reset_view()
+    shot = v.screenshot(canvas_only=True, flash=False)[..., :3].astype(float).mean(-1)
+    h, wd = shot.shape
+    ys, xs = np.nonzero(shot > 128)
+    assert len(ys) > 20
+    # screen -> world -> data
+    ext = ly.extent.world
+    zoom = min(h / (ext[1][0] - ext[0][0]), wd / (ext[1][1] - ext[0][1]))
+    wy = (ys - h / 2) / zoom + (ext[0][0] + ext[1][0]) / 2
+    wx = (xs - wd / 2) / zoom + (ext[0][1] + ext[1][1]) / 2
+    dy = (wy - 10.0) / 0.5
+    dx = (wx - 20.0) / 0.7
+    inside = (dy >= box.lo[0] - 3) & (dy <= box.hi[0] + 3) & (dx >= box.lo[1] - 3) & (dx <= box.hi[1] + 3)
+    assert inside.mean() > 0.9, inside.mean()
+
+
+def test_prediction_bad_checkpoint_notifies(predict_setup, tmp_path):
+    v, w, _ = predict_setup
+    (tmp_path / "bad.pt").write_bytes(b"junk")
+    w.checkpoint.setText(str(tmp_path / "bad.pt"))
+    n_layers = len(v.layers)
+    w.predict()
+    assert "checkpoint" in w.last_error and len(v.layers) == n_layers
