@@ -250,3 +250,56 @@ def test_prediction_bad_checkpoint_notifies(predict_setup, tmp_path):
     n_layers = len(v.layers)
     w.predict()
     assert "checkpoint" in w.last_error and len(v.layers) == n_layers
+
+
+# ------------------------------------------------------------------------------------------------
+# evaluation widget
+# ------------------------------------------------------------------------------------------------
+def test_evaluation_widget_table_froc_and_browsing(make_napari_viewer, qtbot, tmp_path):
+    import csv
+
+    from conftest import RESOURCES
+    from napari_ppii._widgets.evaluate import EvaluationWidget
+    from napari_ppii.config import PPIIConfig
+    from napari_ppii.training import train
+
+    rows = list(csv.DictReader(open(RESOURCES / "nih-cxr" / "annotations.csv")))
+    for r in rows:
+        r["split"], r["image"] = "test", str(RESOURCES / "nih-cxr" / r["image"])
+    with open(tmp_path / "test.csv", "w", newline="") as fh:
+        wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        wr.writeheader()
+        wr.writerows(rows)
+    cfg = PPIIConfig().with_overrides(["model.base_channels=4", "model.levels=3", "data.image_size=64", "training.steps=2",
+                                       "training.val_every=2", "training.batch_size=2", "data.val_samples=2",
+                                       f"data.train={RESOURCES / 'nih-cxr'}", f"training.out_dir={tmp_path / 'run'}"])
+    train(cfg)
+    v = make_napari_viewer()
+    w = EvaluationWidget(v)
+    qtbot.addWidget(w)
+    w.checkpoint.setText(str(tmp_path / "run" / "last.pt"))
+    w.data.setText(str(tmp_path / "test.csv"))
+    w.n_boot.setValue(20)
+    with qtbot.waitSignal(w.evaluation_done, timeout=120000):
+        w.run()
+    assert w.last_error is None
+    for i in range(4):
+        assert 0 <= float(w.table.item(i, 0).text()) <= 1
+        assert w.table.item(i, 1).text().startswith("[")
+    assert w.froc_plot.ax.lines  # the FROC curve is drawn
+    assert w.index.maximum() == 5
+    first = v.layers["eval map"].data.copy()
+    w.index.setValue(4)  # a test image with a nodule box
+    assert not np.array_equal(first, v.layers["eval map"].data)
+    assert len(v.layers["eval boxes"].data) == 1 and len(v.layers["eval candidates"].data) >= 1
+
+
+def test_evaluation_widget_bad_input(make_napari_viewer, qtbot, tmp_path):
+    from napari_ppii._widgets.evaluate import EvaluationWidget
+
+    v = make_napari_viewer()
+    w = EvaluationWidget(v)
+    qtbot.addWidget(w)
+    w.checkpoint.setText(str(tmp_path / "missing.pt"))
+    w.run()
+    assert "not found" in w.last_error and len(v.layers) == 0

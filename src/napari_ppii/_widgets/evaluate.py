@@ -1,0 +1,198 @@
+"""Evaluation in the viewer: pick a checkpoint and test data, score in a background worker, see the
+metrics table (with bootstrap CIs) and the FROC curve in the dock, and browse the test images with
+their anomaly map, ground-truth boxes and FROC candidates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import InputError
+
+ROWS = (("pixel_auroc", "Pixel AUROC"), ("sample_auroc", "Sample AUROC"), ("sample_ap", "Sample AP"),
+        ("froc_at_10fp", "FROC @ 10 FP/image"))
+
+
+class EvaluationWidget(QWidget):
+    evaluation_done = Signal(object)
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.evaluation = None
+        self.worker = None
+        self.last_error: str | None = None
+        outer = QVBoxLayout(self)
+        form = QFormLayout()
+        self.checkpoint = QLineEdit()
+        last = QPushButton("Last run")
+        last.clicked.connect(self._last_run)
+        row = QHBoxLayout()
+        row.addWidget(self.checkpoint)
+        row.addWidget(last)
+        self.data = QLineEdit()
+        self.data.setPlaceholderText("annotations CSV (split=test rows) or a CT series folder")
+        self.boxes = QLineEdit()
+        self.boxes.setPlaceholderText("CT only: LIDC XML or box CSV")
+        self.labels = QLineEdit()
+        self.labels.setPlaceholderText("optional: box labels to count, e.g. Nodule,Mass")
+        self.n_boot = QSpinBox()
+        self.n_boot.setRange(10, 10000)
+        self.n_boot.setValue(1000)
+        form.addRow("Checkpoint", row)
+        form.addRow("Test data", self.data)
+        form.addRow("Boxes", self.boxes)
+        form.addRow("Labels", self.labels)
+        form.addRow("Bootstrap", self.n_boot)
+        outer.addLayout(form)
+        self.run_button = QPushButton("Evaluate")
+        self.run_button.clicked.connect(self.run)
+        outer.addWidget(self.run_button)
+        self.progress = QProgressBar()
+        outer.addWidget(self.progress)
+        self.table = QTableWidget(len(ROWS), 2)
+        self.table.setHorizontalHeaderLabels(["value", "95% CI"])
+        self.table.setVerticalHeaderLabels([r[1] for r in ROWS])
+        outer.addWidget(self.table)
+        from .training import CurvePlot
+
+        self.froc_plot = CurvePlot()
+        outer.addWidget(self.froc_plot)
+        brow = QHBoxLayout()
+        brow.addWidget(QLabel("Test image"))
+        self.index = QSpinBox()
+        self.index.setRange(0, 0)
+        self.index.valueChanged.connect(self.show_item)
+        brow.addWidget(self.index)
+        self.item_label = QLabel("")
+        brow.addWidget(self.item_label)
+        outer.addLayout(brow)
+
+    def _last_run(self):
+        from .training import LAST_RUN
+
+        p = LAST_RUN.get("checkpoint")
+        if p is not None:
+            self.checkpoint.setText(str(p))
+
+    def _fail(self, msg):
+        from napari.utils.notifications import show_error
+
+        self.last_error = msg
+        self.item_label.setText(msg[:80])
+        show_error(msg)
+
+    @property
+    def busy(self) -> bool:
+        return self.worker is not None
+
+    def run(self):
+        from napari.qt.threading import create_worker
+
+        from ..evaluation import EvalOptions, evaluate, load_csv_test_set, load_volume_test_set
+        from ..predict import Predictor
+
+        try:
+            pred = Predictor(self.checkpoint.text())
+            data = Path(self.data.text())
+            if not self.data.text():
+                raise InputError("choose test data (an annotations CSV or a CT series)")
+            if data.suffix.lower() == ".csv":
+                labels = [s.strip() for s in self.labels.text().split(",") if s.strip()] or None
+                items = load_csv_test_set(data, labels=labels)
+            else:
+                items = load_volume_test_set(data, self.boxes.text() or None)
+        except InputError as exc:
+            self._fail(str(exc))
+            return
+        opts = EvalOptions(n_boot=self.n_boot.value())
+
+        def job():
+            done = []
+            ev = evaluate(pred, items, opts, progress=lambda i, n: done.append(i), keep_maps=len(items))
+            return ev
+
+        self.progress.setRange(0, 0)
+        self.last_error = None
+        w = create_worker(job, _start_thread=False, _ignore_errors=True)
+        w.returned.connect(self._show)
+        w.errored.connect(lambda e: self._fail(str(e) if isinstance(e, InputError) else f"evaluation failed: {type(e).__name__}: {e}"))
+        w.finished.connect(self._finished)
+        self.worker = w
+        self.run_button.setEnabled(False)
+        w.start()
+
+    def _finished(self):
+        self.worker = None
+        self.run_button.setEnabled(True)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+
+    def _show(self, ev):
+        self.evaluation = ev
+        m = ev.metrics
+        for i, (key, _) in enumerate(ROWS):
+            v, ci = m.get(key), m.get(f"{key}_ci")
+            self.table.setItem(i, 0, QTableWidgetItem("n/a" if v is None or not np.isfinite(v) else f"{v:.3f}"))
+            self.table.setItem(i, 1, QTableWidgetItem("" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"))
+        curve = m.get("per_slice", m)["froc_curve"]
+        p = self.froc_plot
+        p.ax.clear()
+        p.ax2.clear()
+        p.ax.step(curve["fps_per_image"], curve["sensitivity"], where="post", color="C1")
+        p.ax.set_xscale("symlog", linthresh=0.125)
+        p.ax.set_xlabel("false positives per image", fontsize=8)
+        p.ax.set_ylabel("sensitivity", fontsize=8)
+        p.ax.set_ylim(0, 1.02)
+        p.ax2.set_yticks([])
+        p.canvas.draw_idle()
+        self.index.setRange(0, max(0, len(ev.items) - 1))
+        self.show_item(self.index.value())
+        self.evaluation_done.emit(ev)
+
+    def show_item(self, i: int):
+        """Show test item ``i``: the scan, its map, its boxes and its candidates as layers."""
+        from .._layers import boxes_shapes_data, geometry_kwargs
+        from ..evaluation.metrics import extract_candidates
+
+        ev = self.evaluation
+        if ev is None or not (0 <= i < len(ev.items)):
+            return
+        it, amap = ev.items[i], ev.maps[i]
+        scan = it.scan
+        geo = geometry_kwargs(scan)
+        for name, data, kw in (("eval scan", scan.array, {"colormap": "gray"}),
+                               ("eval map", amap, {"colormap": "hot", "opacity": 0.5, "contrast_limits": (0.0, 1.0)})):
+            if name in self.viewer.layers and self.viewer.layers[name].ndim == data.ndim:
+                ly = self.viewer.layers[name]
+                ly.data = data
+                ly.scale, ly.translate = geo["scale"], geo["translate"]
+                if name == "eval scan":
+                    ly.reset_contrast_limits()
+            else:
+                if name in self.viewer.layers:
+                    self.viewer.layers.remove(name)
+                self.viewer.add_image(data, name=name, **geo, **kw)
+        for name in ("eval boxes", "eval candidates"):
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+        bdata, bkw, _ = boxes_shapes_data(it.boxes, scan.ndim, name="eval boxes", **geo)
+        self.viewer.add_shapes(bdata, **{k: v for k, v in bkw.items() if k != "features"})
+        cands = extract_candidates(amap, max_candidates=10)
+        self.viewer.add_points(cands.points, name="eval candidates", symbol="cross", face_color="lime", size=8, **geo)
+        self.item_label.setText(f"{it.name}: {len(it.boxes)} lesion(s)")
