@@ -187,6 +187,10 @@ def cmd_view(args) -> int:
         from ._app import run_viewer
     except ImportError as exc:
         raise InputError(f"the viewer needs napari with Qt (pip install 'napari-ppii[napari]'): {exc}") from None
+    if args.demo:
+        from ._app import run_demo
+
+        return run_demo(args.out, steps=args.steps)
     return run_viewer(args.inputs, args.sample, args.screenshot, seed=args.seed)
 
 
@@ -257,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", choices=["nih", "normals", "ct"], help="bundled sample data to open (default nih when no input)")
     p.add_argument("--screenshot", help="save a screenshot of the window and exit (automatic without a display)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--demo", action="store_true", help="the whole loop on the bundled sample: preview, train "
+                   "briefly, predict, overlay (headless: screenshots in --out)")
+    p.add_argument("--steps", type=int, default=150, help="--demo: training steps")
+    p.add_argument("--out", default="out/demo", help="--demo: folder for the run and the screenshots")
     p.set_defaults(func=cmd_view)
     return parser
 
