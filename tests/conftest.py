@@ -105,3 +105,30 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, f"rep_{rep.when}", rep)
+
+
+def nih_all_test_csv(tmp_path):
+    """The bundled NIH annotations with every row marked split=test and absolute image paths."""
+    import csv
+
+    rows = list(csv.DictReader(open(RESOURCES / "nih-cxr" / "annotations.csv")))
+    for r in rows:
+        r["split"], r["image"] = "test", str(RESOURCES / "nih-cxr" / r["image"])
+    out = tmp_path / "test.csv"
+    with open(out, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return out
+
+
+def tiny_checkpoint(tmp_path):
+    """A U-Net trained for two steps on the bundled NIH radiographs at 64x64: its last.pt."""
+    from napari_ppii.config import PPIIConfig
+    from napari_ppii.training import train
+
+    cfg = PPIIConfig().with_overrides(["model.base_channels=4", "model.levels=3", "data.image_size=64", "training.steps=2",
+                                       "training.val_every=2", "training.batch_size=2", "data.val_samples=2",
+                                       f"data.train={RESOURCES / 'nih-cxr'}", f"training.out_dir={tmp_path / 'run'}"])
+    train(cfg)
+    return tmp_path / "run" / "last.pt"

@@ -113,30 +113,15 @@ def test_3d_lesion_scoring():
 def test_evaluate_cli_end_to_end(tmp_path):
     """Train a tiny model for a few steps and score it on the bundled NIH sample (2 test images, 4
     normals made test rows): all outputs written, every metric a number in range."""
-    import csv
     import json
 
-    from conftest import RESOURCES
+    from conftest import nih_all_test_csv, tiny_checkpoint
     from napari_ppii.cli import main
-    from napari_ppii.config import PPIIConfig
-    from napari_ppii.training import train
 
-    src = RESOURCES / "nih-cxr" / "annotations.csv"
-    rows = list(csv.DictReader(open(src)))
-    for r in rows:
-        r["split"] = "test"
-        r["image"] = str(RESOURCES / "nih-cxr" / r["image"])
-    test_csv = tmp_path / "test.csv"
-    with open(test_csv, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    cfg = PPIIConfig().with_overrides(["model.base_channels=4", "model.levels=3", "data.image_size=64", "training.steps=2",
-                                       "training.val_every=2", "training.batch_size=2", "data.val_samples=2",
-                                       f"data.train={RESOURCES / 'nih-cxr'}", f"training.out_dir={tmp_path / 'run'}"])
-    train(cfg)
+    test_csv = nih_all_test_csv(tmp_path)
+    ckpt = tiny_checkpoint(tmp_path)
     out = tmp_path / "eval"
-    assert main(["evaluate", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--data", str(test_csv), "--out", str(out),
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--data", str(test_csv), "--out", str(out),
                  "--n-boot", "20", "--quiet"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["n_images"] == 6 and m["n_positive"] == 2

@@ -256,29 +256,16 @@ def test_prediction_bad_checkpoint_notifies(predict_setup, tmp_path):
 # evaluation widget
 # ------------------------------------------------------------------------------------------------
 def test_evaluation_widget_table_froc_and_browsing(make_napari_viewer, qtbot, tmp_path):
-    import csv
-
-    from conftest import RESOURCES
+    from conftest import nih_all_test_csv, tiny_checkpoint
     from napari_ppii._widgets.evaluate import EvaluationWidget
-    from napari_ppii.config import PPIIConfig
-    from napari_ppii.training import train
 
-    rows = list(csv.DictReader(open(RESOURCES / "nih-cxr" / "annotations.csv")))
-    for r in rows:
-        r["split"], r["image"] = "test", str(RESOURCES / "nih-cxr" / r["image"])
-    with open(tmp_path / "test.csv", "w", newline="") as fh:
-        wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        wr.writeheader()
-        wr.writerows(rows)
-    cfg = PPIIConfig().with_overrides(["model.base_channels=4", "model.levels=3", "data.image_size=64", "training.steps=2",
-                                       "training.val_every=2", "training.batch_size=2", "data.val_samples=2",
-                                       f"data.train={RESOURCES / 'nih-cxr'}", f"training.out_dir={tmp_path / 'run'}"])
-    train(cfg)
+    test_csv = nih_all_test_csv(tmp_path)
+    ckpt = tiny_checkpoint(tmp_path)
     v = make_napari_viewer()
     w = EvaluationWidget(v)
     qtbot.addWidget(w)
-    w.checkpoint.setText(str(tmp_path / "run" / "last.pt"))
-    w.data.setText(str(tmp_path / "test.csv"))
+    w.checkpoint.setText(str(ckpt))
+    w.data.setText(str(test_csv))
     w.n_boot.setValue(20)
     with qtbot.waitSignal(w.evaluation_done, timeout=120000):
         w.run()

@@ -123,3 +123,17 @@ def layer_to_scan(layer) -> Scan:
         md["slice_positions"] = meta["slice_positions"]
     return Scan(data.astype(np.float32, copy=False), scale, translate, direction, meta.get("modality", "OT"),
                 Path(meta["path"]) if meta.get("path") else None, md)
+
+
+def set_image_layer(viewer, name: str, data, geo: dict[str, Any], **kwargs):
+    """Update the image layer ``name`` in place (data, then geometry only when it changed), or add it
+    when absent or of another dimensionality.  ``kwargs`` apply when the layer is created."""
+    if name in viewer.layers and viewer.layers[name].ndim == np.ndim(data):
+        layer = viewer.layers[name]
+        if tuple(layer.scale) != tuple(geo["scale"]) or tuple(layer.translate) != tuple(geo["translate"]):
+            layer.scale, layer.translate = geo["scale"], geo["translate"]
+        layer.data = data
+        return layer
+    if name in viewer.layers:
+        viewer.layers.remove(name)
+    return viewer.add_image(data, name=name, **geo, **kwargs)

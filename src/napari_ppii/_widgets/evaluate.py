@@ -167,7 +167,7 @@ class EvaluationWidget(QWidget):
 
     def show_item(self, i: int):
         """Show test item ``i``: the scan, its map, its boxes and its candidates as layers."""
-        from .._layers import boxes_shapes_data, geometry_kwargs
+        from .._layers import boxes_shapes_data, geometry_kwargs, set_image_layer
         from ..evaluation.metrics import extract_candidates
 
         ev = self.evaluation
@@ -176,18 +176,8 @@ class EvaluationWidget(QWidget):
         it, amap = ev.items[i], ev.maps[i]
         scan = it.scan
         geo = geometry_kwargs(scan)
-        for name, data, kw in (("eval scan", scan.array, {"colormap": "gray"}),
-                               ("eval map", amap, {"colormap": "hot", "opacity": 0.5, "contrast_limits": (0.0, 1.0)})):
-            if name in self.viewer.layers and self.viewer.layers[name].ndim == data.ndim:
-                ly = self.viewer.layers[name]
-                ly.data = data
-                ly.scale, ly.translate = geo["scale"], geo["translate"]
-                if name == "eval scan":
-                    ly.reset_contrast_limits()
-            else:
-                if name in self.viewer.layers:
-                    self.viewer.layers.remove(name)
-                self.viewer.add_image(data, name=name, **geo, **kw)
+        set_image_layer(self.viewer, "eval scan", scan.array, geo, colormap="gray").reset_contrast_limits()
+        set_image_layer(self.viewer, "eval map", amap, geo, colormap="hot", opacity=0.5, contrast_limits=(0.0, 1.0))
         for name in ("eval boxes", "eval candidates"):
             if name in self.viewer.layers:
                 self.viewer.layers.remove(name)

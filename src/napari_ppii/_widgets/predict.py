@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
-from .._layers import layer_to_scan
+from .._layers import layer_to_scan, set_image_layer
 from ..errors import InputError
 from ..io.boxes import Box
 
@@ -223,21 +223,11 @@ class PredictWidget(QWidget):
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
 
-    def _set_layer(self, name, data, geo, **kw):
-        if name in self.viewer.layers and self.viewer.layers[name].ndim == data.ndim:
-            ly = self.viewer.layers[name]
-            ly.data = data
-            ly.scale, ly.translate = geo["scale"], geo["translate"]
-            return ly
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        return self.viewer.add_image(data, name=name, **geo, **kw)
-
     def _show(self, amap, geo):
-        self.map_layer = self._set_layer(MAP, amap.mean, geo, colormap="hot", opacity=0.5, blending="translucent",
+        self.map_layer = set_image_layer(self.viewer, MAP, amap.mean, geo, colormap="hot", opacity=0.5, blending="translucent",
                                          contrast_limits=(0.0, 1.0))
         if amap.samples > 1:
-            self._set_layer(VAR, amap.variance, geo, colormap="viridis", opacity=0.5, blending="additive", visible=False,
+            set_image_layer(self.viewer, VAR, amap.variance, geo, colormap="viridis", opacity=0.5, blending="additive", visible=False,
                             contrast_limits=(0.0, max(float(amap.variance.max()), 1e-6)))
         elif VAR in self.viewer.layers:
             self.viewer.layers.remove(VAR)
