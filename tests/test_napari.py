@@ -199,6 +199,9 @@ def test_preview_volume_current_slice_and_whole_volume(make_napari_viewer, qtbot
     v.dims.set_point(0, z_world)
     _wait(qtbot, w)
     assert w.last_result.slice_index == 7
+    w.window_combo.setCurrentText("mediastinum")  # the preset also switches the CT layer's display window
+    assert tuple(layer.contrast_limits) == pytest.approx((-125.0, 225.0))
+    _wait(qtbot, w)
     w.run_whole_volume()
     qtbot.waitUntil(lambda: v.layers["P-PII label"].ndim == 3, timeout=60000)
     assert v.layers["P-PII label"].data.shape == (24, 256, 256)

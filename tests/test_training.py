@@ -248,6 +248,19 @@ def test_csv_training_rows_and_folder(tmp_path):
         load_normal_images(cfg.with_overrides([f"data.train={tmp_path / 'none'}"]))
 
 
+def test_ct_training_slices_follow_the_lesion_margin(tmp_path):
+    from napari_ppii.io import Scan, write_array
+    from napari_ppii.training.data import load_normal_images
+
+    vol = (smooth_image((30, 40, 40), seed=3) * 1400 - 1200).astype(np.float32)
+    p = write_array(vol, tmp_path / "ct", like=Scan(vol, (2.5, 0.8, 0.8), (0, 0, 0), np.eye(3), "CT"), fmt="nifti")
+    (tmp_path / "boxes.csv").write_text("image,label,x0,y0,x1,y1,z0,z1\nct,nodule,5,5,10,10,12,14\n")
+    cfg = PPIIConfig().with_overrides([f"data.train={p}", f"data.boxes={tmp_path / 'boxes.csv'}", "data.image_size=32"])
+    imgs = load_normal_images(cfg)
+    assert imgs.shape == (30 - (14 + 5 - (12 - 5) + 1), 32, 32)  # slices 7..19 are left out
+    assert load_normal_images(cfg.with_overrides(["data.boxes=null"])).shape[0] == 30
+
+
 def test_lesion_margin_rule():
     keep = normal_slices(30, [(10, 12)], margin=5)
     assert 4 in keep and 5 not in keep and 17 not in keep and 18 in keep

@@ -215,6 +215,7 @@ class PreviewWidget(QWidget):
 
         for w in (self.target_combo, self.source_combo, self.method_combo, self.window_combo):
             w.currentIndexChanged.connect(self.request_update)
+        self.window_combo.currentIndexChanged.connect(self.apply_window_to_target)
         for w in (self.seed_spin, self.label_scale, self.core_fraction, self.rater_radius, self.rater_radius_std,
                   self.rater_centre_std, self.label_tolerance, self.min_patch_side, self.size_step, self.max_tries):
             w.valueChanged.connect(self.request_update)
@@ -351,6 +352,20 @@ class PreviewWidget(QWidget):
         self.status.setText(msg)
         show_error(msg)
         self.preview_failed.emit(msg)
+
+    def apply_window_to_target(self, *_):
+        """The CT window preset also sets the target CT layer's display window."""
+        from ..preprocess import is_ct, window_limits
+
+        layer = self._layer(self.target_combo.currentText())
+        if layer is None:
+            return
+        try:
+            scan = layer_to_scan(layer)
+            if is_ct(scan):
+                layer.contrast_limits = window_limits(self.window_combo.currentText(), scan)
+        except InputError as exc:
+            self._notify(str(exc))
 
     def _make_request(self, whole_volume: bool = False) -> PreviewRequest | None:
         name = self.target_combo.currentText()
