@@ -97,6 +97,15 @@ def smooth_image(shape, seed=0):
 
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# Tests train tiny models: one thread each is faster than two fighting (and training subprocesses
+# started by the widget tests inherit it), so the suite does not oversubscribe a 2-core machine.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+try:
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover
+    pass
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

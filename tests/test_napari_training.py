@@ -290,3 +290,25 @@ def test_evaluation_widget_bad_input(make_napari_viewer, qtbot, tmp_path):
     w.checkpoint.setText(str(tmp_path / "missing.pt"))
     w.run()
     assert "not found" in w.last_error and len(v.layers) == 0
+
+
+def test_closing_asks_then_stops_the_run(make_napari_viewer, qtbot, tmp_path):
+    from napari_ppii._widgets.training import TrainingWidget
+
+    v = make_napari_viewer()
+    answers = []
+    w = TrainingWidget(v, confirm=lambda: answers.pop(0))
+    qtbot.addWidget(w)
+    w.size.setValue(32)
+    w.batch.setValue(2)
+    w.base_channels.setValue(4)
+    _tiny(w, tmp_path, steps=100000, val_every=100000)
+    assert w.start()
+    qtbot.waitUntil(lambda: w.progress.value() >= 1, timeout=120000)
+    answers.append(False)  # "keep running": the close is refused
+    w.close()
+    assert w.running
+    answers.append(True)  # "stop and close"
+    t0 = time.time()
+    w.close()
+    assert not w.running and time.time() - t0 < 5.0
