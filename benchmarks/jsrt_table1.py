@@ -1,7 +1,7 @@
 """The paper's Table 1 (JSRT, U-Net, PII vs P-PII), reproduced on the CPU with a stated budget.
 
 Trains -- or takes checkpoints of -- U-Net with PII and with P-PII on the JSRT training normals
-(``runs/jsrt_{pii,ppii}_unet.yaml``: 256x256, base 16 channels, batch 8, 2,000 steps, Adam 1e-3 with
+(``configs/jsrt_{pii,ppii}_unet.yaml``: 256x256, base 16 channels, batch 8, 2,000 steps, Adam 1e-3 with
 warm-up and cosine decay, best-Dice checkpoint; about 40 minutes each on 2 CPU cores), then scores both in
 one run on
 
@@ -63,12 +63,12 @@ def main(argv=None) -> dict:
         ck = args.runs / run / args.checkpoint
         if not ck.exists():
             if not args.train:
-                print(f"{model}: no checkpoint at {ck} (run with --train, or `ppii train --config runs/{run}.yaml`)")
+                print(f"{model}: no checkpoint at {ck} (run with --train, or `ppii train --config configs/{run}.yaml`)")
                 continue
             from napari_ppii.config import PPIIConfig
             from napari_ppii.training import train
 
-            cfg = PPIIConfig.load(ROOT / "runs" / f"{run}.yaml")
+            cfg = PPIIConfig.load(ROOT / "configs" / f"{run}.yaml")
             train(cfg, progress=True)
         pred = Predictor(ck)
         results[model] = {"checkpoint": str(ck), "step": pred.step, "image_size": pred.cfg.data.image_size,
