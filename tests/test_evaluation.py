@@ -70,8 +70,28 @@ def test_histogram_auroc_agrees_with_sklearn():
     labels = rng.random(20000) < 0.1
     scores[labels] += 0.15
     scores = np.clip(scores, 0, 1)
-    pos, neg = pixel_histograms(scores, labels, bins=1000)
+    pos, neg = pixel_histograms(scores, labels, 1000)
     assert auroc_from_histograms(pos, neg) == pytest.approx(roc_auc_score(labels, scores), abs=1e-3)
+
+
+def test_quantile_bins_keep_the_order_of_near_zero_maps():
+    """Maps that are ~0 almost everywhere (a model's typical output) must not collapse into one bin."""
+    from sklearn.metrics import roc_auc_score
+
+    from napari_ppii.evaluation.metrics import quantile_edges
+
+    rng = np.random.default_rng(2)
+    maps = [rng.random((64, 64)) * 1e-4 for _ in range(6)]
+    masks = [np.zeros((64, 64), bool) for _ in range(6)]
+    for m, k in zip(maps, masks):
+        k[10:20, 10:20] = True
+        m[k] += 2e-5  # higher, but far below 1/1000
+    uniform = auroc_from_histograms(*[sum(h) for h in zip(*[pixel_histograms(m, k, 1000) for m, k in zip(maps, masks)])])
+    assert uniform == pytest.approx(0.5)  # equal bins on [0, 1] see only ties
+    edges = quantile_edges(maps, 4096)
+    got = auroc_from_histograms(*[sum(h) for h in zip(*[pixel_histograms(m, k, edges) for m, k in zip(maps, masks)])])
+    exact = roc_auc_score(np.concatenate([k.ravel() for k in masks]), np.concatenate([m.ravel() for m in maps]))
+    assert got == pytest.approx(exact, abs=2e-3) and exact > 0.6
 
 
 def test_froc_counts_each_lesion_once():

@@ -32,6 +32,7 @@ from .metrics import (
     lesion_mask,
     match_candidates,
     pixel_histograms,
+    quantile_edges,
     sample_score,
 )
 
@@ -57,7 +58,7 @@ class EvalOptions:
     max_candidates: int = 50
     n_boot: int = 1000
     seed: int = 0
-    bins: int = 1000
+    bins: int = 4096
     samples: int | None = None
 
 
@@ -128,7 +129,8 @@ def score_maps(maps: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]], opts:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     n = len(maps)
-    hists = [pixel_histograms(m, lesion_mask(b, m.shape, opts.region), opts.bins) for m, b in zip(maps, boxes)]
+    edges = quantile_edges(maps, opts.bins, seed=opts.seed)
+    hists = [pixel_histograms(m, lesion_mask(b, m.shape, opts.region), edges) for m, b in zip(maps, boxes)]
     pos = np.stack([h[0] for h in hists])
     neg = np.stack([h[1] for h in hists])
     scores = np.array([sample_score(m, opts.score, opts.topk_percent) for m in maps])

@@ -4,9 +4,10 @@ Definitions (stated in every report):
 
 * **Pixel AUROC** -- every pixel of every test image; a pixel is anomalous when it lies inside a
   ground-truth box (inclusive, :class:`~napari_ppii.io.Box`), or optionally inside the disc (ellipse)
-  inscribed in the box.  Computed from per-image score histograms (``bins`` levels on [0, 1]; ties
-  within a bin count one half), which equals scikit-learn's AUROC to within ``1/bins`` and lets the
-  bootstrap resample images cheaply.
+  inscribed in the box.  Computed from per-image score histograms over ``bins`` bins whose edges are
+  quantiles of the pooled scores (so maps that are near zero almost everywhere keep their ordering;
+  ties within a bin count one half): equal to scikit-learn's AUROC within about ``1/bins``, and the
+  bootstrap resamples images cheaply.
 * **Sample score** -- one number per image from its map: ``max``, ``mean``, or ``topk`` = the mean of
   the top ``k`` percent of pixels (default: top 1 %, a max that one hot pixel cannot decide).  Sample
   AUROC and AP (scikit-learn) with images holding a lesion as positives.
@@ -68,13 +69,26 @@ def sample_score(amap: np.ndarray, kind: str = "topk", k: float = 1.0) -> float:
 # --------------------------------------------------------------------------------------------------
 # pixel AUROC from histograms
 # --------------------------------------------------------------------------------------------------
-def pixel_histograms(amap: np.ndarray, mask: np.ndarray, bins: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """Counts of anomalous and normal pixels per score bin (scores clipped to [0, 1])."""
-    idx = np.clip((np.asarray(amap, dtype=np.float64) * bins).astype(np.int64), 0, bins - 1).ravel()
+def quantile_edges(maps: Sequence[np.ndarray], bins: int = 4096, sample: int = 400_000, seed: int = 0) -> np.ndarray:
+    """Bin edges at quantiles of the pooled map values (a seeded subsample)."""
+    rng = np.random.default_rng(seed)
+    per = max(1, sample // max(1, len(maps)))
+    vals = np.concatenate([rng.choice(np.asarray(m, dtype=np.float64).ravel(), min(per, np.size(m)), replace=False) for m in maps])
+    return np.unique(np.quantile(vals, np.linspace(0.0, 1.0, bins + 1)))
+
+
+def pixel_histograms(amap: np.ndarray, mask: np.ndarray, edges: np.ndarray | int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of anomalous and normal pixels per score bin.  ``edges``: increasing bin edges (values
+    outside go to the end bins), or a number of equal bins on [0, 1]."""
+    a = np.asarray(amap, dtype=np.float64).ravel()
+    if np.isscalar(edges):
+        nb = int(edges)
+        idx = np.clip((a * nb).astype(np.int64), 0, nb - 1)
+    else:
+        nb = max(1, len(edges) - 1)
+        idx = np.clip(np.searchsorted(edges, a, side="right") - 1, 0, nb - 1)
     m = np.asarray(mask, bool).ravel()
-    pos = np.bincount(idx[m], minlength=bins)
-    neg = np.bincount(idx[~m], minlength=bins)
-    return pos, neg
+    return np.bincount(idx[m], minlength=nb), np.bincount(idx[~m], minlength=nb)
 
 
 def auroc_from_histograms(pos: np.ndarray, neg: np.ndarray) -> float:
