@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import InputError
+from ._common import last_run_checkpoint, report_error
 
 ROWS = (("pixel_auroc", "Pixel AUROC"), ("sample_auroc", "Sample AUROC"), ("sample_ap", "Sample AP"),
         ("froc_at_10fp", "FROC @ 10 FP/image"))
@@ -84,18 +85,14 @@ class EvaluationWidget(QWidget):
         outer.addLayout(brow)
 
     def _last_run(self):
-        from .training import LAST_RUN
-
-        p = LAST_RUN.get("checkpoint")
-        if p is not None:
+        p = last_run_checkpoint()
+        if p is None:
+            self._fail("no run from the training widget has written a checkpoint yet")
+        else:
             self.checkpoint.setText(str(p))
 
     def _fail(self, msg):
-        from napari.utils.notifications import show_error
-
-        self.last_error = msg
-        self.item_label.setText(msg[:80])
-        show_error(msg)
+        report_error(self, msg, self.item_label)
 
     @property
     def busy(self) -> bool:

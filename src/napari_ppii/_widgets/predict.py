@@ -6,13 +6,11 @@ as boxes beside the ground truth, with hits and false positives counted for the 
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -27,6 +25,7 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 
 from .._layers import layer_to_scan, set_image_layer
+from ._common import last_run_checkpoint, report_error
 from ..errors import InputError
 from ..io.boxes import Box
 
@@ -144,14 +143,11 @@ class PredictWidget(QWidget):
             self.checkpoint.setText(path)
 
     def _last_run(self):
-        from .training import LAST_RUN
-
-        for key in ("checkpoint", "last"):
-            p = LAST_RUN.get(key)
-            if p is not None and Path(p).exists():
-                self.checkpoint.setText(str(p))
-                return
-        self._fail("no run from the training widget has written a checkpoint yet")
+        p = last_run_checkpoint()
+        if p is None:
+            self._fail("no run from the training widget has written a checkpoint yet")
+        else:
+            self.checkpoint.setText(str(p))
 
     def _refresh(self, *_):
         from napari.layers import Image, Shapes
@@ -168,11 +164,7 @@ class PredictWidget(QWidget):
             combo.blockSignals(False)
 
     def _fail(self, msg: str):
-        from napari.utils.notifications import show_error
-
-        self.last_error = msg
-        self.counts.setText(msg)
-        show_error(msg)
+        report_error(self, msg, self.counts)
 
     @property
     def busy(self) -> bool:

@@ -346,11 +346,9 @@ class PreviewWidget(QWidget):
 
     # ------------------------------------------------------------------ work
     def _notify(self, msg: str) -> None:
-        from napari.utils.notifications import show_error
+        from ._common import report_error
 
-        self.last_error = msg
-        self.status.setText(msg)
-        show_error(msg)
+        report_error(self, msg, self.status)
         self.preview_failed.emit(msg)
 
     def apply_window_to_target(self, *_):

@@ -324,12 +324,10 @@ class TrainingWidget(QWidget):
         return self.process is not None and self.process.running
 
     def _fail(self, msg: str) -> None:
-        from napari.utils.notifications import show_error
+        from ._common import report_error
 
-        self.last_error = msg
-        self.errors.setPlainText(msg)
         self.errors.setVisible(True)
-        show_error(msg)
+        report_error(self, msg, self.errors)
 
     def _layer_stack(self, cfg: PPIIConfig) -> Path:
         from .._layers import layer_to_scan
