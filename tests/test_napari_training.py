@@ -207,6 +207,7 @@ def test_prediction_layers_line_up_and_detections_count(predict_setup, qtbot):
     v, w, box = predict_setup
     _predict(w, qtbot)
     assert w.last_error is None
+    assert w.progress.maximum() == 1 and w.progress.value() == 1  # the worker reported the one image done
     for name in ("anomaly map", "uncertainty"):
         ly = v.layers[name]
         assert tuple(ly.scale) == (0.5, 0.7) and tuple(ly.translate) == (10.0, 20.0)

@@ -26,59 +26,75 @@ def _wait_for(app, predicate, timeout: float) -> bool:
     return False
 
 
+class _VirtualDisplay:
+    """Xvfb (through pyvirtualdisplay) when there is no display; nothing otherwise."""
+
+    def __init__(self, size):
+        self.size = size
+        self.display = None
+        self.headless = not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
+
+    def __enter__(self):
+        if self.headless:
+            from pyvirtualdisplay import Display
+
+            self.display = Display(visible=False, size=self.size)
+            self.display.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.display is not None:
+            self.display.stop()
+        return False
+
+
 def run_viewer(inputs: list[str], sample: str | None, screenshot: str | None, seed: int = 0,
                timeout: float = 120.0) -> int:
-    display = None
-    headless = not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
-    if headless:
-        from pyvirtualdisplay import Display
-
-        display = Display(visible=False, size=(1600, 1000))
-        display.start()
-        if screenshot is None:
+    with _VirtualDisplay((1600, 1000)) as vd:
+        if vd.headless and screenshot is None:
             screenshot = "out/demo/viewer.png"
-    try:
-        import napari
-        from qtpy.QtWidgets import QApplication
+        return _run_viewer(inputs, sample, screenshot, seed, timeout)
 
-        from . import _sample_data
-        from ._layers import scan_layer_data
-        from ._reader import get_boxes_reader
-        from ._widgets.preview import PreviewWidget
-        from .io import read_scan
 
-        viewer = napari.Viewer(show=True, title="napari-ppii")
-        layers = []
-        for p in inputs:
-            box_reader = get_boxes_reader(p)
-            layers += box_reader(p) if box_reader else [scan_layer_data(read_scan(p))]
-        if sample or not inputs:
-            layers += getattr(_sample_data, SAMPLES[sample or "nih"])()
-        for data, kw, kind in layers:
-            getattr(viewer, f"add_{kind}")(data, **kw)
-        widget = PreviewWidget(viewer)
-        viewer.window.add_dock_widget(widget, name="P-PII synthesis preview", area="right")
-        widget.seed_spin.setValue(seed)
-        app = QApplication.instance()
-        ok = _wait_for(app, lambda: not widget.busy and widget.last_result is not None, timeout)
-        # ground truth boxes on top, the synthetic label visible over the scan
-        for ly in viewer.layers:
-            if ly.name.endswith("boxes") and not ly.name.startswith("P-PII"):
-                viewer.layers.move(viewer.layers.index(ly), len(viewer.layers) - 1)
-        if screenshot is None:
-            napari.run()
-            return 0
-        viewer.reset_view()
-        _wait_for(app, lambda: False, 0.5)
-        Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
-        viewer.screenshot(path=screenshot, canvas_only=False, flash=False)
-        status = widget.status.text() if ok else (widget.last_error or "preview did not finish")
-        print(f"{'preview: ' + status}; screenshot: {screenshot}")
-        viewer.close()
-        return 0 if ok else 1
-    finally:
-        if display is not None:
-            display.stop()
+def _run_viewer(inputs, sample, screenshot, seed, timeout) -> int:
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from . import _sample_data
+    from ._layers import scan_layer_data
+    from ._reader import get_boxes_reader
+    from ._widgets.preview import PreviewWidget
+    from .io import read_scan
+
+    viewer = napari.Viewer(show=True, title="napari-ppii")
+    layers = []
+    for p in inputs:
+        box_reader = get_boxes_reader(p)
+        layers += box_reader(p) if box_reader else [scan_layer_data(read_scan(p))]
+    if sample or not inputs:
+        layers += getattr(_sample_data, SAMPLES[sample or "nih"])()
+    for data, kw, kind in layers:
+        getattr(viewer, f"add_{kind}")(data, **kw)
+    widget = PreviewWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="P-PII synthesis preview", area="right")
+    widget.seed_spin.setValue(seed)
+    app = QApplication.instance()
+    ok = _wait_for(app, lambda: not widget.busy and widget.last_result is not None, timeout)
+    # ground truth boxes on top, the synthetic label visible over the scan
+    for ly in viewer.layers:
+        if ly.name.endswith("boxes") and not ly.name.startswith("P-PII"):
+            viewer.layers.move(viewer.layers.index(ly), len(viewer.layers) - 1)
+    if screenshot is None:
+        napari.run()
+        return 0
+    viewer.reset_view()
+    _wait_for(app, lambda: False, 0.5)
+    Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(path=screenshot, canvas_only=False, flash=False)
+    status = widget.status.text() if ok else (widget.last_error or "preview did not finish")
+    print(f"{'preview: ' + status}; screenshot: {screenshot}")
+    viewer.close()
+    return 0 if ok else 1
 
 
 def run_demo(out_dir: str = "out/demo", steps: int = 150, size: int = 128, timeout: float = 900.0) -> int:
@@ -86,94 +102,88 @@ def run_demo(out_dir: str = "out/demo", steps: int = 150, size: int = 128, timeo
     predict, overlay with the ground-truth box.  Headless: the same, saving a screenshot per stage."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    display = None
-    headless = not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
-    if headless:
-        from pyvirtualdisplay import Display
+    with _VirtualDisplay((1700, 1100)) as vd:
+        return _run_demo(out, steps, size, timeout, vd.headless)
 
-        display = Display(visible=False, size=(1700, 1100))
-        display.start()
-    try:
-        import napari
-        from qtpy.QtCore import Qt
-        from qtpy.QtWidgets import QApplication
 
-        from . import _sample_data
-        from ._widgets.predict import PredictWidget
-        from ._widgets.preview import PreviewWidget
-        from ._widgets.training import TrainingWidget
+def _run_demo(out: Path, steps: int, size: int, timeout: float, headless: bool) -> int:
+    import napari
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QApplication
 
-        viewer = napari.Viewer(show=True, title="napari-ppii demo")
-        app = QApplication.instance()
-        for data, kw, kind in _sample_data.nih_normals() + _sample_data.nih_nodule():
-            getattr(viewer, f"add_{kind}")(data, **kw)
-        shots = []
+    from . import _sample_data
+    from ._widgets.predict import PredictWidget
+    from ._widgets.preview import PreviewWidget
+    from ._widgets.training import TrainingWidget
 
-        def shot(name):
-            viewer.reset_view()
-            _wait_for(app, lambda: False, 0.3)
-            p = out / name
-            viewer.screenshot(path=str(p), canvas_only=False, flash=False)
-            shots.append(str(p))
+    viewer = napari.Viewer(show=True, title="napari-ppii demo")
+    app = QApplication.instance()
+    for data, kw, kind in _sample_data.nih_normals() + _sample_data.nih_nodule():
+        getattr(viewer, f"add_{kind}")(data, **kw)
+    shots = []
 
-        # 1. preview synthesis on a normal radiograph
-        preview = PreviewWidget(viewer)
-        dock = viewer.window.add_dock_widget(preview, name="P-PII preview", area="right")
-        preview.target_combo.setCurrentText("NIH 00000002_000")
-        _wait_for(app, lambda: not preview.busy and preview.last_result is not None, 60)
-        for ly in viewer.layers:
-            ly.visible = ly.name.startswith("P-PII") and ly.name != "P-PII variance" or ly.name == "NIH 00000002_000"
-        shot("1_preview.png")
-        viewer.window.remove_dock_widget(dock)
-        for name in [ly.name for ly in viewer.layers if ly.name.startswith("P-PII")]:
-            viewer.layers.remove(name)
+    def shot(name):
+        viewer.reset_view()
+        _wait_for(app, lambda: False, 0.3)
+        p = out / name
+        viewer.screenshot(path=str(p), canvas_only=False, flash=False)
+        shots.append(str(p))
 
-        # 2. train briefly on the four normal layers, in a subprocess
-        trainer = TrainingWidget(viewer, confirm=lambda: True)
-        viewer.window.add_dock_widget(trainer, name="Training", area="right")
-        for i in range(trainer.layer_list.count()):
-            item = trainer.layer_list.item(i)
-            item.setCheckState(Qt.CheckState.Checked if "0013751" not in item.text() else Qt.CheckState.Unchecked)
-        trainer.use_layers.setChecked(True)
-        trainer.size.setValue(size)
-        trainer.steps.setValue(steps)
-        trainer.val_every.setValue(max(1, steps // 3))
-        trainer.batch.setValue(8)
-        trainer.base_channels.setValue(8)
-        trainer.out_dir.setText(str(out / "run"))
-        if not trainer.start():
-            print(f"training did not start: {trainer.last_error}")
-            return 1
-        _wait_for(app, lambda: not trainer.running and not trainer.timer.isActive(), timeout)
-        trainer.poll()
-        if trainer.process.returncode != 0:
-            print(f"training failed: {trainer.last_error}")
-            return 1
-        shot("2_training.png")
+    # 1. preview synthesis on a normal radiograph
+    preview = PreviewWidget(viewer)
+    dock = viewer.window.add_dock_widget(preview, name="P-PII preview", area="right")
+    preview.target_combo.setCurrentText("NIH 00000002_000")
+    _wait_for(app, lambda: not preview.busy and preview.last_result is not None, 60)
+    for ly in viewer.layers:
+        ly.visible = ly.name.startswith("P-PII") and ly.name != "P-PII variance" or ly.name == "NIH 00000002_000"
+    shot("1_preview.png")
+    viewer.window.remove_dock_widget(dock)
+    for name in [ly.name for ly in viewer.layers if ly.name.startswith("P-PII")]:
+        viewer.layers.remove(name)
 
-        # 3. predict on the radiograph with a nodule, overlay with its box
-        for ly in viewer.layers:
-            ly.visible = "00013751" in ly.name
-        predictor = PredictWidget(viewer)
-        viewer.window.add_dock_widget(predictor, name="Prediction", area="right")
-        predictor.checkpoint.setText(str(out / "run" / "best.pt"))
-        predictor.image_combo.setCurrentText("NIH 00013751_003")
-        predictor.truth_combo.setCurrentText("NIH 00013751_003 boxes")
-        predictor.predict()
-        _wait_for(app, lambda: not predictor.busy and "anomaly map" in viewer.layers, 120)
-        # after a brief training the map is poorly calibrated: show the top half-percent as detections
-        amap = viewer.layers["anomaly map"].data
-        predictor.threshold.setValue(float(min(0.99, np.percentile(amap, 99.5))))
-        box_layer = viewer.layers["NIH 00013751_003 boxes"]
-        viewer.layers.move(viewer.layers.index(box_layer), len(viewer.layers) - 1)
-        shot("3_prediction.png")
-        print(f"demo: trained {steps} steps ({trainer.eta.text()}); {predictor.counts.text()}; screenshots: "
-              + ", ".join(shots))
-        if not headless:
-            napari.run()
-        else:
-            viewer.close()
-        return 0
-    finally:
-        if display is not None:
-            display.stop()
+    # 2. train briefly on the four normal layers, in a subprocess
+    trainer = TrainingWidget(viewer, confirm=lambda: True)
+    viewer.window.add_dock_widget(trainer, name="Training", area="right")
+    for i in range(trainer.layer_list.count()):
+        item = trainer.layer_list.item(i)
+        item.setCheckState(Qt.CheckState.Checked if "0013751" not in item.text() else Qt.CheckState.Unchecked)
+    trainer.use_layers.setChecked(True)
+    trainer.size.setValue(size)
+    trainer.steps.setValue(steps)
+    trainer.val_every.setValue(max(1, steps // 3))
+    trainer.batch.setValue(8)
+    trainer.base_channels.setValue(8)
+    trainer.out_dir.setText(str(out / "run"))
+    if not trainer.start():
+        print(f"training did not start: {trainer.last_error}")
+        return 1
+    _wait_for(app, lambda: not trainer.running and not trainer.timer.isActive(), timeout)
+    trainer.poll()
+    if trainer.process.returncode != 0:
+        print(f"training failed: {trainer.last_error}")
+        return 1
+    shot("2_training.png")
+
+    # 3. predict on the radiograph with a nodule, overlay with its box
+    for ly in viewer.layers:
+        ly.visible = "00013751" in ly.name
+    predictor = PredictWidget(viewer)
+    viewer.window.add_dock_widget(predictor, name="Prediction", area="right")
+    predictor.checkpoint.setText(str(out / "run" / "best.pt"))
+    predictor.image_combo.setCurrentText("NIH 00013751_003")
+    predictor.truth_combo.setCurrentText("NIH 00013751_003 boxes")
+    predictor.predict()
+    _wait_for(app, lambda: not predictor.busy and "anomaly map" in viewer.layers, 120)
+    # after a brief training the map is poorly calibrated: show the top half-percent as detections
+    amap = viewer.layers["anomaly map"].data
+    predictor.threshold.setValue(float(min(0.99, np.percentile(amap, 99.5))))
+    box_layer = viewer.layers["NIH 00013751_003 boxes"]
+    viewer.layers.move(viewer.layers.index(box_layer), len(viewer.layers) - 1)
+    shot("3_prediction.png")
+    print(f"demo: trained {steps} steps ({trainer.eta.text()}); {predictor.counts.text()}; screenshots: "
+          + ", ".join(shots))
+    if not headless:
+        napari.run()
+    else:
+        viewer.close()
+    return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -126,7 +127,7 @@ def cmd_train(args) -> int:
     if args.data:
         cfg = cfg.with_overrides([f"data.train={args.data}"])
     res = train(cfg, resume=args.resume, progress=not args.quiet)
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:
         print(f"trained {cfg.model.backbone} to step {res.step}: loss {res.last_loss:.4f}, best val Dice "
               f"{res.best_dice:.4f}; checkpoints in {cfg.training.out_dir}")
     return 0

@@ -31,6 +31,7 @@ ROWS = (("pixel_auroc", "Pixel AUROC"), ("sample_auroc", "Sample AUROC"), ("samp
 
 class EvaluationWidget(QWidget):
     evaluation_done = Signal(object)
+    progress_changed = Signal(int, int)  # test scans done, total
 
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
@@ -66,6 +67,7 @@ class EvaluationWidget(QWidget):
         outer.addWidget(self.run_button)
         self.progress = QProgressBar()
         outer.addWidget(self.progress)
+        self.progress_changed.connect(lambda i, n: (self.progress.setRange(0, n), self.progress.setValue(i)))
         self.table = QTableWidget(len(ROWS), 2)
         self.table.setHorizontalHeaderLabels(["value", "95% CI"])
         self.table.setVerticalHeaderLabels([r[1] for r in ROWS])
@@ -119,10 +121,8 @@ class EvaluationWidget(QWidget):
             return
         opts = EvalOptions(n_boot=self.n_boot.value())
 
-        def job():
-            done = []
-            ev = evaluate(pred, items, opts, progress=lambda i, n: done.append(i), keep_maps=len(items))
-            return ev
+        def job():  # the progress signal crosses threads as a queued connection
+            return evaluate(pred, items, opts, progress=self.progress_changed.emit, keep_maps=len(items))
 
         self.progress.setRange(0, 0)
         self.last_error = None
@@ -137,8 +137,9 @@ class EvaluationWidget(QWidget):
     def _finished(self):
         self.worker = None
         self.run_button.setEnabled(True)
-        self.progress.setRange(0, 1)
-        self.progress.setValue(1)
+        if self.progress.maximum() == 0:  # failed before any progress: leave no busy bar
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
 
     def _show(self, ev):
         self.evaluation = ev

@@ -78,6 +78,7 @@ def count_hits(dets: list[Box], truth: list[Box]) -> tuple[int, int, int]:
 
 class PredictWidget(QWidget):
     prediction_done = Signal(object)
+    progress_changed = Signal(int, int)  # images / slices done, total
 
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
@@ -120,6 +121,7 @@ class PredictWidget(QWidget):
         outer.addWidget(self.predict_button)
         self.progress = QProgressBar()
         outer.addWidget(self.progress)
+        self.progress_changed.connect(lambda i, n: (self.progress.setRange(0, n), self.progress.setValue(i)))
         self.threshold = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
         self.threshold.setRange(0.0, 1.0)
         self.threshold.setDecimals(2)
@@ -192,16 +194,12 @@ class PredictWidget(QWidget):
         pred, samples = self.predictor, self.samples.value()
         geo = {"scale": tuple(layer.scale), "translate": tuple(layer.translate)}
 
-        def job():
-            q = []
-            amap = pred.predict_scan(scan, samples=samples, progress=lambda i, n: q.append((i, n)))
-            yield (1, 1)
-            return amap
+        def job():  # the progress signal crosses threads as a queued connection
+            return pred.predict_scan(scan, samples=samples, progress=self.progress_changed.emit)
 
-        self.progress.setRange(0, 0)  # busy indicator while slices run
+        self.progress.setRange(0, 0)  # busy until the first batch of slices is done
         self.last_error = None
         worker = create_worker(job, _start_thread=False, _ignore_errors=True)
-        worker.yielded.connect(lambda v: (self.progress.setRange(0, v[1]), self.progress.setValue(v[0])))
         worker.returned.connect(lambda amap: self._show(amap, geo))
         worker.errored.connect(lambda e: self._fail(str(e) if isinstance(e, InputError) else f"prediction failed: {type(e).__name__}: {e}"))
         worker.finished.connect(self._finished)
@@ -212,8 +210,9 @@ class PredictWidget(QWidget):
     def _finished(self):
         self.worker = None
         self.predict_button.setEnabled(True)
-        self.progress.setRange(0, 1)
-        self.progress.setValue(1)
+        if self.progress.maximum() == 0:  # failed before any progress: leave no busy bar
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
 
     def _show(self, amap, geo):
         self.map_layer = set_image_layer(self.viewer, MAP, amap.mean, geo, colormap="hot", opacity=0.5, blending="translucent",
