@@ -155,9 +155,31 @@ def test_preview_layers_created_and_updated_on_change(widget, viewer_with_cxr, q
     assert widget.config().synthesis.n_raters == (4, 4)
     # the hidden variance layer gets the current variance when it is shown
     v.layers["P-PII variance"].visible = True
-    np.testing.assert_array_equal(v.layers["P-PII variance"].data, widget.last_result.result.variance)
+    np.testing.assert_allclose(v.layers["P-PII variance"].data, widget.last_result.result.variance, rtol=1e-6, atol=1e-9)
     # user's layers untouched
     assert v.layers[0].data.shape == (512, 512) and v.layers[0].name.startswith("NIH")
+
+
+def test_preview_updates_in_place_without_touching_results(widget, viewer_with_cxr, qtbot):
+    v = viewer_with_cxr
+    layer = v.layers["P-PII label"]
+    buffer = layer.data
+    old = widget.last_result.result
+    old_label = old.label.copy()
+    dims_events, redraws = [], []
+    v.dims.events.range.connect(lambda e: dims_events.append(e))
+    layer.events.set_data.connect(lambda e: redraws.append(np.asarray(layer._slice.image.raw).copy()))
+    widget.seed_spin.setValue(widget.seed_spin.value() + 3)
+    _wait(qtbot, widget)
+    new = widget.last_result.result
+    assert layer.data is buffer and buffer.dtype == np.float32  # the same buffer, rewritten
+    np.testing.assert_allclose(buffer, new.label, rtol=1e-6, atol=1e-7)
+    # the canvas was told to redraw, from a slice that holds the new label
+    assert redraws and np.allclose(redraws[-1], new.label, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(old.label, old_label)  # earlier results (e.g. for export) never aliased
+    assert not np.allclose(old_label, new.label)
+    assert not dims_events  # no dims/extent recomputation for a same-shape update
+    assert len(v.layers["P-PII boxes"].data) == len(new.boxes)
 
 
 def test_preview_same_seed_same_layers(widget, viewer_with_cxr, qtbot):

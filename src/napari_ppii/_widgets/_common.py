@@ -12,6 +12,7 @@ def report_error(widget, msg: str, label=None) -> None:
     widget.last_error = msg
     if label is not None:
         (label.setPlainText if hasattr(label, "setPlainText") else label.setText)(msg)
+        label.setToolTip(msg)
     show_error(msg)
 
 

@@ -24,13 +24,14 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 from superqt import QCollapsible, QLabeledDoubleRangeSlider, QLabeledRangeSlider
 
-from .._layers import layer_to_scan
+from .._layers import layer_to_scan, write_image_data
 from ..config import PPIIConfig, PreprocessConfig, SynthesisConfig
 from ..errors import InputError
 
@@ -116,6 +117,7 @@ class PreviewWidget(QWidget):
         self.last_result: PreviewResult | None = None
         self.last_error: str | None = None
         self._deferred: dict[str, Any] = {}  # data for hidden preview layers, applied when shown
+        self._buffers: dict[str, np.ndarray] = {}  # float32 arrays the preview layers display (updated in place)
         self._building = True
         self._build()
         self._building = False
@@ -208,8 +210,11 @@ class PreviewWidget(QWidget):
         self.progress.setRange(0, 3)
         self.progress.setVisible(False)
         outer.addWidget(self.progress)
+        # One line that never resizes the dock: a word-wrapped label re-lays out the whole dock on every
+        # preview (its text changes each time), which costs the preview's frame time.  Errors also go to
+        # napari notifications, and the full text is the tooltip.
         self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         outer.addWidget(self.status)
         outer.addStretch(1)
 
@@ -369,7 +374,9 @@ class PreviewWidget(QWidget):
         name = self.target_combo.currentText()
         layer = self._layer(name)
         if layer is None:
-            self.status.setText("Open a scan (File > Open, or File > Open Sample > napari-ppii) to preview.")
+            msg = "Open a scan (File > Open, or File > Open Sample > napari-ppii) to preview."
+            self.status.setText(msg)
+            self.status.setToolTip(msg)
             return None
         try:
             cfg = self.config()
@@ -459,22 +466,29 @@ class PreviewWidget(QWidget):
                     self._deferred[name] = data
                     continue
                 self._deferred.pop(name, None)
-                layer.data = data
+                write_image_data(layer, data, self._buffers)
                 if key == "variance" and tuple(layer.contrast_limits) != kw["contrast_limits"]:
                     layer.contrast_limits = kw["contrast_limits"]
             else:
                 if layer is not None:
                     self.viewer.layers.remove(layer)
                 self._deferred.pop(name, None)
-                new = self.viewer.add_image(data, name=name, **geo, **kw)
+                new = self.viewer.add_image(np.array(data, dtype=np.float32), name=name, **geo, **kw)
+                self._buffers[name] = new.data
                 new.events.visible.connect(lambda e, n=name: self._apply_deferred(n))
         bname = f"{PREFIX} boxes"
         bdata, bkw, _ = boxes_shapes_data(r.boxes, r.image.ndim, name=bname, edge_color="#00ff88", **geo)
         blayer = self._layer(bname)
         if blayer is not None and blayer.ndim == r.image.ndim:
-            with blayer.events.blocker_all():
-                blayer.data = []
-            blayer.add_rectangles(bdata, edge_color="#00ff88", face_color="transparent", edge_width=2) if bdata else blayer.refresh()
+            # Rebuilt without data events: the boxes lie inside the target, so the viewer's dims/extent
+            # recomputation that each data event triggers (over every layer) would change nothing.
+            with blayer.events.data.blocker():
+                with blayer.events.blocker_all():
+                    blayer.data = []
+                if bdata:
+                    blayer.add_rectangles(bdata, edge_color="#00ff88", face_color="transparent", edge_width=2)
+                else:
+                    blayer.refresh()
         else:
             if blayer is not None:
                 self.viewer.layers.remove(blayer)
@@ -483,14 +497,16 @@ class PreviewWidget(QWidget):
         self.last_error = None
         n = len(r.boxes)
         where = f" (slice {res.slice_index})" if res.slice_index is not None else ""
-        self.status.setText(f"{res.config.synthesis.method}: {n} anomal{'y' if n == 1 else 'ies'}{where} in {res.seconds * 1e3:.0f} ms")
+        text = f"{res.config.synthesis.method}: {n} anomal{'y' if n == 1 else 'ies'}{where} in {res.seconds * 1e3:.0f} ms"
+        self.status.setText(text)
+        self.status.setToolTip(text)
         self.preview_updated.emit(res)
 
     def _apply_deferred(self, name):
         layer = self._layer(name)
         if layer is not None and layer.visible and name in self._deferred:
             data = self._deferred.pop(name)
-            layer.data = data
+            write_image_data(layer, data, self._buffers)
             if name.endswith("variance"):
                 layer.contrast_limits = (0.0, max(float(np.max(data)), 1e-6))
 
