@@ -2,15 +2,20 @@
 
 Trains -- or takes checkpoints of -- U-Net with PII and with P-PII on the JSRT training normals
 (``configs/jsrt_{pii,ppii}_unet.yaml``: 256x256, base 16 channels, batch 8, 2,000 steps, Adam 1e-3 with
-warm-up and cosine decay, best-Dice checkpoint; about 40 minutes each on 2 CPU cores), then scores both in
-one run on
+warm-up and cosine decay, a checkpoint kept every 200 steps; about 40 minutes each on 2 CPU cores), then
+scores both in one run on
 
 * the JSRT test rows (78 nodules, 10 normals): the paper's Table 1 setting;
 * the NIH ChestX-ray14 radiographs with Nodule/Mass boxes plus the normals (a cross-dataset check);
 * the LIDC-IDRI-0001 CT series with its radiologists' XML (per slice and per 3D lesion),
 
 and prints the table in the paper's layout beside the paper's figures (which used 512x512 and 100,000
-steps on an A100).  Reads ``../shared/data``; says so and exits cleanly when it is absent.
+steps on an A100).  Two checkpoint rules per model: the paper's (best Dice on the synthetic validation
+set, ``best.pt``) and, when the run kept ``step_*.pt`` checkpoints, the one with the best pixel AUROC on
+the NIH radiographs (real lesions from another dataset; JSRT is never used to choose, and the NIH figures
+of that row are then not an independent check).  The trajectory of every kept checkpoint (synthetic
+validation Dice, NIH and JSRT pixel AUROC, JSRT FROC@10FP, without CIs) is printed too.
+Reads ``../shared/data``; says so and exits cleanly when it is absent.
 Usage: ``python benchmarks/jsrt_table1.py [--train] [--n-boot 1000] [--out out/table1]``.
 Last line: one JSON object.
 """
@@ -58,7 +63,9 @@ def main(argv=None) -> dict:
     if lidc.exists() and not args.skip_lidc:
         datasets["LIDC-IDRI-0001"] = load_volume_test_set(lidc / "dicom", lidc / "069.xml")
     opts = EvalOptions(n_boot=args.n_boot)
+    quick = EvalOptions(n_boot=0)
     results: dict = {}
+    trajectories: dict = {}
     for model, run in MODELS.items():
         ck = args.runs / run / args.checkpoint
         if not ck.exists():
@@ -70,37 +77,75 @@ def main(argv=None) -> dict:
 
             cfg = PPIIConfig.load(ROOT / "configs" / f"{run}.yaml")
             train(cfg, progress=True)
-        pred = Predictor(ck)
-        results[model] = {"checkpoint": str(ck), "step": pred.step, "image_size": pred.cfg.data.image_size,
-                          "steps": pred.cfg.training.steps}
-        for name, items in datasets.items():
-            ev = evaluate(pred, items, opts)
-            write_report(ev, args.out / run / name.split()[0].lower(), title=f"{model} on {name}",
-                         extra={"checkpoint": str(ck), "step": pred.step})
-            keep = ("pixel_auroc", "pixel_auroc_ci", "froc_at_10fp", "froc_at_10fp_ci", "sample_auroc", "sample_auroc_ci",
-                    "sample_ap", "sample_ap_ci")
-            results[model][name] = {k: ev.metrics[k] for k in keep}
-            if "per_lesion_3d" in ev.metrics:
-                results[model][name]["froc_3d_lesion"] = ev.metrics["per_lesion_3d"]["froc"]
-            print(f"{model} on {name}: done", flush=True)
+        chosen = {"val Dice": ck}
+        kept = sorted((args.runs / run).glob("step_*.pt"))
+        if kept:
+            traj = []
+            for k in kept:
+                pred = Predictor(k)
+                row = {"step": pred.step, "checkpoint": str(k), "val_dice": _val_dice(k)}
+                for name, key in (("NIH (cross-dataset)", "nih"), ("JSRT", "jsrt")):
+                    if name in datasets:
+                        m = evaluate(pred, datasets[name], quick, keep_maps=0).metrics
+                        row[f"{key}_pixel_auroc"] = m["pixel_auroc"]
+                        row[f"{key}_froc_at_10fp"] = m["froc_at_10fp"]
+                traj.append(row)
+                print(f"{model} step {row['step']}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()
+                                                                  if isinstance(v, float)), flush=True)
+            trajectories[model] = traj
+            if "NIH (cross-dataset)" in datasets:
+                pick = max(traj, key=lambda r: r["nih_pixel_auroc"])
+                chosen["NIH pixel AUROC"] = Path(pick["checkpoint"])
+        results[model] = {}
+        for rule, path in chosen.items():
+            pred = Predictor(path)
+            entry = {"checkpoint": str(path), "step": pred.step, "image_size": pred.cfg.data.image_size,
+                     "steps": pred.cfg.training.steps}
+            for name, items in datasets.items():
+                ev = evaluate(pred, items, opts)
+                tag = "" if rule == "val Dice" else "_nih_selected"
+                write_report(ev, args.out / f"{run}{tag}" / name.split()[0].lower(),
+                             title=f"{model} ({rule}) on {name}", extra={"checkpoint": str(path), "step": pred.step})
+                keep = ("pixel_auroc", "pixel_auroc_ci", "froc_at_10fp", "froc_at_10fp_ci", "sample_auroc",
+                        "sample_auroc_ci", "sample_ap", "sample_ap_ci")
+                entry[name] = {k: ev.metrics[k] for k in keep}
+                if "per_lesion_3d" in ev.metrics:
+                    entry[name]["froc_3d_lesion"] = ev.metrics["per_lesion_3d"]["froc"]
+                print(f"{model} ({rule}, step {pred.step}) on {name}: done", flush=True)
+            results[model][rule] = entry
 
     print()
+    cols = ("pixel_auroc", "froc_at_10fp", "sample_auroc", "sample_ap")
     for name in datasets:
         print(f"== {name} ==")
-        print(f"{'':14s} {'Pixel AUC':>24s} {'FROC@10FP':>24s} {'Sample AUC':>24s} {'Sample AP':>24s}")
+        print(f"{'':40s} {'Pixel AUC':>24s} {'FROC@10FP':>24s} {'Sample AUC':>24s} {'Sample AP':>24s}")
         for model in MODELS:
-            if model not in results:
-                continue
-            m = results[model][name]
-            print(f"{model:14s} " + " ".join(f"{fmt_ci(m, k):>24s}" for k in ("pixel_auroc", "froc_at_10fp", "sample_auroc", "sample_ap")))
-            if name == "JSRT":
+            for rule, entry in results.get(model, {}).items():
+                label = f"{model} ({rule}, step {entry['step']})"
+                print(f"{label:40s} " + " ".join(f"{fmt_ci(entry[name], k):>24s}" for k in cols))
+            if name == "JSRT" and model in results:
                 p = PAPER_TABLE1[model]
-                print(f"{'  paper':14s} " + " ".join(f"{p[k]:>24.2f}" for k in ("pixel_auroc", "froc_at_10fp", "sample_auroc", "sample_ap")))
+                print(f"{'  paper':40s} " + " ".join(f"{p[k]:>24.2f}" for k in cols))
         print()
+    for model, traj in trajectories.items():
+        print(f"== {model}: kept checkpoints (no CIs) ==")
+        keys = [k for k in traj[0] if k not in ("checkpoint", "step")]
+        print(f"{'step':>6s} " + " ".join(f"{k:>20s}" for k in keys))
+        for r in traj:
+            print(f"{r['step']:>6d} " + " ".join(f"{r[k]:>20.3f}" if r[k] is not None else f"{'n/a':>20s}" for k in keys))
+        print()
+    results = {"table": results, "trajectories": trajectories}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "table1.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results))
     return results
+
+
+def _val_dice(path: Path) -> float | None:
+    from napari_ppii.training import load_checkpoint
+
+    v = load_checkpoint(path).get("val_dice")
+    return None if v is None else float(v)
 
 
 if __name__ == "__main__":

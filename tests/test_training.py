@@ -133,6 +133,19 @@ def test_log_and_checkpoints(tmp_path, pool):
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp files
 
 
+def test_keep_every_keeps_step_checkpoints(tmp_path, pool):
+    cfg = tiny_cfg(tmp_path, "training.steps=6", "training.val_every=3", "training.keep_every=2")
+    res = train(cfg, images=pool)
+    kept = sorted(p.name for p in tmp_path.glob("step_*.pt"))
+    assert kept == ["step_0000002.pt", "step_0000004.pt", "step_0000006.pt"]
+    six = load_checkpoint(tmp_path / "step_0000006.pt")
+    last = load_checkpoint(res.last_checkpoint)
+    assert six["step"] == 6 and all(torch.equal(six["model"][k], last["model"][k]) for k in last["model"])
+    two = load_checkpoint(tmp_path / "step_0000002.pt")
+    assert two["step"] == 2 and not all(torch.equal(two["model"][k], last["model"][k]) for k in last["model"])
+    assert [r["step"] for r in read_log(tmp_path / "log.jsonl") if r["event"] == "kept"] == [2, 4, 6]
+
+
 def test_stop_between_validations_resumes_exactly(tmp_path, pool):
     full = tiny_cfg(tmp_path / "a", "training.steps=7", "training.val_every=3")
     train(full, images=pool)

@@ -160,6 +160,8 @@ class TrainingConfig(_Model):
                                        "normalised to mean 1 (the paper's future work)")
     confidence_gamma: float = Field(5.0, ge=0, le=1000, description="gamma of the confidence weighting")
     val_every: int = Field(500, ge=1, description="validate (and checkpoint) every N steps")
+    keep_every: int | None = Field(None, ge=1, description="also keep a copy of the state every N steps as "
+                                   "step_NNNNNNN.pt (checkpoint selection on real lesions afterwards)")
     log_every: int = Field(10, ge=1, description="log a line every N steps")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     amp: bool = Field(True, description="bf16 autocast on CUDA (never on the CPU)")

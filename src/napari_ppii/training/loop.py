@@ -273,6 +273,9 @@ def train(cfg: PPIIConfig, resume: str | Path | None = None, *, progress: bool =
                         best_path = save_checkpoint(state, out / "best.pt")
                     log.write(event="val", step=step, val_dice=dice, val_loss=vloss, best_dice=best, loss=loss_val,
                               lr=sched.get_last_lr()[0], images_per_s=ips, eta_s=eta)
+            if t.keep_every and step % t.keep_every == 0 and dist.is_main:
+                kept = save_checkpoint(state if saved_step == step else checkpoint_state(None), out / f"step_{step:07d}.pt")
+                log.write(event="kept", step=step, path=str(kept))
     except torch.cuda.OutOfMemoryError:
         msg = (f"out of GPU memory at step {step + 1} (batch_size {t.batch_size}, image_size {cfg.data.image_size}, "
                f"base_channels {cfg.model.base_channels}): lower training.batch_size first, then data.image_size "
