@@ -62,6 +62,12 @@ def main(argv=None) -> dict:
     lidc = SHARED / "lidc-idri-0001"
     if lidc.exists() and not args.skip_lidc:
         datasets["LIDC-IDRI-0001"] = load_volume_test_set(lidc / "dicom", lidc / "069.xml")
+    from napari_ppii.io import read_scan
+
+    for items in datasets.values():  # read once, score with every checkpoint
+        for it in items:
+            if it.scan is None:
+                it.scan = read_scan(it.path)
     opts = EvalOptions(n_boot=args.n_boot)
     quick = EvalOptions(n_boot=0)
     results: dict = {}
