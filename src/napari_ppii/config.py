@@ -63,7 +63,7 @@ class SynthesisConfig(_Model):
     alpha: tuple[float, float] = Field((0.05, 0.95), description="PII/FPI: interpolation factor range, in [0, 1]")
     pairwise: bool = Field(True, description="take the source patch from another image of the batch (else the same image)")
     label_scale: float = Field(10.0, gt=0, le=100, description="P-PII: label = clip(label_scale * |target - mean|, 0, 1) "
-                               "(public sketch: 10; with 1 the faint parts of an anomaly are labelled ~0)")
+                               "(public sketch: 10; with 1 the faint rim of an anomaly is labelled ~0)")
     label_tolerance: float = Field(1e-3, ge=0, le=1, description="PII/FPI: a pixel is labelled where it changed by more than this")
     clip: bool = Field(True, description="clip every blended image to the target's intensity range")
     size_step: int = Field(1, ge=1, le=64, description="round patch sides up to a multiple of this (fewer distinct shapes for GPU batching)")
