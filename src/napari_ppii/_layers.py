@@ -130,7 +130,7 @@ def write_image_data(layer, data, buffers: dict[str, np.ndarray]) -> None:
 
     When the layer already displays a float32 buffer of the same shape that we made (``buffers[name]``),
     ``data`` is copied into it and the layer re-sliced with ``refresh(extent=False)``: no data event, so
-    the viewer skips its dims/extent recomputation over every layer (most of a preview update's cost).
+    the viewer skips its dims/extent pass over every layer (about 10 % of a preview update, measured).
     Otherwise the layer gets a fresh float32 copy (the caller's array is never aliased or modified)."""
     buf = buffers.get(layer.name)
     if buf is not None and layer.data is buf and buf.shape == np.shape(data):

@@ -350,6 +350,11 @@ class PreviewWidget(QWidget):
                 self.request_update()
 
     # ------------------------------------------------------------------ work
+    def _set_status(self, text: str) -> None:
+        """The one-line status, with the full text as its tooltip."""
+        self.status.setText(text)
+        self.status.setToolTip(text)
+
     def _notify(self, msg: str) -> None:
         from ._common import report_error
 
@@ -374,9 +379,7 @@ class PreviewWidget(QWidget):
         name = self.target_combo.currentText()
         layer = self._layer(name)
         if layer is None:
-            msg = "Open a scan (File > Open, or File > Open Sample > napari-ppii) to preview."
-            self.status.setText(msg)
-            self.status.setToolTip(msg)
+            self._set_status("Open a scan (File > Open, or File > Open Sample > napari-ppii) to preview.")
             return None
         try:
             cfg = self.config()
@@ -497,9 +500,7 @@ class PreviewWidget(QWidget):
         self.last_error = None
         n = len(r.boxes)
         where = f" (slice {res.slice_index})" if res.slice_index is not None else ""
-        text = f"{res.config.synthesis.method}: {n} anomal{'y' if n == 1 else 'ies'}{where} in {res.seconds * 1e3:.0f} ms"
-        self.status.setText(text)
-        self.status.setToolTip(text)
+        self._set_status(f"{res.config.synthesis.method}: {n} anomal{'y' if n == 1 else 'ies'}{where} in {res.seconds * 1e3:.0f} ms")
         self.preview_updated.emit(res)
 
     def _apply_deferred(self, name):
@@ -555,6 +556,6 @@ class PreviewWidget(QWidget):
         if folder:
             try:
                 self.export(folder)
-                self.status.setText(f"exported to {folder}")
+                self._set_status(f"exported to {folder}")
             except (InputError, OSError) as exc:
                 self._notify(f"export failed: {exc}")
