@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InputError
 
 Method = Literal["ppii", "pii", "fpi"]
+Placement = Literal["anywhere", "lungs", "mask"]
 
 #: Per-method defaults for fields that default to ``None`` in :class:`SynthesisConfig`.
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -65,15 +66,54 @@ class SynthesisConfig(_Model):
     label_scale: float = Field(10.0, gt=0, le=100, description="P-PII: label = clip(label_scale * |target - mean|, 0, 1) "
                                "(public sketch: 10; with 1 the faint rim of an anomaly is labelled ~0)")
     label_tolerance: float = Field(1e-3, ge=0, le=1, description="PII/FPI: a pixel is labelled where it changed by more than this")
-    clip: bool = Field(True, description="clip every blended image to the target's intensity range")
+    clip: Literal["hard", "soft", "none"] = Field(
+        "hard", description="blended images beyond the target's intensity range: clipped (hard; the paper), "
+        "compressed smoothly into it (soft: no flat white/black plateaus) or left as they are (none)")
     size_step: int = Field(1, ge=1, le=64, description="round patch sides up to a multiple of this (fewer distinct shapes for GPU batching)")
     fast_sizes: bool = Field(True, description="round patch sides up (a few pixels at most) so the DST length "
                              "2 (side - 1) is FFT-friendly (5-smooth): several times faster solves")
     min_patch_side: int = Field(5, ge=3, le=64, description="smallest patch side in pixels")
     max_tries: int = Field(50, ge=1, le=1000, description="P-PII: placement attempts per anomaly (target boxes never overlap)")
+    # -- anatomy-aware placement ------------------------------------------------------------------
+    placement: Placement = Field(
+        "anywhere", description="where target patches go: anywhere (the paper), lungs (lung fields computed "
+        "by napari_ppii.anatomy) or mask (a mask given with the images: data.mask, or a Labels layer)")
+    placement_min_inside: float = Field(
+        0.7, ge=0, le=1, description="lungs/mask: least fraction of a target patch box on the mask (AnatPaste/NSA "
+        "keep >= 50-70% of the patch on the anatomy); a patch that cannot be placed after max_tries is dropped")
+    source_in_mask: bool = Field(False, description="lungs/mask: take source patches from inside the mask too")
+    mask_blend: bool = Field(True, description="lungs/mask: the change (and so the label) is multiplied by the "
+                             "mask, so no anomaly spills outside it; the input image itself is never masked")
+    # -- realism controls -------------------------------------------------------------------------
+    patch_distribution: Literal["uniform", "gamma"] = Field(
+        "uniform", description="patch side fraction drawn uniform in patch_size, or NSA-style: low + "
+        "Gamma(shape 2, scale (high - low) / 6), clipped to high (mostly small patches, a long tail)")
+    source_rescale: tuple[float, float] = Field(
+        (1.0, 1.0), description="the source patch is taken at side / r, r ~ U[low, high], and resized to the "
+        "target side (NSA: 0.7-1.3; 1-1 = no rescaling)")
+    gradient_scale_distribution: Literal["uniform", "log_uniform"] = Field(
+        "uniform", description="P-PII: gradient scale drawn uniform or log-uniform in gradient_scale "
+        "(log-uniform gives as many subtle as strong anomalies)")
+    source_smoothing: float = Field(
+        0.0, ge=0, le=20, description="P-PII: Gaussian sigma (pixels) applied to the source patch before its "
+        "gradients are up-scaled: removes the up-scaled texture/noise, leaving a soft, lesion-like profile")
+    label_mode: Literal["scaled", "logistic"] = Field(
+        "scaled", description="P-PII: label = clip(label_scale * |change|, 0, 1) (the public sketch), or NSA's "
+        "logistic of the change, 0 at no change: (s(k (|d| - x0)) - s(-k x0)) / (1 - s(-k x0))")
+    label_k: float = Field(100.0, gt=0, le=10000, description="logistic label: steepness k (per unit intensity)")
+    label_x0: float = Field(0.04, ge=0, le=1, description="logistic label: the change labelled ~0.5 "
+                            "(a real JSRT nodule differs from its surroundings by ~0.04)")
+
+    @field_validator("clip", mode="before")
+    @classmethod
+    def _clip_bool(cls, v):
+        if isinstance(v, bool):  # configurations written before the soft clip: true / false
+            return "hard" if v else "none"
+        return v
 
     @model_validator(mode="after")
     def _validate(self) -> "SynthesisConfig":
+        _check_range("source_rescale", self.source_rescale, 0.25, 4.0)
         if self.patch_size is not None:
             lo, hi = self.patch_size
             if not (0 < lo <= hi <= 0.5):
@@ -139,6 +179,9 @@ class DataConfig(_Model):
     train: str | None = Field(None, description="folder of radiographs, an annotations CSV (rows with split=train "
                               "and, when a label column exists, label=normal), or a CT series folder / volume file")
     boxes: str | None = Field(None, description="CT: lesion boxes (LIDC XML or CSV) for the lesion-margin rule")
+    mask: str | None = Field(None, description="placement masks for synthesis.placement=mask: a .npy stack (N, H, W) "
+                             "aligned with the training images (what the viewer writes from a Labels layer), or, for "
+                             "a single CT series / volume, a mask volume of the scan's shape")
     lesion_margin: int = Field(5, ge=0, le=100, description="CT: slices within this many of a lesion are not normal (paper: ~5)")
     image_size: int = Field(256, ge=32, le=2048, description="training images are resized to size x size (paper: 512)")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="normal images held out for the validation set")
@@ -162,6 +205,16 @@ class TrainingConfig(_Model):
     val_every: int = Field(500, ge=1, description="validate (and checkpoint) every N steps")
     keep_every: int | None = Field(None, ge=1, description="also keep a copy of the state every N steps as "
                                    "step_NNNNNNN.pt (checkpoint selection on real lesions afterwards)")
+    select: Literal["val_dice", "reference", "heldout"] = Field(
+        "val_dice", description="which checkpoint becomes best.pt: best synthetic validation Dice (the paper), best "
+        "pixel AUROC on a small labelled reference set from another dataset (training.reference), or best Dice on "
+        "a held-out anomaly type never trained on (training.heldout; label-free, after Baugh et al. 2023)")
+    reference: str | None = Field(None, description="select=reference: an annotations CSV with lesion boxes (e.g. the "
+                                  "NIH radiographs); its rows with boxes (and its normals) are scored at each validation")
+    reference_labels: list[str] | None = Field(None, description="select=reference: keep only boxes of these findings "
+                                               "(e.g. [Nodule, Mass]); None = every box")
+    heldout: dict[str, Any] = Field(default_factory=lambda: {"method": "fpi"}, description="select=heldout: synthesis "
+                                    "settings (overrides of the training synthesis) of the held-out validation task")
     log_every: int = Field(10, ge=1, description="log a line every N steps")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     amp: bool = Field(True, description="bf16 autocast on CUDA (never on the CPU)")

@@ -80,7 +80,7 @@ def load_csv_test_set(path: str | Path, labels: Sequence[str] | None = None, spl
         if wanted is None or b.label.lower() in wanted:
             by_image.setdefault(b.image, []).append(b)
     for r in rows:
-        if has_split and (r.get("split") or "").strip().lower() != split:
+        if has_split and split != "all" and (r.get("split") or "").strip().lower() != split:
             continue
         img = r["image"]
         if img not in items:

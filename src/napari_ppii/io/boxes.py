@@ -86,6 +86,12 @@ class Box:
             return self
         return Box(self.lo[1:], self.hi[1:], self.image, self.label, dict(self.properties))
 
+    def scaled(self, factors: Sequence[float]) -> "Box":
+        """The box on a grid resized by ``factors`` per axis (pixel centres map ``i -> (i + 0.5) f - 0.5``)."""
+        lo = tuple((a + 0.5) * f - 0.5 for a, f in zip(self.lo, factors))
+        hi = tuple(max(l, (b + 0.5) * f - 0.5) for b, f, l in zip(self.hi, factors, lo))
+        return Box(lo, hi, self.image, self.label, dict(self.properties))
+
     def to_dict(self) -> dict[str, Any]:
         return {"lo": list(self.lo), "hi": list(self.hi), "image": self.image, "label": self.label,
                 "properties": _jsonable(self.properties)}

@@ -40,6 +40,7 @@ class AnomalySpec:
     alpha: float | None = None
     centres: list[list[float]] = field(default_factory=list)
     radii: list[float] = field(default_factory=list)
+    source_size: tuple[int, ...] | None = None  # rescaled source: taken at this size, resized to ``size``
 
     @property
     def target_slices(self) -> tuple[slice, ...]:
@@ -47,7 +48,7 @@ class AnomalySpec:
 
     @property
     def source_slices(self) -> tuple[slice, ...]:
-        return tuple(slice(a, a + s) for a, s in zip(self.source_start, self.size))
+        return tuple(slice(a, a + s) for a, s in zip(self.source_start, self.source_size or self.size))
 
     def box(self) -> Box:
         props = {"gradient_scale": self.gradient_scale, "n_raters": len(self.radii)}
@@ -64,6 +65,8 @@ class AnomalySpec:
         d = dict(d)
         for k in ("target_start", "source_start", "size"):
             d[k] = tuple(int(v) for v in d[k])
+        if d.get("source_size") is not None:
+            d["source_size"] = tuple(int(v) for v in d["source_size"])
         return cls(**d)
 
 
@@ -74,6 +77,7 @@ class SynthesisResult:
     image: the training image (P-PII: the mean over the rater blends).
     label: P-PII ``clip(label_scale * |target - image|, 0, 1)``; PII/FPI ``alpha`` where changed.
     variance: per-pixel variance over the raters (population variance; zero for one rater, PII, FPI).
+    mask: the placement mask (lungs / given), None when anomalies may go anywhere.
     boxes: the anomalies' target boxes (inclusive :class:`Box`).
     plan: the anomalies as drawn (enough to re-render exactly).
     """
@@ -84,6 +88,7 @@ class SynthesisResult:
     boxes: list[Box]
     plan: list[AnomalySpec]
     method: str
+    mask: Any = None  # the placement mask used (NumPy bool), or None for placement "anywhere"
 
     def to_json(self) -> dict[str, Any]:
         return {"method": self.method, "boxes": [b.to_dict() for b in self.boxes],
@@ -146,19 +151,50 @@ def round_side(s: int, n: int, cfg: SynthesisConfig) -> int:
     return min(s, n)
 
 
-def sample_size(spatial: Sequence[int], cfg: SynthesisConfig, rng: np.random.Generator) -> tuple[int, ...]:
-    """Patch side per axis: a fraction U[patch_size] of the extent (one fraction of the shortest axis
-    for square patches), at least ``min_patch_side``, rounded up by :func:`round_side`."""
+def sample_fraction(cfg: SynthesisConfig, rng: np.random.Generator) -> float:
+    """One patch side fraction: uniform in ``patch_size``, or NSA-style ``low + Gamma(2, (high - low) / 6)``
+    clipped to ``high``."""
     lo, hi = cfg.patch_size
+    if cfg.patch_distribution == "gamma":
+        return float(min(hi, lo + rng.gamma(2.0, (hi - lo) / 6.0)))
+    return float(rng.uniform(lo, hi))
+
+
+def sample_size(spatial: Sequence[int], cfg: SynthesisConfig, rng: np.random.Generator) -> tuple[int, ...]:
+    """Patch side per axis: a fraction (:func:`sample_fraction`) of the extent (one fraction of the
+    shortest axis for square patches), at least ``min_patch_side``, rounded up by :func:`round_side`."""
     if cfg.square:
-        sides = [rng.uniform(lo, hi) * min(spatial)] * len(spatial)
+        sides = [sample_fraction(cfg, rng) * min(spatial)] * len(spatial)
     else:
-        sides = [rng.uniform(lo, hi) * n for n in spatial]
+        sides = [sample_fraction(cfg, rng) * n for n in spatial]
     return tuple(round_side(int(round(s)), n, cfg) for s, n in zip(sides, spatial))
 
 
-def sample_start(spatial: Sequence[int], size: Sequence[int], cfg: SynthesisConfig, rng: np.random.Generator) -> tuple[int, ...]:
-    """Box start whose centre is uniform in the central ``core_fraction`` of each axis (box kept inside)."""
+def sample_source_size(spatial: Sequence[int], size: Sequence[int], cfg: SynthesisConfig,
+                       rng: np.random.Generator) -> tuple[int, ...] | None:
+    """The rescaled source patch's size (``size / r``, ``r ~ U[source_rescale]``), or None for none."""
+    lo, hi = cfg.source_rescale
+    if lo == hi == 1.0:
+        return None
+    r = float(rng.uniform(lo, hi))
+    src = tuple(int(min(n, max(3, round(s / r)))) for s, n in zip(size, spatial))
+    return None if src == tuple(size) else src
+
+
+def sample_start(spatial: Sequence[int], size: Sequence[int], cfg: SynthesisConfig, rng: np.random.Generator,
+                 mask: np.ndarray | None = None) -> tuple[int, ...] | None:
+    """Box start whose centre is uniform in the central ``core_fraction`` of each axis (box kept inside).
+
+    With a ``mask``: the centre is a mask pixel drawn uniformly, and the box must have at least
+    ``placement_min_inside`` of its pixels on the mask; None when the draw fails that test."""
+    if mask is not None:
+        flat = _mask_index(mask)
+        if flat.size == 0:
+            return None
+        c = np.unravel_index(int(flat[rng.integers(0, flat.size)]), mask.shape)
+        start = tuple(min(max(int(round(ci - s / 2.0)), 0), n - s) for ci, s, n in zip(c, size, spatial))
+        inside = float(mask[tuple(slice(a, a + s) for a, s in zip(start, size))].mean())
+        return start if inside >= cfg.placement_min_inside else None
     start = []
     for n, s in zip(spatial, size):
         margin = (1.0 - cfg.core_fraction) / 2.0 * n
@@ -166,6 +202,28 @@ def sample_start(spatial: Sequence[int], size: Sequence[int], cfg: SynthesisConf
         a = int(round(c - s / 2.0))
         start.append(min(max(a, 0), n - s))
     return tuple(start)
+
+
+_MASK_INDEX: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _mask_index(mask: np.ndarray) -> np.ndarray:
+    """Flat indices of a mask's pixels (cached for the mask array while it is alive)."""
+    hit = _MASK_INDEX.get(id(mask))
+    if hit is not None and hit[0] is mask:
+        return hit[1]
+    idx = np.flatnonzero(mask)
+    if len(_MASK_INDEX) > 64:
+        _MASK_INDEX.clear()
+    _MASK_INDEX[id(mask)] = (mask, idx)
+    return idx
+
+
+def sample_gradient_scale(cfg: SynthesisConfig, rng: np.random.Generator) -> float:
+    lo, hi = cfg.gradient_scale
+    if cfg.gradient_scale_distribution == "log_uniform":
+        return float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if hi > lo else float(lo)
+    return float(rng.uniform(lo, hi))
 
 
 def boxes_overlap(a_start, b_start, size_a, size_b) -> bool:
@@ -224,6 +282,71 @@ def disc_masks(size: Sequence[int], centres, radii, like) -> Any:
     return np.clip(m, 0.0, 1.0)
 
 
+def smooth(x, sigma: float, nd: int):
+    """Gaussian smoothing of the last ``nd`` axes of ``x`` (NumPy or torch; edges replicated).  The same
+    truncated kernel on both engines, so a plan renders alike on each."""
+    if sigma <= 0:
+        return x
+    r = max(1, int(np.ceil(3.0 * sigma)))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k = k / k.sum()
+    for ax in range(x.ndim - nd, x.ndim):
+        n = x.shape[ax]
+        idx = np.clip(np.arange(-r, n + r), 0, n - 1)
+        if _is_torch(x):
+            import torch
+
+            xp = torch.index_select(x, ax, torch.as_tensor(idx, device=x.device))
+            out = 0.0
+            for j, w in enumerate(k):
+                out = out + float(w) * xp.narrow(ax, j, n)
+        else:
+            xp = np.take(x, idx, axis=ax)
+            out = 0.0
+            for j, w in enumerate(k):
+                out = out + w * np.take(xp, np.arange(j, j + n), axis=ax)
+        x = out
+    return x
+
+
+def resize_linear(x, size: Sequence[int]):
+    """Linear resize of the last ``len(size)`` axes (corner-aligned), the same maths on NumPy and torch."""
+    nd = len(size)
+    for ax, m in zip(range(x.ndim - nd, x.ndim), size):
+        n = x.shape[ax]
+        if n == m:
+            continue
+        p = np.linspace(0.0, n - 1.0, m)
+        i0 = np.floor(p).astype(np.int64)
+        i1 = np.minimum(i0 + 1, n - 1)
+        wshape = [1] * x.ndim
+        wshape[ax] = m
+        w = _const((p - i0).reshape(wshape), x)
+        if _is_torch(x):
+            import torch
+
+            a = torch.index_select(x, ax, torch.as_tensor(i0, device=x.device))
+            b = torch.index_select(x, ax, torch.as_tensor(i1, device=x.device))
+        else:
+            a, b = np.take(x, i0, axis=ax), np.take(x, i1, axis=ax)
+        x = a * (1 - w) + b * w
+    return x
+
+
+def soft_clip(x, lo, hi, margin: float = 0.1):
+    """Compress values beyond ``[lo + m, hi - m]`` smoothly (tanh) into ``[lo, hi]``, ``m = margin (hi - lo)``:
+    no flat plateaus at the limits, identity well inside the range."""
+    m = (hi - lo) * margin + 1e-12
+    top, bot = hi - m, lo + m
+    if _is_torch(x):
+        import torch
+
+        x = torch.where(x > top, top + m * torch.tanh((x - top) / m), x)
+        return torch.where(x < bot, bot - m * torch.tanh((bot - x) / m), x)
+    x = np.where(x > top, top + m * np.tanh((x - top) / m), x)
+    return np.where(x < bot, bot - m * np.tanh((bot - x) / m), x)
+
+
 def _stack(items, like):
     if _is_torch(like):
         import torch
@@ -232,13 +355,34 @@ def _stack(items, like):
     return np.stack(items)
 
 
-def render_poisson(images, plan: list[AnomalySpec], n_out: int, cfg: SynthesisConfig):
+def _source_patch(images, s: AnomalySpec):
+    src = images[s.source_index][s.source_slices]
+    if s.source_size is not None and tuple(s.source_size) != tuple(s.size):
+        src = resize_linear(src, s.size)
+    return src
+
+
+def limit_range(blends, lows, highs, idx, cfg: SynthesisConfig, like):
+    """Apply ``cfg.clip`` to blends ``(G, ...)`` of the target images ``idx``."""
+    if cfg.clip == "none":
+        return blends
+    nd_extra = blends.ndim - 1
+    lo = _stack([lows[i] for i in idx], like).reshape((len(idx),) + (1,) * nd_extra)
+    hi = _stack([highs[i] for i in idx], like).reshape((len(idx),) + (1,) * nd_extra)
+    if cfg.clip == "soft":
+        return soft_clip(blends, lo, hi)
+    return blends.clamp(lo, hi) if _is_torch(blends) else np.clip(blends, lo, hi)
+
+
+def render_poisson(images, plan: list[AnomalySpec], n_out: int, cfg: SynthesisConfig, masks=None):
     """Render Poisson anomalies of a plan; return ``(mean image, variance)`` for images ``[0, n_out)``.
 
     ``images``: ``(N, *spatial)`` float array or tensor holding the targets ``[0, n_out)`` and any
     extra source images after them.  Anomalies are grouped by box shape and rater count; each group is
     one batched DST solve.  Specs with ``alpha`` use PII's interpolated guidance (Eq. 1); the others use
-    the rater masks with up-scaled (optionally mixed) source gradients.
+    the rater masks with up-scaled (optionally mixed) source gradients, the source patch smoothed by
+    ``source_smoothing`` first.  With ``masks`` (``(n_out, *spatial)``, 0/1) and ``mask_blend`` the
+    change is multiplied by the mask.
     """
     nd = images.ndim - 1
     out = images[:n_out] * 1.0
@@ -251,28 +395,29 @@ def render_poisson(images, plan: list[AnomalySpec], n_out: int, cfg: SynthesisCo
     for spec in plan:
         key = (spec.size, len(spec.radii), spec.alpha is not None)
         groups.setdefault(key, []).append(spec)
+    use_mask = masks is not None and cfg.mask_blend and cfg.placement != "anywhere"
     for (size, k, interp), specs in groups.items():
         tgt = _stack([images[s.target_index][s.target_slices] for s in specs], images)
-        src = _stack([images[s.source_index][s.source_slices] for s in specs], images)
+        src = _stack([_source_patch(images, s) for s in specs], images)
         bshape = (len(specs), 1) + (1,) * nd
         gt = poisson.forward_gradients(tgt, nd)
-        gs = poisson.forward_gradients(src, nd)
         if interp:
+            gs = poisson.forward_gradients(src, nd)
             alpha = _const([s.alpha for s in specs], images).reshape((len(specs),) + (1,) * nd)
             guidance = poisson.interpolated_guidance(gt, gs, alpha)
             blends = poisson.poisson_solve(tgt, guidance)[:, None]
         else:
+            gs = poisson.forward_gradients(smooth(src, cfg.source_smoothing, nd), nd)
             scale = _const([s.gradient_scale for s in specs], images).reshape(bshape)
-            masks = disc_masks(size, [s.centres for s in specs], [s.radii for s in specs], images)
+            discs = disc_masks(size, [s.centres for s in specs], [s.radii for s in specs], images)
             gt = [g[:, None] for g in gt]
             gs = [scale * g[:, None] for g in gs]
-            guidance = poisson.masked_guidance(gt, gs, masks, mixed_gradients=cfg.mixed_gradients)
+            guidance = poisson.masked_guidance(gt, gs, discs, mixed_gradients=cfg.mixed_gradients)
             blends = poisson.poisson_solve(tgt[:, None], guidance)
-        if cfg.clip:
-            idx = [s.target_index for s in specs]
-            lo = _stack([lows[i] for i in idx], images).reshape(bshape)
-            hi = _stack([highs[i] for i in idx], images).reshape(bshape)
-            blends = blends.clamp(lo, hi) if _is_torch(blends) else np.clip(blends, lo, hi)
+        if use_mask:
+            m = _stack([masks[s.target_index][s.target_slices] for s in specs], images)
+            blends = tgt[:, None] + (blends - tgt[:, None]) * m[:, None]
+        blends = limit_range(blends, lows, highs, [s.target_index for s in specs], cfg, images)
         mean = blends.mean(1)
         v = ((blends - mean[:, None]) ** 2).mean(1)
         for s, m_i, v_i in zip(specs, mean, v):
@@ -298,20 +443,49 @@ class Synthesizer:
         self.config = cfg
 
     # -- to implement ---------------------------------------------------------------------------
-    def plan_image(self, index: int, spatial: tuple[int, ...], n_images: int, rng: np.random.Generator) -> list[AnomalySpec]:
+    def plan_image(self, index: int, spatial: tuple[int, ...], n_images: int, rng: np.random.Generator,
+                   masks: np.ndarray | None = None) -> list[AnomalySpec]:
+        """One image's anomalies; ``masks`` (``(N, *spatial)`` bool, or None) constrain placement."""
         raise NotImplementedError
 
-    def render(self, images, plan: list[AnomalySpec], n_out: int):
+    def render(self, images, plan: list[AnomalySpec], n_out: int, masks=None):
         """Return ``(image, label, variance)`` batches for targets ``[0, n_out)``."""
         raise NotImplementedError
 
     # -- shared ---------------------------------------------------------------------------------
-    def plan(self, images, rng: np.random.Generator, n_out: int | None = None) -> list[AnomalySpec]:
+    def placement_masks(self, images, masks=None) -> np.ndarray | None:
+        """The placement masks for a batch (``(N, *spatial)`` bool NumPy), or None for ``anywhere``.
+
+        ``lungs`` without given masks computes them (radiographs: :func:`napari_ppii.anatomy.lung_mask_cxr`);
+        ``mask`` needs them.  A mask's shape must match its image."""
+        cfg = self.config
+        if cfg.placement == "anywhere":
+            return None
+        shape = tuple(images.shape)
+        if masks is None:
+            if cfg.placement == "mask":
+                raise InputError("placement 'mask' needs a placement mask (data.mask, or a Labels layer in the viewer)")
+            if len(shape) != 3:
+                raise InputError("placement 'lungs' on volumes needs lung masks computed from the HU scan: "
+                                 "pass masks=napari_ppii.anatomy.lung_mask(scan)")
+            from ..anatomy import lung_mask_cxr
+
+            arr = images.detach().cpu().numpy() if _is_torch(images) else np.asarray(images)
+            return np.stack([lung_mask_cxr(a) for a in arr])
+        m = masks.detach().cpu().numpy() if _is_torch(masks) else np.asarray(masks)
+        if m.shape == shape[1:] and shape[0] == 1:
+            m = m[None]
+        if m.shape != shape:
+            raise InputError(f"placement mask of shape {m.shape} does not match the images {shape}")
+        return m > 0
+
+    def plan(self, images, rng: np.random.Generator, n_out: int | None = None, masks=None) -> list[AnomalySpec]:
         spatial = validate_images(images, self.config)
         n_out = images.shape[0] if n_out is None else n_out
+        pm = self.placement_masks(images, masks) if masks is None or masks.dtype != bool else masks
         plan: list[AnomalySpec] = []
         for i in range(n_out):
-            plan.extend(self.plan_image(i, spatial, images.shape[0], rng))
+            plan.extend(self.plan_image(i, spatial, images.shape[0], rng, pm))
         return plan
 
     def _source_index(self, index: int, n_images: int, rng: np.random.Generator) -> int:
@@ -321,28 +495,49 @@ class Synthesizer:
         j = int(rng.integers(0, n_images - 1))
         return j if j < index else j + 1
 
+    def _target_start(self, spatial, size, rng, mask) -> tuple[int, ...] | None:
+        """A target box start (inside the mask when there is one), or None after ``max_tries``."""
+        if mask is None:
+            return sample_start(spatial, size, self.config, rng)
+        for _try in range(self.config.max_tries):
+            st = sample_start(spatial, size, self.config, rng, mask)
+            if st is not None:
+                return st
+        return None
+
     def batch(self, images, rng: np.random.Generator | int | None = None, *, n_out: int | None = None,
-              plan: list[AnomalySpec] | None = None) -> list[SynthesisResult]:
+              plan: list[AnomalySpec] | None = None, masks=None) -> list[SynthesisResult]:
         """Synthesise anomalies into each of the first ``n_out`` images of ``images`` (``(N, *spatial)``);
-        images after ``n_out`` serve as sources only."""
+        images after ``n_out`` serve as sources only.  ``masks`` (same shape, or None): placement masks
+        for ``placement`` lungs/mask (computed for ``lungs`` when not given)."""
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         work = _as_work_array(images)
         n_out = work.shape[0] if n_out is None else n_out
+        validate_images(work, self.config)
+        pm = self.placement_masks(work, masks)
         if plan is None:
-            plan = self.plan(work, rng, n_out)
-        else:
-            validate_images(work, self.config)
-        img, lab, var = self.render(work, plan, n_out)
+            plan = self.plan(work, rng, n_out, pm)
+        rm = None
+        if pm is not None:
+            if _is_torch(work):
+                import torch
+
+                rm = torch.as_tensor(pm[:n_out], device=work.device).to(work.dtype)
+            else:
+                rm = pm[:n_out].astype(work.dtype)
+        img, lab, var = self.render(work, plan, n_out, rm)
         results = []
         for i in range(n_out):
             mine = [s for s in plan if s.target_index == i]
-            results.append(SynthesisResult(_out(img[i]), _out(lab[i]), _out(var[i]), [s.box() for s in mine], mine, self.method))
+            results.append(SynthesisResult(_out(img[i]), _out(lab[i]), _out(var[i]), [s.box() for s in mine], mine,
+                                           self.method, None if pm is None else pm[i]))
         return results
 
     def sample(self, target, source=None, rng: np.random.Generator | int | None = None,
-               plan: list[AnomalySpec] | None = None) -> SynthesisResult:
+               plan: list[AnomalySpec] | None = None, mask=None, source_mask=None) -> SynthesisResult:
         """One synthetic sample of ``target`` (2D or 3D), with the source patch from ``source`` when
-        given (pairwise) or from ``target`` itself."""
+        given (pairwise) or from ``target`` itself.  ``mask``: the target's placement mask (and
+        ``source_mask`` the source's, for ``source_in_mask``)."""
         if source is not None and tuple(source.shape) != tuple(target.shape):
             raise InputError(f"source shape {tuple(source.shape)} differs from target shape {tuple(target.shape)}")
         stack = [target] if source is None else [target, source]
@@ -352,7 +547,21 @@ class Synthesizer:
             images = torch.stack(stack)
         else:
             images = np.stack([np.asarray(s) for s in stack])
-        return self.batch(images, rng, n_out=1, plan=plan)[0]
+        masks = None
+        if mask is not None:
+            m = mask.detach().cpu().numpy() if _is_torch(mask) else np.asarray(mask)
+            if m.shape != tuple(target.shape):
+                raise InputError(f"placement mask of shape {m.shape} does not match the image {tuple(target.shape)}")
+            ms = [m > 0]
+            if source is not None:
+                sm = np.ones_like(ms[0]) if source_mask is None else np.asarray(source_mask) > 0
+                if sm.shape != ms[0].shape:
+                    raise InputError(f"source mask of shape {sm.shape} does not match the source {tuple(source.shape)}")
+                ms.append(sm)
+            masks = np.stack(ms)
+        elif source is not None and self.config.placement == "lungs":
+            masks = self.placement_masks(images)
+        return self.batch(images, rng, n_out=1, plan=plan, masks=masks)[0]
 
 
 def _as_work_array(images):

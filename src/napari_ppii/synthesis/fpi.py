@@ -16,10 +16,15 @@ class FPI(Synthesizer):
     method = "fpi"
     plan_image = PII.plan_image
 
-    def render(self, images, plan, n_out):
+    def render(self, images, plan, n_out, masks=None):
+        cfg = self.config
+        use_mask = masks is not None and cfg.mask_blend and cfg.placement != "anywhere"
         out = images[:n_out] * 1.0
         for s in plan:
             t = images[s.target_index][s.target_slices]
             src = images[s.source_index][s.source_slices]
-            out[s.target_index][s.target_slices] = (1.0 - s.alpha) * t + s.alpha * src
-        return out, alpha_labels(images, out, plan, n_out, self.config.label_tolerance), out * 0.0
+            change = s.alpha * (src - t)
+            if use_mask:
+                change = change * masks[s.target_index][s.target_slices]
+            out[s.target_index][s.target_slices] = t + change
+        return out, alpha_labels(images, out, plan, n_out, cfg.label_tolerance), out * 0.0

@@ -27,11 +27,13 @@ def alpha_labels(images, mean, plan, n_out, tolerance):
 class PII(Synthesizer):
     method = "pii"
 
-    def plan_image(self, index, spatial, n_images, rng):
+    def plan_image(self, index, spatial, n_images, rng, masks=None):
         cfg = self.config
         src = self._source_index(index, n_images, rng)
         size = sample_size(spatial, cfg, rng)
-        start = sample_start(spatial, size, cfg, rng)
+        start = self._target_start(spatial, size, rng, None if masks is None else masks[index])
+        if start is None:
+            return []  # the mask has no room for a patch this size
         s_start = start
         if src == index:
             for _try in range(cfg.max_tries):
@@ -41,6 +43,6 @@ class PII(Synthesizer):
         alpha = float(rng.uniform(cfg.alpha[0], cfg.alpha[1]))
         return [AnomalySpec(index, src, start, s_start, size, 1.0, alpha, [], [])]
 
-    def render(self, images, plan, n_out):
-        mean, var = render_poisson(images, plan, n_out, self.config)
+    def render(self, images, plan, n_out, masks=None):
+        mean, var = render_poisson(images, plan, n_out, self.config, masks)
         return mean, alpha_labels(images, mean, plan, n_out, self.config.label_tolerance), var

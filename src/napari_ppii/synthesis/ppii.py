@@ -6,7 +6,10 @@ or the image itself -- at one location and blends it into the target at another 
 source gradients up-scaled by ``s ~ U[gradient_scale)`` (mixed with the target gradients by default).
 Inside each patch K circular rater masks (radius and centre from normal distributions, bounded to the
 patch) give K versions of the anomaly, each blended from the original target by a DST Poisson solve over
-the patch box.  Target boxes never overlap, so every blend is independent and the batch renders in a few
+the patch box.  Anatomy-aware placement (``placement`` lungs/mask) draws target boxes on the mask;
+realism controls (log-uniform gradient scales, a smoothed source, soft clipping, the logistic label,
+NSA-style gamma patch sizes and source rescaling) are documented in
+:class:`~napari_ppii.config.SynthesisConfig`.  Target boxes never overlap, so every blend is independent and the batch renders in a few
 batched solves.  Outputs: the mean over raters (training image), the label
 ``clip(label_scale * |target - mean|, 0, 1)`` and the variance over raters (uncertainty map).
 """
@@ -15,41 +18,58 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import AnomalySpec, Synthesizer, boxes_overlap, render_poisson, sample_raters, sample_size, sample_start
+from .base import (AnomalySpec, Synthesizer, boxes_overlap, render_poisson, sample_gradient_scale, sample_raters,
+                   sample_size, sample_source_size, sample_start)
 
 
 class PPII(Synthesizer):
     method = "ppii"
 
-    def plan_image(self, index, spatial, n_images, rng):
+    def plan_image(self, index, spatial, n_images, rng, masks=None):
         cfg = self.config
         n = int(rng.integers(cfg.n_anomalies[0], cfg.n_anomalies[1] + 1))
         k = int(rng.integers(cfg.n_raters[0], cfg.n_raters[1] + 1))
+        tmask = None if masks is None else masks[index]
         specs: list[AnomalySpec] = []
         for _ in range(n):
             src = self._source_index(index, n_images, rng)
             size = sample_size(spatial, cfg, rng)
+            src_size = sample_source_size(spatial, size, cfg, rng)
             placed = None
             for _try in range(cfg.max_tries):
-                t_start = sample_start(spatial, size, cfg, rng)
-                if not any(boxes_overlap(t_start, s.target_start, size, s.size) for s in specs):
+                t_start = self._target_start(spatial, size, rng, tmask)
+                if t_start is not None and not any(boxes_overlap(t_start, s.target_start, size, s.size) for s in specs):
                     placed = t_start
                     break
             if placed is None:
                 continue  # no free room: fewer anomalies (recorded in the plan)
-            s_start = sample_start(spatial, size, cfg, rng)
+            smask = masks[src] if masks is not None and cfg.source_in_mask else None
+            s_size = src_size or size
+            s_start = None
             for _try in range(cfg.max_tries):
-                if src != index or not boxes_overlap(s_start, placed, size, size):
+                s_start = self._target_start(spatial, s_size, rng, smask) or sample_start(spatial, s_size, cfg, rng)
+                if src != index or not boxes_overlap(s_start, placed, s_size, size):
                     break  # from the same image the source patch must come from elsewhere
-                s_start = sample_start(spatial, size, cfg, rng)
-            scale = float(rng.uniform(cfg.gradient_scale[0], cfg.gradient_scale[1]))
+            scale = sample_gradient_scale(cfg, rng)
             centres, radii = sample_raters(size, k, cfg, rng)
-            specs.append(AnomalySpec(index, src, placed, s_start, size, scale, None, centres, radii))
+            specs.append(AnomalySpec(index, src, placed, s_start, size, scale, None, centres, radii, src_size))
         return specs
 
-    def render(self, images, plan, n_out):
-        mean, var = render_poisson(images, plan, n_out, self.config)
+    def render(self, images, plan, n_out, masks=None):
+        cfg = self.config
+        mean, var = render_poisson(images, plan, n_out, cfg, masks)
         diff = (images[:n_out] - mean).abs() if hasattr(mean, "abs") else np.abs(images[:n_out] - mean)
-        label = diff * self.config.label_scale
-        label = label.clamp(0.0, 1.0) if hasattr(label, "clamp") else np.clip(label, 0.0, 1.0)
-        return mean, label, var
+        return mean, change_label(diff, cfg), var
+
+
+def change_label(diff, cfg):
+    """P-PII's label of an absolute intensity change: ``clip(label_scale * d, 0, 1)`` or the logistic
+    ``(s(k (d - x0)) - s(-k x0)) / (1 - s(-k x0))`` (0 at no change, 0.5 near ``x0``, 1 for large changes)."""
+    if cfg.label_mode == "logistic":
+        base = 1.0 / (1.0 + np.exp(cfg.label_k * cfg.label_x0))
+        z = -cfg.label_k * (diff - cfg.label_x0)
+        sig = 1.0 / (1.0 + (z.exp() if hasattr(z, "exp") else np.exp(z)))
+        label = (sig - base) / (1.0 - base)
+    else:
+        label = diff * cfg.label_scale
+    return label.clamp(0.0, 1.0) if hasattr(label, "clamp") else np.clip(label, 0.0, 1.0)

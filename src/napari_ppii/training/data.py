@@ -81,6 +81,79 @@ def _npy_images(path: Path, size: int) -> np.ndarray:
 
 def load_normal_images(cfg: PPIIConfig) -> np.ndarray:
     """All normal training images as ``(N, S, S)`` float32."""
+    return load_training_set(cfg)[0]
+
+
+def _resize_masks(m: np.ndarray, size: int) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float32)
+    if m.shape[1:] != (size, size):
+        m = np.stack([resize(a, (size, size)) for a in m])
+    return m >= 0.5
+
+
+def _given_masks(cfg: PPIIConfig, n: int, scan: Scan | None = None, keep: list[int] | None = None) -> np.ndarray:
+    """``data.mask``: a .npy stack aligned with the images, or a mask volume of a single scan's shape."""
+    if not cfg.data.mask:
+        raise InputError("synthesis.placement=mask needs data.mask (a .npy mask stack or a mask volume)")
+    path = Path(cfg.data.mask)
+    if not path.exists():
+        raise InputError("placement mask not found", path)
+    if path.suffix.lower() == ".npy":
+        try:
+            m = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise InputError(f"not a readable .npy mask stack ({exc})", path) from None
+    else:
+        m = read_scan(path).array
+    m = m[None] if m.ndim == 2 else m
+    if scan is not None and scan.ndim == 3 and m.shape == scan.shape and keep is not None:
+        m = m[keep]
+    if m.ndim != 3 or m.shape[0] != n:
+        raise InputError(f"mask stack of shape {m.shape} does not match the {n} training images", path)
+    if not np.isfinite(m).all():
+        raise InputError("mask contains NaN or Inf values", path)
+    return _resize_masks(m > 0, cfg.data.image_size)
+
+
+def training_masks(cfg: PPIIConfig, images: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray | None:
+    """Placement masks for ``images`` (``(N, S, S)``) as ``synthesis.placement`` says: None (anywhere),
+    the given ``masks`` / ``data.mask`` (mask), or lung fields computed from each image (lungs)."""
+    place = cfg.synthesis.placement
+    if place == "anywhere":
+        return None
+    if masks is not None:
+        m = np.asarray(masks)
+        if m.shape != images.shape:
+            raise InputError(f"placement masks of shape {m.shape} do not match the training images {images.shape}")
+        return m > 0
+    if place == "mask":
+        return _given_masks(cfg, len(images))
+    from ..anatomy import lung_mask_cxr
+
+    return np.stack([lung_mask_cxr(a) for a in images])
+
+
+def load_training_set(cfg: PPIIConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """All normal training images as ``(N, S, S)`` float32, and their placement masks (``(N, S, S)``
+    bool, or None for ``placement=anywhere``).  CT lung masks come from the HU volume."""
+    place = cfg.synthesis.placement
+    if cfg.data.train and Path(cfg.data.train).exists() and place != "anywhere":
+        src = Path(cfg.data.train)
+        vol = src.is_dir() and not any(_suffix(p) in RASTER_SUFFIXES + ITK_SUFFIXES for p in src.rglob("*") if p.is_file())
+        if vol or (src.is_file() and src.suffix.lower() not in (".npy", ".csv") and _suffix(src) not in RASTER_SUFFIXES):
+            scan = read_scan(src)
+            if scan.ndim == 3:
+                images, keep = _load_images(cfg, with_keep=True)
+                if place == "mask":
+                    return images, _given_masks(cfg, len(images), scan, keep)
+                from ..anatomy import lung_mask_ct
+
+                return images, _resize_masks(lung_mask_ct(scan.array)[keep], cfg.data.image_size)
+    images = _load_images(cfg)
+    return images, training_masks(cfg, images)
+
+
+def _load_images(cfg: PPIIConfig, with_keep: bool = False):
     if not cfg.data.train:
         raise InputError("no training data: set data.train to a folder, an annotations CSV or a CT series")
     src = Path(cfg.data.train)
@@ -109,7 +182,9 @@ def load_normal_images(cfg: PPIIConfig) -> np.ndarray:
             if not keep:
                 raise InputError("no slice is farther than lesion_margin from a lesion", src)
             arr = arr[keep]
-        return arr
+            if with_keep:
+                return arr, keep
+        return (arr, list(range(len(arr)))) if with_keep else arr
     files = sorted(p for p in src.rglob("*") if p.is_file() and _suffix(p) in RASTER_SUFFIXES + ITK_SUFFIXES + DICOM_SUFFIXES)
     if not files:
         raise InputError("folder holds no image files", src)
@@ -119,10 +194,11 @@ def load_normal_images(cfg: PPIIConfig) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 # Augmentations (torch, on the training device)
 # --------------------------------------------------------------------------------------------------
-def augment(images: torch.Tensor, cfg: AugmentConfig, rng: np.random.Generator) -> torch.Tensor:
-    """Scaling, rotation and elastic deformation of a ``(B, H, W)`` batch; parameters from ``rng``."""
+def augment(images: torch.Tensor, cfg: AugmentConfig, rng: np.random.Generator, masks: torch.Tensor | None = None):
+    """Scaling, rotation and elastic deformation of a ``(B, H, W)`` batch; parameters from ``rng``.
+    With ``masks`` (``(B, H, W)``), they get the same deformation and ``(images, masks)`` is returned."""
     if not (cfg.scaling or cfg.rotation or cfg.elastic):
-        return images
+        return images if masks is None else (images, masks)
     b, h, w = images.shape
     ang = rng.uniform(-cfg.rotation_degrees, cfg.rotation_degrees, b) if cfg.rotation else np.zeros(b)
     sc = rng.uniform(*cfg.scale_range, b) if cfg.scaling else np.ones(b)
@@ -141,7 +217,10 @@ def augment(images: torch.Tensor, cfg: AugmentConfig, rng: np.random.Generator) 
         disp = disp * (2.0 * cfg.elastic_alpha / max(h, w))
         grid = grid + disp.permute(0, 2, 3, 1)
     out = F.grid_sample(images[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return out[:, 0]
+    if masks is None:
+        return out[:, 0]
+    mo = F.grid_sample(masks[:, None].to(images.dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out[:, 0], mo[:, 0] >= 0.5
 
 
 # --------------------------------------------------------------------------------------------------
@@ -161,33 +240,46 @@ class SyntheticBatches:
     draws exactly the batches the uninterrupted run would have drawn.
     """
 
-    def __init__(self, images: np.ndarray, cfg: PPIIConfig, device: torch.device, on_device: bool = True):
+    def __init__(self, images: np.ndarray, cfg: PPIIConfig, device: torch.device, on_device: bool = True,
+                 masks: np.ndarray | None = None):
         self.cpu_images = torch.as_tensor(images)
         self.device = device
         self.images = self.cpu_images.to(device) if on_device else self.cpu_images
+        self.masks = None if masks is None else torch.as_tensor(np.asarray(masks, bool)).to(self.images.device)
         self.cfg = cfg
         self.synth = make_synthesizer(cfg.synthesis)
 
     def draw(self, rng: np.random.Generator, batch_size: int) -> Batch:
         idx = rng.integers(0, self.images.shape[0], batch_size)
-        x = self.images[torch.as_tensor(idx, device=self.images.device)]
-        x = augment(x, self.cfg.data.augment, rng)
-        results = self.synth.batch(x, rng)
+        sel = torch.as_tensor(idx, device=self.images.device)
+        x = self.images[sel]
+        m = None
+        if self.masks is None:
+            x = augment(x, self.cfg.data.augment, rng)
+        else:
+            x, m = augment(x, self.cfg.data.augment, rng, self.masks[sel])
+        results = self.synth.batch(x, rng, masks=m)
         stack = lambda k: torch.stack([getattr(r, k) for r in results])[:, None].to(self.device, torch.float32)  # noqa: E731
         return Batch(stack("image"), stack("label"), stack("variance"))
 
 
-def validation_set(images: np.ndarray, cfg: PPIIConfig) -> Batch:
+def validation_set(images: np.ndarray, cfg: PPIIConfig, masks: np.ndarray | None = None,
+                   synthesis=None) -> Batch:
     """A fixed, seeded synthetic set (``data.val_samples`` samples of the given images; NumPy engine,
-    independent of the training generator and of the device)."""
+    independent of the training generator and of the device).  ``synthesis``: another
+    :class:`~napari_ppii.config.SynthesisConfig` (a held-out anomaly type), default ``cfg.synthesis``."""
     rng = np.random.default_rng([cfg.seed, 0xBA1])
-    synth = make_synthesizer(cfg.synthesis)
+    scfg = synthesis or cfg.synthesis
+    synth = make_synthesizer(scfg)
+    if scfg.placement != "anywhere" and masks is None:
+        masks = training_masks(cfg.model_copy(update={"synthesis": scfg}), images)
     n = cfg.data.val_samples
     out_i, out_l, out_v = [], [], []
     while len(out_i) < n:
         k = min(len(images), n - len(out_i))
         idx = rng.permutation(len(images))[: max(k, 2) if len(images) > 1 else 1]
-        res = synth.batch(images[idx].astype(np.float64), rng, n_out=k)
+        res = synth.batch(images[idx].astype(np.float64), rng, n_out=k,
+                          masks=None if masks is None or scfg.placement == "anywhere" else masks[idx])
         for r in res:
             out_i.append(r.image)
             out_l.append(r.label)
@@ -196,12 +288,17 @@ def validation_set(images: np.ndarray, cfg: PPIIConfig) -> Batch:
     return Batch(t(out_i), t(out_l), t(out_v))
 
 
-def split_train_val(images: np.ndarray, cfg: PPIIConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Hold out ``val_fraction`` of the normal images (seeded); with fewer than two held out, the
-    validation set is drawn from the training images (with its own seed)."""
-    n = len(images)
+def split_indices(n: int, cfg: PPIIConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the training and the held-out validation images (seeded; ``val_fraction``); with
+    fewer than two held out, the validation set is drawn from the training images."""
     n_val = int(round(cfg.data.val_fraction * n))
     if n_val < 2 or n - n_val < 1:
-        return images, images
+        return np.arange(n), np.arange(n)
     perm = np.random.default_rng([cfg.seed, 0x5EED]).permutation(n)
-    return images[perm[n_val:]], images[perm[:n_val]]
+    return perm[n_val:], perm[:n_val]
+
+
+def split_train_val(images: np.ndarray, cfg: PPIIConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out ``val_fraction`` of the normal images (:func:`split_indices`)."""
+    tr, va = split_indices(len(images), cfg)
+    return images[tr], images[va]

@@ -26,7 +26,8 @@ from ..config import PPIIConfig
 from ..errors import InputError
 from ..models import build_model
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import SyntheticBatches, load_normal_images, split_train_val, validation_set
+from .data import SyntheticBatches, load_training_set, split_indices, training_masks, validation_set
+from .select import Selector
 from .log import JsonlLog
 from .losses import segmentation_loss, soft_dice
 
@@ -159,9 +160,10 @@ class _StopRequest:
 
 
 def train(cfg: PPIIConfig, resume: str | Path | None = None, *, progress: bool = False,
-          images: np.ndarray | None = None, stop_after: int | None = None) -> TrainResult:
+          images: np.ndarray | None = None, stop_after: int | None = None, masks: np.ndarray | None = None) -> TrainResult:
     """Train as ``cfg`` says; ``resume`` continues from a checkpoint.  ``images`` (``(N, S, S)`` in
-    [0, 1]) replaces ``data.train`` (e.g. images from napari layers or tests).
+    [0, 1]) replaces ``data.train`` (e.g. images from napari layers or tests), ``masks`` (same shape)
+    their placement masks.  ``best.pt`` is chosen by ``training.select``.
 
     ``stop_after`` (or SIGTERM/SIGINT) stops early at that step and writes ``last.pt``: resuming it with
     the same configuration continues exactly where the uninterrupted run would be."""
@@ -177,12 +179,22 @@ def train(cfg: PPIIConfig, resume: str | Path | None = None, *, progress: bool =
     torch.manual_seed(cfg.seed + dist.rank)
     data_rng = np.random.default_rng([cfg.seed, dist.rank])
 
-    pool = load_normal_images(cfg) if images is None else np.asarray(images, dtype=np.float32)
+    if images is None:
+        pool, pool_masks = load_training_set(cfg)
+    else:
+        pool = np.asarray(images, dtype=np.float32)
+        if pool.ndim != 3 or len(pool) == 0:
+            raise InputError(f"training images must be a non-empty (N, H, W) stack, got shape {pool.shape}")
+        pool_masks = training_masks(cfg, pool, masks)
     if pool.ndim != 3 or len(pool) == 0:
         raise InputError(f"training images must be a non-empty (N, H, W) stack, got shape {pool.shape}")
-    train_imgs, val_imgs = split_train_val(pool, cfg)
-    val = validation_set(val_imgs, cfg)
-    batches = SyntheticBatches(train_imgs, cfg, device, on_device=t.synthesis_on_device)
+    tr_idx, va_idx = split_indices(len(pool), cfg)
+    train_imgs, val_imgs = pool[tr_idx], pool[va_idx]
+    tr_m = None if pool_masks is None else pool_masks[tr_idx]
+    va_m = None if pool_masks is None else pool_masks[va_idx]
+    val = validation_set(val_imgs, cfg, va_m)
+    selector = Selector(cfg, val_imgs, va_m)
+    batches = SyntheticBatches(train_imgs, cfg, device, on_device=t.synthesis_on_device, masks=tr_m)
 
     model = build_model(cfg.model).to(device)
     use_cuda_tricks = device.type == "cuda"
@@ -263,16 +275,19 @@ def train(cfg: PPIIConfig, resume: str | Path | None = None, *, progress: bool =
                 log.write(event="step", step=step, loss=loss_val, lr=sched.get_last_lr()[0], images_per_s=ips, eta_s=eta)
             if step % t.val_every == 0 or step == t.steps:
                 dice, vloss = evaluate_dice(model, val, device, samples=min(cfg.model.samples, 4))
-                is_best = dice > best
-                best = max(best, dice)
+                score, extra = selector.score(model, device, dice)
+                is_best = score > best
+                best = max(best, score)
                 if dist.is_main:
                     state = checkpoint_state(dice)
+                    state["select_score"] = score
                     last_path = save_checkpoint(state, out / "last.pt")
                     saved_step = step
                     if is_best:
                         best_path = save_checkpoint(state, out / "best.pt")
                     log.write(event="val", step=step, val_dice=dice, val_loss=vloss, best_dice=best, loss=loss_val,
-                              lr=sched.get_last_lr()[0], images_per_s=ips, eta_s=eta)
+                              lr=sched.get_last_lr()[0], images_per_s=ips, eta_s=eta, select=t.select,
+                              select_score=score, **extra)
             if t.keep_every and step % t.keep_every == 0 and dist.is_main:
                 kept = save_checkpoint(state if saved_step == step else checkpoint_state(None), out / f"step_{step:07d}.pt")
                 log.write(event="kept", step=step, path=str(kept))

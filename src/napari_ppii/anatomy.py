@@ -1,0 +1,201 @@
+"""Anatomy masks, classical and offline: lung fields of chest radiographs and of chest CT.
+
+No learned weights, nothing to download.  Both work on plain arrays and on :class:`~napari_ppii.io.Scan`
+values and return boolean masks of the input's shape.
+
+* **Radiographs** (:func:`lung_mask_cxr`): at a 256-pixel working size the image is normalised,
+  equalised and smoothed; each lung is the dark region on its side of the midline found at the
+  highest darkness threshold (a quantile of the central image, lowered step by step) at which it is
+  a closed, lung-sized region: opened (cuts the trachea and thin bridges), not touching the image
+  border (air beside the body, collimator and anonymisation patches), not crossing the midline
+  (mediastinum).  Then closed, holes filled, and slightly dilated so that nodules at the lung margin
+  are kept.
+* **CT** (:func:`lung_mask_ct`): air (< -400 HU by default) not connected to the volume's border
+  (removes the air around the body and the table), the largest connected components (lungs and
+  airways), holes filled per slice (vessels and nodules inside the lung are kept), closed.
+
+:func:`lung_mask` picks by modality (a :class:`Scan`) or by dimensionality (2D = radiograph, 3D = CT in
+HU).  :func:`lung_prior` turns a mask into a soft spatial map (the "lung-field" floor of the
+evaluation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .errors import InputError
+
+#: Working size of the radiograph segmentation (pixels of the longer side).
+CXR_WORK = 256
+
+
+def _largest_components(mask: np.ndarray, keep: int, min_fraction: float = 0.0) -> np.ndarray:
+    lab, n = ndi.label(mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(lab.ravel())[1:]
+    order = np.argsort(-sizes)[:keep]
+    thr = min_fraction * mask.size
+    out = np.zeros_like(mask)
+    for i in order:
+        if sizes[i] >= thr:
+            out |= lab == i + 1
+    return out
+
+
+def _clear_border(mask: np.ndarray) -> np.ndarray:
+    lab, n = ndi.label(mask)
+    if n == 0:
+        return mask
+    border = np.zeros(mask.shape, bool)
+    for ax in range(mask.ndim):
+        idx = [slice(None)] * mask.ndim
+        idx[ax] = 0
+        border[tuple(idx)] = True
+        idx[ax] = -1
+        border[tuple(idx)] = True
+    touching = np.unique(lab[border & mask])
+    return mask & ~np.isin(lab, touching)
+
+
+def _disk(r: int) -> np.ndarray:
+    y, x = np.ogrid[-r:r + 1, -r:r + 1]
+    return x * x + y * y <= r * r
+
+
+def lung_mask_cxr(image: np.ndarray, *, dilate: float = 0.025) -> np.ndarray:
+    """Lung fields of a 2D chest radiograph (PA or AP, lungs dark) as a boolean mask of its shape.
+
+    ``dilate``: final dilation, as a fraction of the image side (keeps nodules on the pleural margin).
+    Raises :class:`InputError` for an image that is not 2D, not finite, or constant.
+    """
+    from skimage.exposure import equalize_hist
+    from skimage.transform import resize
+
+    a = np.asarray(image, dtype=np.float32)
+    if a.ndim == 3 and a.shape[-1] in (3, 4):
+        a = a[..., :3].mean(-1)
+    if a.ndim != 2:
+        raise InputError(f"a radiograph lung mask needs a 2D image, got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise InputError("image contains NaN or Inf values")
+    lo, hi = np.percentile(a, (0.5, 99.5))
+    if hi <= lo:
+        raise InputError("constant image: no lung fields to find")
+    h, w = a.shape
+    scale = CXR_WORK / max(h, w)
+    ws = (max(16, int(round(h * scale))), max(16, int(round(w * scale))))
+    x = resize(np.clip((a - lo) / (hi - lo), 0, 1), ws, anti_aliasing=True)
+    x = equalize_hist(x)
+    x = ndi.gaussian_filter(x, 2.0)
+    H, W = ws
+    core = x[int(0.1 * H):int(0.9 * H), int(0.1 * W):int(0.9 * W)]
+    r = max(1, int(round(0.012 * W)))
+    # one lung per side of the midline, each at the highest darkness threshold at which it is still a
+    # closed region: lower the threshold until that side holds a component that does not touch the
+    # border (air beside the body, anonymisation patches), does not cross the midline (mediastinum),
+    # and is lung-sized (1.5-25% of the image)
+    keep = np.zeros((H, W), bool)
+    found = [False, False]
+    for q in np.arange(0.50, 0.12, -0.025):
+        dark = _clear_border(ndi.binary_opening(x < np.quantile(core, q), _disk(r)))
+        lab, n = ndi.label(dark)
+        if n == 0:
+            continue
+        sizes = np.bincount(lab.ravel())[1:]
+        objs = ndi.find_objects(lab)
+        for side in (0, 1):
+            if found[side]:
+                continue
+            best, best_size = None, 0
+            for i, sl in enumerate(objs):
+                c0, c1 = sl[1].start, sl[1].stop
+                if c0 < 0.5 * W < c1 or not 0.015 * H * W <= sizes[i] <= 0.25 * H * W:
+                    continue
+                if (c1 <= 0.5 * W) != (side == 0) or sl[0].start > 0.6 * H:
+                    continue
+                if sizes[i] > best_size:
+                    best, best_size = i, sizes[i]
+            if best is not None:
+                keep |= lab == best + 1
+                found[side] = True
+        if all(found):
+            break
+    keep = ndi.binary_closing(keep, _disk(max(1, 2 * r)), border_value=0)
+    keep = ndi.binary_fill_holes(keep)
+    if dilate > 0:
+        keep = ndi.binary_dilation(keep, _disk(max(1, int(round(dilate * W)))))
+    out = resize(keep.astype(np.float32), (h, w), order=1, anti_aliasing=False) >= 0.5
+    return out
+
+
+def lung_mask_ct(volume: np.ndarray, *, threshold_hu: float = -400.0, min_fraction: float = 0.002) -> np.ndarray:
+    """Lungs of a chest CT volume in HU (``(Z, Y, X)``, or one ``(Y, X)`` slice) as a boolean mask."""
+    v = np.asarray(volume, dtype=np.float32)
+    if v.ndim not in (2, 3):
+        raise InputError(f"a CT lung mask needs a volume or a slice, got shape {v.shape}")
+    if not np.isfinite(v).all():
+        raise InputError("volume contains NaN or Inf values")
+    single = v.ndim == 2
+    if single:
+        v = v[None]
+    air = v < threshold_hu
+    # air outside the body touches the in-plane border of some slice: clear it per slice (z-ends of
+    # the volume cut through the lungs, so the z border must not count)
+    body_air = np.zeros_like(air)
+    for z in range(air.shape[0]):
+        lab, n = ndi.label(air[z])
+        if n:
+            edge = np.unique(np.r_[lab[0], lab[-1], lab[:, 0], lab[:, -1]])
+            body_air[z] = air[z] & ~np.isin(lab, edge)
+    lungs = _largest_components(body_air, 3, min_fraction / max(1, air.shape[0]) if single else min_fraction)
+    # drop small stray pockets (bowel gas) relative to the largest component
+    lab, n = ndi.label(lungs)
+    if n > 1:
+        sizes = np.bincount(lab.ravel())[1:]
+        lungs = np.isin(lab, 1 + np.flatnonzero(sizes >= 0.1 * sizes.max()))
+    r = max(1, int(round(0.01 * v.shape[-1])))
+    out = np.zeros_like(lungs)
+    for z in range(lungs.shape[0]):
+        if lungs[z].any():
+            s = ndi.binary_closing(lungs[z], _disk(r), border_value=0)
+            out[z] = ndi.binary_fill_holes(s)
+    return out[0] if single else out
+
+
+def lung_mask(data, modality: str | None = None) -> np.ndarray:
+    """Lung mask of a :class:`~napari_ppii.io.Scan` or an array.
+
+    A scan's modality decides (CT -> :func:`lung_mask_ct` in HU; otherwise radiograph); for a plain
+    array, 3D means CT in HU and 2D a radiograph, unless ``modality`` says otherwise.  A radiograph
+    stack ``(N, H, W)`` with ``modality="CR"`` gets one mask per image.
+    """
+    arr = getattr(data, "array", data)
+    mod = (modality or getattr(data, "modality", "") or "").upper()
+    arr = np.asarray(arr)
+    if mod == "CT" or (not mod and arr.ndim == 3):
+        return lung_mask_ct(arr)
+    if arr.ndim == 3 and arr.shape[-1] not in (3, 4):
+        return np.stack([lung_mask_cxr(a) for a in arr])
+    return lung_mask_cxr(arr)
+
+
+def lung_prior(mask: np.ndarray, sigma: float = 0.03) -> np.ndarray:
+    """A soft lung-field map in [0, 1]: the mask smoothed by a Gaussian of ``sigma`` x the image side
+    (per 2D image; a 3D mask is smoothed slice by slice)."""
+    m = np.asarray(mask, dtype=np.float32)
+    if m.ndim == 3:
+        return np.stack([lung_prior(s, sigma) for s in m])
+    out = ndi.gaussian_filter(m, sigma * max(m.shape))
+    mx = float(out.max())
+    return out / mx if mx > 0 else out
+
+
+def mask_coverage(mask: np.ndarray, points) -> float:
+    """Fraction of points (array index order) that fall inside a mask."""
+    pts = np.asarray(points, dtype=float).reshape(-1, mask.ndim)
+    if len(pts) == 0:
+        return float("nan")
+    idx = np.clip(np.round(pts).astype(int), 0, np.array(mask.shape) - 1)
+    return float(np.mean(mask[tuple(idx.T)]))
