@@ -141,3 +141,41 @@ def tiny_checkpoint(tmp_path):
                                        f"data.train={RESOURCES / 'nih-cxr'}", f"training.out_dir={tmp_path / 'run'}"])
     train(cfg)
     return tmp_path / "run" / "last.pt"
+
+
+def chest_phantom(size=256, seed=0, nodule=None):
+    """A radiograph-like phantom in [0, 1]: dark air around a bright body, two dark lung fields, a
+    brighter mediastinum, smooth texture.  ``nodule=(row, col, radius, contrast)`` adds a soft bright
+    blob.  Returns ``(image, true lung mask)``."""
+    r = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] / size
+    body = ((yy - 0.55) / 0.5) ** 2 + ((xx - 0.5) / 0.44) ** 2 <= 1
+    lungs = np.zeros((size, size), bool)
+    for cx in (0.3, 0.7):
+        lungs |= ((yy - 0.45) / 0.28) ** 2 + ((xx - cx) / 0.13) ** 2 <= 1
+    img = np.where(body, 0.75, 0.12) - 0.4 * lungs
+    from scipy import ndimage as ndi
+
+    img = ndi.gaussian_filter(img, size / 128) + 0.03 * ndi.gaussian_filter(r.standard_normal((size, size)), 2)
+    if nodule is not None:
+        ny, nx, rad, c = nodule
+        img += c * np.exp(-((yy * size - ny) ** 2 + (xx * size - nx) ** 2) / (2 * (rad / 1.5) ** 2))
+    img = (img - img.min()) / (img.max() - img.min())
+    return img.astype(np.float32), lungs
+
+
+def ct_phantom(shape=(24, 96, 96), nodule=True):
+    """A chest-CT-like volume in HU: air outside an elliptic body (40 HU), two lungs (-850 HU), a
+    nodule (+30 HU) inside the left lung.  Returns ``(volume, true lung mask)``."""
+    z, y, x = np.mgrid[:shape[0], :shape[1], :shape[2]]
+    ny, nx = y / shape[1], x / shape[2]
+    body = ((ny - 0.5) / 0.42) ** 2 + ((nx - 0.5) / 0.46) ** 2 <= 1
+    lungs = np.zeros(shape, bool)
+    for cx in (0.32, 0.68):
+        lungs |= ((ny - 0.48) / 0.28) ** 2 + ((nx - cx) / 0.13) ** 2 <= 1
+    vol = np.where(body, 40.0, -1000.0)
+    vol[lungs] = -850.0
+    if nodule:
+        nod = ((z - shape[0] // 2) ** 2 + (y - 0.48 * shape[1]) ** 2 + (x - 0.32 * shape[2]) ** 2) <= 4**2
+        vol[nod] = 30.0
+    return vol.astype(np.float32), lungs

@@ -2,16 +2,29 @@
 
 import pytest
 
-from napari_ppii.config import PPIIConfig
+from napari_ppii.config import PPIIConfig, SynthesisConfig
 from napari_ppii.errors import InputError
 
 
-def test_defaults_are_the_papers():
+def test_defaults_are_calibrated_and_the_papers_reachable():
     c = PPIIConfig()
     s = c.synthesis
-    assert s.method == "ppii" and s.n_anomalies == (1, 10) and s.n_raters == (1, 9)
-    assert s.gradient_scale == (10.0, 20.0) and s.rater_radius == 0.25 and s.rater_centre_std == pytest.approx(1 / 12)
+    assert s.method == "ppii" and s.placement == "lungs" and s.n_raters == (1, 9)
+    assert s.gradient_scale_distribution == "log_uniform" and s.clip == "soft" and s.label_mode == "logistic"
     assert c.preprocess.equalise is True and c.preprocess.window == "lung"
+    p = SynthesisConfig.paper()
+    assert p.n_anomalies == (1, 10) and p.gradient_scale == (10.0, 20.0) and p.rater_radius == 0.25
+    assert p.placement == "anywhere" and p.clip == "hard" and p.label_mode == "scaled"
+    assert p.rater_centre_std == pytest.approx(1 / 12)
+    # the paper's YAML gives the same configuration
+    from pathlib import Path
+
+    y = PPIIConfig.load(Path(__file__).resolve().parents[1] / "configs" / "paper_ppii.yaml").synthesis
+    assert y == p
+
+
+def test_clip_accepts_the_old_booleans():
+    assert SynthesisConfig(clip=True).clip == "hard" and SynthesisConfig(clip=False).clip == "none"
 
 
 def test_overrides_and_yaml_round_trip(tmp_path):

@@ -172,7 +172,15 @@ def cmd_evaluate(args) -> int:
         from tqdm import tqdm
 
         bar = tqdm(total=len(items), desc="evaluate", unit="scan")
-    ev = evaluate(pred, items, opts, progress=(lambda i, n: bar.update(1)) if bar else None)
+    atlas = None
+    train_data = args.train_data or pred.cfg.data.train
+    if not args.no_floors and train_data and Path(train_data).exists():
+        from .evaluation.floors import training_atlas
+        from .training.data import load_normal_images
+
+        atlas = training_atlas(load_normal_images(pred.cfg.with_overrides([f"data.train={train_data}"])))
+    ev = evaluate(pred, items, opts, progress=(lambda i, n: bar.update(1)) if bar else None,
+                  floors=not args.no_floors, atlas=atlas)
     if bar:
         bar.close()
     report = write_report(ev, args.out, title=f"{pred.cfg.model.backbone} ({pred.cfg.synthesis.method}) on {data.name}",
@@ -180,6 +188,19 @@ def cmd_evaluate(args) -> int:
     m = ev.metrics
     print(f"pixel AUROC {m['pixel_auroc']:.3f}  sample AUROC {m['sample_auroc']:.3f}  sample AP {m['sample_ap']:.3f}  "
           f"FROC@10FP {m['froc_at_10fp']:.3f}  ({report})")
+    for name, f in m.get("floors", {}).items():
+        print(f"  floor {name:10s} pixel AUROC {f['pixel_auroc']:.3f}  FROC@10FP {f['froc_at_10fp']:.3f}")
+    return 0
+
+
+def cmd_realism(args) -> int:
+    from .realism import realism_report
+
+    cfg = _load_config(args)
+    res = realism_report(args.data, args.out, cfg, boxes=args.boxes,
+                         labels=args.labels.split(",") if args.labels else None, n_samples=args.n, seed=cfg.seed)
+    print(Path(res["table"]).read_text())
+    print(json.dumps(res["groups"]))
     return 0
 
 
@@ -254,8 +275,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the CIs")
     p.add_argument("--min-distance", type=int, default=8, help="FROC: minimum distance between candidates (pixels)")
     p.add_argument("--device")
+    p.add_argument("--no-floors", action="store_true", help="skip the non-learned floors (random, lung field, "
+                   "darkness, training atlas, blob filter) scored beside the model")
+    p.add_argument("--train-data", help="normal images for the atlas floor (default: the checkpoint's data.train)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("realism", help="realism statistics: synthetic anomalies beside real lesions (contrast, "
+                       "gradient energy ratio, size, fraction in the lungs)")
+    p.add_argument("--data", required=True, help="annotations CSV (rows with boxes = real lesions, others = normals), "
+                   "a folder of radiographs or one radiograph")
+    p.add_argument("--boxes", help="box CSV for a folder's images (real lesions)")
+    p.add_argument("--labels", help="comma-separated box labels to count as lesions (e.g. Nodule,Mass)")
+    p.add_argument("--n", type=int, default=64, help="synthetic samples to measure")
+    p.add_argument("--out", required=True, type=Path)
+    _add_config_args(p)
+    p.set_defaults(func=cmd_realism)
 
     p = sub.add_parser("view", help="open napari with scans (or a bundled sample) and the P-PII preview docked")
     p.add_argument("inputs", nargs="*", help="scans and box files to open")

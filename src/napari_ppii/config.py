@@ -22,10 +22,26 @@ Placement = Literal["anywhere", "lungs", "mask"]
 #: Per-method defaults for fields that default to ``None`` in :class:`SynthesisConfig`.
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     # P-PII (paper section 2; method-notes: side U[0.05, 0.2] of the extent per axis)
-    "ppii": {"patch_size": (0.05, 0.2), "square": False},
-    # PII / FPI: square patch, half-width U[0.05 H, 0.2 H] => side U[0.1, 0.4] of the extent
-    "pii": {"patch_size": (0.1, 0.4), "square": True},
-    "fpi": {"patch_size": (0.1, 0.4), "square": True},
+    # calibrated: nodule-sized (JSRT nodules are 6-30 mm, 9-43 px at 512; the rater disc is ~0.6 of the
+    # side), the paper's 0.05-0.2 via configs/paper_ppii.yaml
+    "ppii": {"patch_size": (0.04, 0.16), "square": False},
+    # PII / FPI: square patch; the paper's half-width U[0.05 H, 0.2 H] (side 0.1-0.4) does not fit in a
+    # lung field, so inside the lungs the side is 0.04-0.2 (paper: configs/paper_pii.yaml)
+    "pii": {"patch_size": (0.04, 0.2), "square": True},
+    "fpi": {"patch_size": (0.04, 0.2), "square": True},
+}
+
+#: The paper's / public sketch's synthesis settings (before the realism calibration of issue 10), per
+#: method: ``SynthesisConfig(**PAPER_SYNTHESIS["ppii"])`` reproduces the paper's P-PII.
+PAPER_SYNTHESIS: dict[str, dict[str, Any]] = {
+    "ppii": {"method": "ppii", "patch_size": (0.05, 0.2), "n_anomalies": (1, 10), "gradient_scale": (10.0, 20.0),
+             "gradient_scale_distribution": "uniform", "rater_radius": 0.25, "source_smoothing": 0.0, "clip": "hard",
+             "label_mode": "scaled", "label_scale": 10.0, "placement": "anywhere", "patch_distribution": "uniform",
+             "source_rescale": (1.0, 1.0)},
+    "pii": {"method": "pii", "patch_size": (0.1, 0.4), "placement": "anywhere", "patch_distribution": "uniform",
+            "source_rescale": (1.0, 1.0), "clip": "hard"},
+    "fpi": {"method": "fpi", "patch_size": (0.1, 0.4), "placement": "anywhere", "patch_distribution": "uniform",
+            "source_rescale": (1.0, 1.0), "clip": "hard"},
 }
 
 
@@ -42,6 +58,11 @@ def _check_range(name: str, lo_hi, lo_bound, hi_bound) -> None:
 class SynthesisConfig(_Model):
     """Parameters of the synthetic-anomaly generator (FPI, PII, P-PII).
 
+    Defaults are calibrated for chest scans (issue 10): anomalies inside the lung fields, nodule-sized,
+    about as contrasted and as textured as real nodules (measured with ``ppii realism`` against the NIH
+    Nodule/Mass boxes), labelled by a logistic of the change.  The paper's settings:
+    :meth:`paper` (or ``configs/paper_ppii.yaml``).
+
     Ranges ``(low, high)`` are sampled uniformly (integers inclusive at both ends).  Fields used by one
     method only are ignored by the others.  Sizes are fractions of the image extent along each axis.
     """
@@ -52,22 +73,25 @@ class SynthesisConfig(_Model):
         "None = method default (P-PII: 0.05-0.2; PII/FPI: 0.1-0.4, square)")
     square: bool | None = Field(None, description="one side for all axes (PII/FPI default) or one per axis")
     core_fraction: float = Field(0.8, gt=0, le=1, description="patch centres lie in this central fraction of each axis")
-    n_anomalies: tuple[int, int] = Field((1, 10), description="P-PII: anomalies per image, 1-50 (paper: one to ten)")
+    n_anomalies: tuple[int, int] = Field((1, 5), description="P-PII: anomalies per image, 1-50 (paper: one to ten; "
+                                         "calibrated: 1-5, as many as fit in the lungs without crowding)")
     n_raters: tuple[int, int] = Field((1, 9), description="P-PII: rater masks per image, 1-32 (public sketch: 1-9)")
     gradient_scale: tuple[float, float] = Field(
-        (10.0, 20.0), description="P-PII: up-scaling of the source gradients, uniform in [low, high), 0-100 "
-        "(public sketch: 10-20)")
-    rater_radius: float = Field(0.25, gt=0, le=0.5, description="P-PII: mean rater radius, fraction of the patch's shortest side")
+        (1.0, 8.0), description="P-PII: up-scaling of the source gradients in [low, high), 0-100 (public sketch: "
+        "10-20, which gives contrasts ~3x and gradient energies ~10x a real nodule's; calibrated on the NIH boxes: "
+        "1-8 log-uniform with a smoothed source)")
+    rater_radius: float = Field(0.3, gt=0, le=0.5, description="P-PII: mean rater radius, fraction of the patch's "
+                                "shortest side (public sketch: 0.25)")
     rater_radius_std: float = Field(1.0, ge=0, le=20, description="P-PII: std of the rater radius in pixels")
     rater_centre_std: float = Field(1 / 12, ge=0, le=0.5, description="P-PII: std of the rater centre, fraction of the patch side")
     mixed_gradients: bool = Field(True, description="P-PII: keep the larger of scaled source and target gradient")
     alpha: tuple[float, float] = Field((0.05, 0.95), description="PII/FPI: interpolation factor range, in [0, 1]")
     pairwise: bool = Field(True, description="take the source patch from another image of the batch (else the same image)")
-    label_scale: float = Field(10.0, gt=0, le=100, description="P-PII: label = clip(label_scale * |target - mean|, 0, 1) "
-                               "(public sketch: 10; with 1 the faint rim of an anomaly is labelled ~0)")
+    label_scale: float = Field(10.0, gt=0, le=100, description="P-PII, label_mode scaled: label = clip(label_scale * "
+                               "|target - mean|, 0, 1) (public sketch: 10; with 1 the faint rim of an anomaly is labelled ~0)")
     label_tolerance: float = Field(1e-3, ge=0, le=1, description="PII/FPI: a pixel is labelled where it changed by more than this")
     clip: Literal["hard", "soft", "none"] = Field(
-        "hard", description="blended images beyond the target's intensity range: clipped (hard; the paper), "
+        "soft", description="blended images beyond the target's intensity range: clipped (hard; the paper), "
         "compressed smoothly into it (soft: no flat white/black plateaus) or left as they are (none)")
     size_step: int = Field(1, ge=1, le=64, description="round patch sides up to a multiple of this (fewer distinct shapes for GPU batching)")
     fast_sizes: bool = Field(True, description="round patch sides up (a few pixels at most) so the DST length "
@@ -76,7 +100,7 @@ class SynthesisConfig(_Model):
     max_tries: int = Field(50, ge=1, le=1000, description="P-PII: placement attempts per anomaly (target boxes never overlap)")
     # -- anatomy-aware placement ------------------------------------------------------------------
     placement: Placement = Field(
-        "anywhere", description="where target patches go: anywhere (the paper), lungs (lung fields computed "
+        "lungs", description="where target patches go: anywhere (the paper), lungs (lung fields computed "
         "by napari_ppii.anatomy) or mask (a mask given with the images: data.mask, or a Labels layer)")
     placement_min_inside: float = Field(
         0.7, ge=0, le=1, description="lungs/mask: least fraction of a target patch box on the mask (AnatPaste/NSA "
@@ -86,19 +110,19 @@ class SynthesisConfig(_Model):
                              "mask, so no anomaly spills outside it; the input image itself is never masked")
     # -- realism controls -------------------------------------------------------------------------
     patch_distribution: Literal["uniform", "gamma"] = Field(
-        "uniform", description="patch side fraction drawn uniform in patch_size, or NSA-style: low + "
+        "gamma", description="patch side fraction drawn uniform in patch_size, or NSA-style: low + "
         "Gamma(shape 2, scale (high - low) / 6), clipped to high (mostly small patches, a long tail)")
     source_rescale: tuple[float, float] = Field(
-        (1.0, 1.0), description="the source patch is taken at side / r, r ~ U[low, high], and resized to the "
+        (0.7, 1.3), description="the source patch is taken at side / r, r ~ U[low, high], and resized to the "
         "target side (NSA: 0.7-1.3; 1-1 = no rescaling)")
     gradient_scale_distribution: Literal["uniform", "log_uniform"] = Field(
-        "uniform", description="P-PII: gradient scale drawn uniform or log-uniform in gradient_scale "
+        "log_uniform", description="P-PII: gradient scale drawn uniform or log-uniform in gradient_scale "
         "(log-uniform gives as many subtle as strong anomalies)")
     source_smoothing: float = Field(
-        0.0, ge=0, le=20, description="P-PII: Gaussian sigma (pixels) applied to the source patch before its "
+        2.0, ge=0, le=20, description="P-PII: Gaussian sigma (pixels) applied to the source patch before its "
         "gradients are up-scaled: removes the up-scaled texture/noise, leaving a soft, lesion-like profile")
     label_mode: Literal["scaled", "logistic"] = Field(
-        "scaled", description="P-PII: label = clip(label_scale * |change|, 0, 1) (the public sketch), or NSA's "
+        "logistic", description="P-PII: label = clip(label_scale * |change|, 0, 1) (the public sketch), or NSA's "
         "logistic of the change, 0 at no change: (s(k (|d| - x0)) - s(-k x0)) / (1 - s(-k x0))")
     label_k: float = Field(100.0, gt=0, le=10000, description="logistic label: steepness k (per unit intensity)")
     label_x0: float = Field(0.04, ge=0, le=1, description="logistic label: the change labelled ~0.5 "
@@ -123,8 +147,15 @@ class SynthesisConfig(_Model):
         _check_range("gradient_scale", self.gradient_scale, 0.0, 100.0)
         if self.gradient_scale[1] <= 0:
             raise ValueError("gradient_scale must allow a positive scale")
+        if self.gradient_scale_distribution == "log_uniform" and self.gradient_scale[0] <= 0:
+            raise ValueError("a log-uniform gradient_scale needs a positive low end")
         _check_range("alpha", self.alpha, 0.0, 1.0)
         return self
+
+    @classmethod
+    def paper(cls, method: str = "ppii", **overrides) -> "SynthesisConfig":
+        """The paper's / public sketch's settings of ``method`` (anomalies anywhere, strong, clipped)."""
+        return cls(**(PAPER_SYNTHESIS[method] | overrides))
 
     def resolved(self) -> "SynthesisConfig":
         """A copy with every ``None`` replaced by the method's default."""

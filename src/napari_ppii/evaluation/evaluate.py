@@ -124,21 +124,33 @@ def _stat_block(values: dict, key: str, stat: Callable, n: int, opts: EvalOption
 
 
 def score_maps(maps: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]], opts: EvalOptions,
-               three_d: bool = False) -> dict:
-    """All metrics for a list of maps (2D images, or 3D volumes with ``three_d``) and their boxes."""
+               three_d: bool = False, regions: Sequence[np.ndarray] | None = None, full: bool = True) -> dict:
+    """All metrics for a list of maps (2D images, or 3D volumes with ``three_d``) and their boxes.
+
+    ``regions`` (bool masks like the maps, e.g. the lung fields) add ``pixel_auroc_lung``: the pixel
+    AUROC over pixels inside the regions only.  ``full=False`` leaves out the curves and per-image
+    scores (the floors' entries)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     n = len(maps)
     edges = quantile_edges(maps, opts.bins, seed=opts.seed)
-    hists = [pixel_histograms(m, lesion_mask(b, m.shape, opts.region), edges) for m, b in zip(maps, boxes)]
+    gts = [lesion_mask(b, m.shape, opts.region) for m, b in zip(maps, boxes)]
+    hists = [pixel_histograms(m, g, edges) for m, g in zip(maps, gts)]
     pos = np.stack([h[0] for h in hists])
     neg = np.stack([h[1] for h in hists])
     scores = np.array([sample_score(m, opts.score, opts.topk_percent) for m in maps])
     labels = np.array([len(b) > 0 for b in boxes])
-    hits = [match_candidates(extract_candidates(m, opts.min_distance, opts.max_candidates), b) for m, b in zip(maps, boxes)]
+    cands = [extract_candidates(m, opts.min_distance, opts.max_candidates) for m in maps]
+    hits = [match_candidates(c, b) for c, b in zip(cands, boxes)]
+    hits_c = [match_candidates(c, b, "centre") for c, b in zip(cands, boxes)]
 
     out: dict = {"n_images": n, "n_positive": int(labels.sum()), "n_lesions": int(sum(len(b) for b in boxes))}
     _stat_block(out, "pixel_auroc", lambda idx: auroc_from_histograms(pos[idx].sum(0), neg[idx].sum(0)), n, opts)
+    if regions is not None:
+        rh = [pixel_histograms(m[r], g[r], edges) for m, g, r in zip(maps, gts, regions)]
+        rpos = np.stack([h[0] for h in rh])
+        rneg = np.stack([h[1] for h in rh])
+        _stat_block(out, "pixel_auroc_lung", lambda idx: auroc_from_histograms(rpos[idx].sum(0), rneg[idx].sum(0)), n, opts)
 
     def s_auc(idx):
         y = labels[idx]
@@ -150,22 +162,30 @@ def score_maps(maps: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]], opts:
 
     _stat_block(out, "sample_auroc", s_auc, n, opts)
     _stat_block(out, "sample_ap", s_ap, n, opts)
-    curve = froc(hits)
-    out["froc"] = {str(k): v for k, v in curve.at.items()}
-    out["froc_curve"] = {"fps_per_image": curve.fps_per_image.tolist(), "sensitivity": curve.sensitivity.tolist()}
-    rng = np.random.default_rng(opts.seed)
-    boots = []
-    for _ in range(opts.n_boot):
-        idx = rng.integers(0, n, n)
-        boots.append(froc([hits[i] for i in idx]).at)
-    out["froc_ci"] = {str(r): [float(np.nanpercentile([b[r] for b in boots], 2.5)), float(np.nanpercentile([b[r] for b in boots], 97.5))]
-                      for r in FROC_RATES}
-    out["froc_at_10fp"] = out["froc"]["10.0"]
-    out["froc_at_10fp_ci"] = out["froc_ci"]["10.0"]
-    out["sample_scores"] = scores.tolist()
-    out["sample_labels"] = labels.astype(int).tolist()
+    for tag, hh in (("", hits), ("_centre", hits_c)):
+        curve = froc(hh)
+        out[f"froc{tag}"] = {str(k): v for k, v in curve.at.items()}
+        if full:
+            out[f"froc{tag}_curve"] = {"fps_per_image": curve.fps_per_image.tolist(), "sensitivity": curve.sensitivity.tolist()}
+        rng = np.random.default_rng(opts.seed)
+        boots = []
+        for _ in range(opts.n_boot):
+            idx = rng.integers(0, n, n)
+            boots.append(froc([hh[i] for i in idx]).at)
+        out[f"froc{tag}_ci"] = {str(r): [float(np.nanpercentile([b[r] for b in boots], 2.5)) if boots else float("nan"),
+                                         float(np.nanpercentile([b[r] for b in boots], 97.5)) if boots else float("nan")]
+                                for r in FROC_RATES}
+        out[f"froc{tag}_at_10fp"] = out[f"froc{tag}"]["10.0"]
+        out[f"froc{tag}_at_10fp_ci"] = out[f"froc{tag}_ci"]["10.0"]
+    if full:
+        out["sample_scores"] = scores.tolist()
+        out["sample_labels"] = labels.astype(int).tolist()
     out["unit"] = "volume" if three_d else "image"
     return out
+
+
+#: The headline figures copied next to each other (model and floors).
+HEADLINE = ("pixel_auroc", "pixel_auroc_lung", "froc_at_10fp", "froc_centre_at_10fp", "sample_auroc", "sample_ap")
 
 
 @dataclass
@@ -176,43 +196,89 @@ class Evaluation:
     candidates: list = field(default_factory=list)
 
 
+def _lungs_and_display(scan: Scan):
+    """Per 2D image / slice: the lung mask and a [0, 1] display image (CT: lung window)."""
+    from ..anatomy import lung_mask_ct, lung_mask_cxr
+    from ..preprocess import apply_window, window_limits
+
+    if scan.ndim == 3:
+        lungs = lung_mask_ct(scan.array)
+        lo, hi = window_limits("lung")
+        return list(lungs), [apply_window(s, lo, hi) for s in scan.array]
+    arr = np.asarray(scan.array, dtype=np.float32)
+    if arr.ndim == 3:  # colour
+        arr = arr[..., :3].mean(-1)
+    return [lung_mask_cxr(arr)], [None]
+
+
 def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = None,
-             progress: Callable[[int, int], None] | None = None, keep_maps: int = 8) -> Evaluation:
+             progress: Callable[[int, int], None] | None = None, keep_maps: int = 8,
+             floors: bool | Sequence[str] = True, atlas: np.ndarray | None = None) -> Evaluation:
     """Predict every test item with the training pre-processing and score the maps.
 
     For volumes, metrics are reported per slice (each slice an image, slice boxes = the 3D boxes'
-    cross-sections) under ``per_slice`` and per 3D lesion under ``per_lesion_3d``.
+    cross-sections) under ``per_slice`` and per 3D lesion under ``per_lesion_3d``.  ``floors``: also
+    score the non-learned maps of :mod:`napari_ppii.evaluation.floors` (all, or the names given) with the
+    same code, under ``metrics["floors"]`` (``atlas``: the training normals' mean, for the atlas floor).
+    ``predictor`` None scores the floors only.
     """
+    from .floors import FLOORS, floor_maps_2d
+
     opts = opts or EvalOptions()
-    maps, boxes, kept = [], [], []
+    wanted = (list(FLOORS) if floors is True else list(floors or []))
+    if atlas is None and "atlas" in wanted:
+        wanted.remove("atlas")
+    fmaps: dict[str, list] = {k: [] for k in wanted}
+    maps, boxes, kept, regions = [], [], [], []
     vol_maps, vol_boxes = [], []
+    rng = np.random.default_rng(opts.seed)
     for i, it in enumerate(items):
         scan = it.scan if it.scan is not None else read_scan(it.path)
-        amap = predictor.predict_scan(scan, samples=opts.samples).mean
+        lungs, displays = _lungs_and_display(scan)
+        amap = predictor.predict_scan(scan, samples=opts.samples).mean if predictor is not None else None
         if scan.ndim == 3:
-            vol_maps.append(amap)
+            if amap is not None:
+                vol_maps.append(amap)
             vol_boxes.append(it.boxes)
-            for z in range(amap.shape[0]):
-                maps.append(amap[z])
+            for z in range(scan.shape[0]):
+                if amap is not None:
+                    maps.append(amap[z])
                 boxes.append([b.to_2d() for b in it.boxes if b.lo[0] <= z <= b.hi[0]])
         else:
-            maps.append(amap)
+            if amap is not None:
+                maps.append(amap)
             boxes.append(it.boxes)
-        if len(kept) < keep_maps:
+        regions.extend(lungs)
+        if wanted:
+            planes = list(scan.array) if scan.ndim == 3 else [scan.array]
+            for plane, lung, disp in zip(planes, lungs, displays):
+                fm = floor_maps_2d(plane if plane.ndim == 2 else plane[..., :3].mean(-1), lung, atlas, rng, disp)
+                for k in wanted:
+                    fmaps[k].append(fm[k])
+        if len(kept) < keep_maps and amap is not None:
             it.scan = scan
             kept.append((it, scan, amap))
         if progress is not None:
             progress(i + 1, len(items))
-    metrics = score_maps(maps, boxes, opts)
+    metrics: dict = score_maps(maps, boxes, opts, regions=regions) if maps else {}
     if vol_maps:
         metrics = {"per_slice": metrics, "per_lesion_3d": score_maps(vol_maps, vol_boxes, opts, three_d=True)}
-        for k in ("pixel_auroc", "pixel_auroc_ci", "froc_at_10fp", "froc_at_10fp_ci", "sample_auroc", "sample_auroc_ci",
-                  "sample_ap", "sample_ap_ci"):
+        for k in ("pixel_auroc", "pixel_auroc_ci", "pixel_auroc_lung", "pixel_auroc_lung_ci", "froc_at_10fp",
+                  "froc_at_10fp_ci", "froc_centre_at_10fp", "froc_centre_at_10fp_ci", "sample_auroc",
+                  "sample_auroc_ci", "sample_ap", "sample_ap_ci"):
             metrics[k] = metrics["per_slice"][k]
+    if wanted:
+        metrics["floors"] = {}
+        for k in wanted:
+            fm = score_maps(fmaps[k], boxes, opts, regions=regions, full=False)
+            metrics["floors"][k] = {h: fm[h] for h in HEADLINE if h in fm} | {f"{h}_ci": fm[f"{h}_ci"] for h in HEADLINE if f"{h}_ci" in fm}
     metrics["settings"] = {
         "pixel_region": opts.region, "sample_score": opts.score if opts.score != "topk" else f"mean of top {opts.topk_percent}% of pixels",
         "candidates": f"local maxima >= {opts.min_distance} px apart, at most {opts.max_candidates} per image, scored by peak",
         "hit_rule": "peak inside the ground-truth box; each lesion counted once; repeats inside a hit lesion ignored",
+        "hit_rule_centre": "froc_centre: peak within the lesion's radius (half its smallest box side) of its centre (LUNA16)",
+        "pixel_auroc_lung": "pixel AUROC over the pixels inside the lung fields (napari_ppii.anatomy) only",
+        "floors": "non-learned maps scored with the same code: " + ", ".join(wanted) if wanted else "none",
         "ci": f"95% percentile bootstrap over images, {opts.n_boot} resamples, seed {opts.seed}",
         "samples": opts.samples,
     }

@@ -13,7 +13,8 @@ Definitions (stated in every report):
   AUROC and AP (scikit-learn) with images holding a lesion as positives.
 * **FROC** -- candidates are the local maxima of each map (``skimage.feature.peak_local_max``,
   ``min_distance`` pixels apart, at most ``max_candidates`` per image), scored by their peak value.
-  Hit rule: a candidate *hits* a lesion when its peak lies inside the lesion's box; each lesion counts
+  Hit rule: a candidate *hits* a lesion when its peak lies inside the lesion's box (``box``; or, the
+  strict rule ``centre``, within the lesion's radius of its centre, as LUNA16); each lesion counts
   once (its best candidate); further candidates inside an already-hit lesion are neither hits nor false
   positives; a candidate in no box is a false positive.  Sweeping the threshold over candidate scores
   gives sensitivity against the average number of false positives per image; the sensitivity at a
@@ -136,12 +137,16 @@ class ImageHits:
     n_lesions: int
 
 
-def match_candidates(cands: Candidates, boxes: Sequence[Box]) -> ImageHits:
-    """Apply the hit rule (peak inside the box; each lesion once, best candidate first)."""
+def match_candidates(cands: Candidates, boxes: Sequence[Box], rule: str = "box") -> ImageHits:
+    """Apply a hit rule, best candidate first, each lesion once.
+
+    ``box``: the peak lies inside the lesion's box.  ``centre``: the strict rule of the nodule-detection
+    literature (LUNA16): the peak lies within the lesion's radius (half its smallest box side) of its
+    centre."""
     lesion = np.full(len(cands.scores), -1, dtype=np.int64)
     hit = set()
     for i, p in enumerate(cands.points):  # strongest first
-        inside = [j for j, b in enumerate(boxes) if b.contains(p)]
+        inside = [j for j, b in enumerate(boxes) if _hits(b, p, rule)]
         if not inside:
             continue
         fresh = [j for j in inside if j not in hit]
@@ -151,6 +156,15 @@ def match_candidates(cands: Candidates, boxes: Sequence[Box]) -> ImageHits:
         else:
             lesion[i] = -2
     return ImageHits(cands.scores, lesion, len(boxes))
+
+
+def _hits(b: Box, p, rule: str) -> bool:
+    if rule == "box":
+        return b.contains(p)
+    if rule == "centre":
+        r = (min(b.size) - 1) / 2.0 + 0.5
+        return float(np.sqrt(sum((pi - ci) ** 2 for pi, ci in zip(p, b.centre)))) <= r
+    raise ValueError(f"hit rule must be 'box' or 'centre', got {rule!r}")
 
 
 @dataclass

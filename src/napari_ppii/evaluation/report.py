@@ -23,11 +23,16 @@ def fmt_ci(m: dict, key: str) -> str:
     return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and np.all(np.isfinite(ci)) else f"{v:.3f}"
 
 
-def _plots(ev, out: Path) -> list[str]:
-    import matplotlib
+def _subplots(figsize):
+    """A figure and its axes without pyplot (no global backend switch, safe off the GUI thread)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
+
+
+def _plots(ev, out: Path) -> list[str]:
+    from matplotlib.patches import Rectangle
     from sklearn.metrics import roc_curve
 
     m = ev.metrics.get("per_slice", ev.metrics)
@@ -35,17 +40,16 @@ def _plots(ev, out: Path) -> list[str]:
     y, s = np.array(m["sample_labels"]), np.array(m["sample_scores"])
     if 0 < y.sum() < len(y):
         fpr, tpr, _ = roc_curve(y, s)
-        fig, ax = plt.subplots(figsize=(4, 4))
+        fig, ax = _subplots(figsize=(4, 4))
         ax.plot(fpr, tpr, label=f"AUROC {m['sample_auroc']:.3f}")
         ax.plot([0, 1], [0, 1], "k:", lw=0.8)
         ax.set(xlabel="false positive rate", ylabel="true positive rate", title="Sample-level ROC")
         ax.legend(loc="lower right")
         fig.tight_layout()
         fig.savefig(out / "roc.png", dpi=120)
-        plt.close(fig)
         files.append("roc.png")
     fc = m["froc_curve"]
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = _subplots(figsize=(5, 4))
     ax.step(fc["fps_per_image"], fc["sensitivity"], where="post")
     for r, v in m["froc"].items():
         ax.plot(float(r), v, "o", ms=3, color="C1")
@@ -54,9 +58,8 @@ def _plots(ev, out: Path) -> list[str]:
            title=f"FROC (sensitivity at 10 FP/image {m['froc_at_10fp']:.3f})")
     fig.tight_layout()
     fig.savefig(out / "froc.png", dpi=120)
-    plt.close(fig)
     files.append("froc.png")
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = _subplots(figsize=(5, 3.5))
     bins = np.linspace(min(s.min(), 0), max(s.max(), 1e-6), 30)
     ax.hist(s[y == 0], bins=bins, alpha=0.6, label=f"normal (n={int((y == 0).sum())})")
     ax.hist(s[y == 1], bins=bins, alpha=0.6, label=f"lesion (n={int(y.sum())})")
@@ -64,7 +67,6 @@ def _plots(ev, out: Path) -> list[str]:
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "score_histograms.png", dpi=120)
-    plt.close(fig)
     files.append("score_histograms.png")
     for k, (it, amap) in enumerate(zip(ev.items, ev.maps)):
         scan = it.scan.array
@@ -73,7 +75,7 @@ def _plots(ev, out: Path) -> list[str]:
             z = int(round(it.boxes[0].centre[0])) if it.boxes else scan.shape[0] // 2
             scan, amap = scan[z], amap[z]
         cands = extract_candidates(amap, max_candidates=10)
-        fig, ax = plt.subplots(figsize=(5, 5))
+        fig, ax = _subplots(figsize=(5, 5))
         lo, hi = np.percentile(scan, [1, 99])
         ax.imshow(scan, cmap="gray", vmin=lo, vmax=hi)
         ax.imshow(np.ma.masked_less(amap, 0.05), cmap="hot", alpha=0.5, vmin=0, vmax=1)
@@ -81,16 +83,32 @@ def _plots(ev, out: Path) -> list[str]:
             if z is not None and not (b.lo[0] <= z <= b.hi[0]):
                 continue
             (y0, x0), (y1, x1) = b.lo[-2:], b.hi[-2:]
-            ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, ec="deepskyblue", lw=1.5))
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, ec="deepskyblue", lw=1.5))
         ax.plot(cands.points[:, -1], cands.points[:, -2], "+", color="lime", ms=8)
         ax.set_title(f"{it.name}{'' if z is None else f' slice {z}'}: map, boxes (blue), candidates (green)", fontsize=8)
         ax.axis("off")
         fig.tight_layout()
         name = f"example_{k:02d}.png"
         fig.savefig(out / name, dpi=100)
-        plt.close(fig)
         files.append(name)
     return files
+
+
+_COLUMNS = (("pixel_auroc", "pixel AUROC"), ("pixel_auroc_lung", "pixel AUROC in lungs"),
+            ("froc_at_10fp", "FROC@10FP (box)"), ("froc_centre_at_10fp", "FROC@10FP (centre)"),
+            ("sample_auroc", "sample AUROC"), ("sample_ap", "sample AP"))
+
+
+def floors_table(metrics: dict, name: str = "model") -> list[str]:
+    """Markdown rows: the model's headline figures, then each non-learned floor's, with 95% CIs."""
+    m = metrics.get("per_slice", metrics)
+    cols = [(k, lab) for k, lab in _COLUMNS if k in m or any(k in f for f in metrics.get("floors", {}).values())]
+    lines = ["| map | " + " | ".join(lab for _, lab in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    if "pixel_auroc" in m:
+        lines.append(f"| **{name}** | " + " | ".join(fmt_ci(m, k) for k, _ in cols) + " |")
+    for fname, f in metrics.get("floors", {}).items():
+        lines.append(f"| floor: {fname} | " + " | ".join(fmt_ci(f, k) for k, _ in cols) + " |")
+    return lines
 
 
 def write_report(ev, out: str | Path, title: str = "napari-ppii evaluation", extra: dict | None = None) -> Path:
@@ -105,10 +123,7 @@ def write_report(ev, out: str | Path, title: str = "napari-ppii evaluation", ext
     lines = [f"# {title}", ""]
     if extra:
         lines += [f"- {k}: {v}" for k, v in extra.items() if not isinstance(v, (dict, list))] + [""]
-    lines += ["| metric | value [95% CI] |", "|---|---|"]
-    for key, label in (("pixel_auroc", "pixel AUROC"), ("sample_auroc", "sample AUROC"), ("sample_ap", "sample AP"),
-                       ("froc_at_10fp", "FROC sensitivity @ 10 FP/image")):
-        lines.append(f"| {label} | {fmt_ci(m, key)} |")
+    lines += floors_table(metrics)
     lines += ["", "FROC sensitivity at average false positives per image:", "",
               "| FP/image | " + " | ".join(m["froc"]) + " |", "|---" * (len(m["froc"]) + 1) + "|",
               "| sensitivity | " + " | ".join(f"{v:.3f}" for v in m["froc"].values()) + " |", ""]

@@ -496,8 +496,9 @@ class Synthesizer:
         return j if j < index else j + 1
 
     def _target_start(self, spatial, size, rng, mask) -> tuple[int, ...] | None:
-        """A target box start (inside the mask when there is one), or None after ``max_tries``."""
-        if mask is None:
+        """A target box start (inside the mask when there is one), or None after ``max_tries``.  An empty
+        mask (no lung found: not a chest image) places anywhere, as ``placement=anywhere``."""
+        if mask is None or _mask_index(mask).size == 0:
             return sample_start(spatial, size, self.config, rng)
         for _try in range(self.config.max_tries):
             st = sample_start(spatial, size, self.config, rng, mask)

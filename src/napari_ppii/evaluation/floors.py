@@ -1,0 +1,75 @@
+"""Non-learned floors: maps that know nothing of lesions, scored beside every model.
+
+A learned anomaly map is only useful where it beats maps that learn nothing.  On chest radiographs both
+pixel AUROC and FROC reward spatial priors (nodules lie in the lungs), so the evaluation scores, with
+the same metric code and CIs as the model:
+
+* ``random`` -- uniform noise (pixel AUROC 0.5 by construction; the FROC of guessing);
+* ``lung_field`` -- the lung mask (:mod:`napari_ppii.anatomy`) smoothed into a soft spatial prior;
+* ``darkness`` -- the crude lung-field map: one minus the smoothed, equalised image (dark = lung);
+* ``atlas`` -- the inverted mean of the training normals (one map for every image), when training data
+  is given;
+* ``blob`` -- bright blobs (a multi-scale difference of Gaussians at nodule sizes on the equalised
+  image) times the lung-field prior: a classical nodule-candidate detector without any learning.
+
+All maps are computed on each test scan's own grid and scaled to [0, 1].  Volumes: slice by slice (the
+lung mask from the HU volume).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..preprocess import equalise, normalise
+
+FLOORS = ("random", "lung_field", "darkness", "atlas", "blob")
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float32)
+    lo, hi = float(a.min()), float(a.max())
+    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+
+
+def display_image(image2d: np.ndarray) -> np.ndarray:
+    """A radiograph / slice normalised (percentiles) and equalised to [0, 1]."""
+    return equalise(normalise(np.asarray(image2d, dtype=np.float32)))
+
+
+def darkness_map(x: np.ndarray) -> np.ndarray:
+    """One minus the smoothed, equalised image (``x`` already in [0, 1] and equalised)."""
+    return _unit(1.0 - ndi.gaussian_filter(x, 0.02 * max(x.shape)))
+
+
+def blob_map(x: np.ndarray, prior: np.ndarray, diameters=(0.02, 0.04, 0.07)) -> np.ndarray:
+    """Bright blobs: max over scales of the normalised difference of Gaussians ``G(s) - G(1.6 s)`` with
+    ``s = d / (2 sqrt 2)`` for nodule diameters ``d`` (fractions of the side), times ``prior``."""
+    side = max(x.shape)
+    resp = np.zeros_like(x, dtype=np.float32)
+    for d in diameters:
+        s = d * side / (2 * np.sqrt(2))
+        dog = ndi.gaussian_filter(x, s) - ndi.gaussian_filter(x, 1.6 * s)
+        resp = np.maximum(resp, dog.astype(np.float32))
+    return _unit(np.clip(resp, 0, None) * prior)
+
+
+def floor_maps_2d(image2d: np.ndarray, lung: np.ndarray, atlas: np.ndarray | None, rng: np.random.Generator,
+                  display: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Every floor for one 2D image (native grid) with its lung mask; ``display``: the image already
+    in [0, 1] (CT: windowed), else it is normalised and equalised here."""
+    from ..anatomy import lung_prior
+    from ..preprocess import resize
+
+    x = display_image(image2d) if display is None else equalise(display)
+    prior = lung_prior(lung)
+    out = {"random": rng.random(x.shape, dtype=np.float32), "lung_field": _unit(prior),
+           "darkness": darkness_map(x), "blob": blob_map(x, prior)}
+    if atlas is not None:
+        out["atlas"] = _unit(1.0 - resize(atlas, x.shape))
+    return out
+
+
+def training_atlas(images: np.ndarray) -> np.ndarray:
+    """The mean of the (pre-processed) training normals ``(N, S, S)``."""
+    return np.asarray(images, dtype=np.float32).mean(0)
