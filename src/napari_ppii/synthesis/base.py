@@ -362,15 +362,17 @@ def _source_patch(images, s: AnomalySpec):
     return src
 
 
-def limit_range(blends, lows, highs, idx, cfg: SynthesisConfig, like):
-    """Apply ``cfg.clip`` to blends ``(G, ...)`` of the target images ``idx``."""
+def limit_range(blends, lows, highs, idx, cfg: SynthesisConfig, like, targets=None):
+    """Apply ``cfg.clip`` to blends ``(G, ...)`` of the target images ``idx``.  ``soft``: the change is
+    compressed smoothly near the limits (``t + soft(b) - soft(t)``, so unchanged pixels stay exactly as
+    they were), then held in range."""
     if cfg.clip == "none":
         return blends
     nd_extra = blends.ndim - 1
     lo = _stack([lows[i] for i in idx], like).reshape((len(idx),) + (1,) * nd_extra)
     hi = _stack([highs[i] for i in idx], like).reshape((len(idx),) + (1,) * nd_extra)
-    if cfg.clip == "soft":
-        return soft_clip(blends, lo, hi)
+    if cfg.clip == "soft" and targets is not None:
+        blends = targets + (soft_clip(blends, lo, hi) - soft_clip(targets, lo, hi))
     return blends.clamp(lo, hi) if _is_torch(blends) else np.clip(blends, lo, hi)
 
 
@@ -417,7 +419,7 @@ def render_poisson(images, plan: list[AnomalySpec], n_out: int, cfg: SynthesisCo
         if use_mask:
             m = _stack([masks[s.target_index][s.target_slices] for s in specs], images)
             blends = tgt[:, None] + (blends - tgt[:, None]) * m[:, None]
-        blends = limit_range(blends, lows, highs, [s.target_index for s in specs], cfg, images)
+        blends = limit_range(blends, lows, highs, [s.target_index for s in specs], cfg, images, tgt[:, None])
         mean = blends.mean(1)
         v = ((blends - mean[:, None]) ** 2).mean(1)
         for s, m_i, v_i in zip(specs, mean, v):
