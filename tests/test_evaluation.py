@@ -149,3 +149,37 @@ def test_evaluate_cli_end_to_end(tmp_path):
         assert 0 <= m[k] <= 1 and len(m[f"{k}_ci"]) == 2
     for f in ("report.md", "roc.png", "froc.png", "score_histograms.png", "example_00.png"):
         assert (out / f).exists(), f
+
+
+def test_centre_hit_rule_is_stricter_than_the_box_rule():
+    box = Box((10, 10), (29, 29))  # centre (19.5, 19.5), radius 10
+    corner = Candidates(np.array([[11, 11]]), np.array([0.9]))
+    centre = Candidates(np.array([[22, 18]]), np.array([0.9]))
+    assert match_candidates(corner, [box]).lesion[0] == 0  # inside the box
+    assert match_candidates(corner, [box], "centre").lesion[0] == -1  # 12 px from the centre: a miss
+    assert match_candidates(centre, [box], "centre").lesion[0] == 0
+
+
+def test_lung_region_auroc_and_floors_on_a_hand_made_case():
+    from conftest import chest_phantom
+    from napari_ppii.evaluation import evaluate
+    from napari_ppii.evaluation.evaluate import TestItem
+    from napari_ppii.io.scan import Scan
+
+    items = []
+    rng = np.random.default_rng(0)
+    for s in range(6):
+        y, x = int(rng.integers(90, 140)), int(rng.choice([70, 180]))
+        img, _ = chest_phantom(256, s, nodule=(y, x, 7, 0.6))
+        items.append(TestItem(f"p{s}", None, [Box((y - 7, x - 7), (y + 7, x + 7))],
+                              Scan(img, (1.0, 1.0), (0.0, 0.0), np.eye(2), "CR")))
+    ev = evaluate(None, items, EvalOptions(n_boot=20), floors=["random", "lung_field", "blob"])
+    f = ev.metrics["floors"]
+    assert set(f) == {"random", "lung_field", "blob"}
+    assert 0.4 < f["random"]["pixel_auroc"] < 0.6  # chance, by construction
+    assert f["lung_field"]["pixel_auroc"] > 0.75  # every nodule sits in a lung: the prior alone scores
+    # the blob filter finds soft bright nodules inside the lungs: its strongest candidates hit
+    assert f["blob"]["froc_at_10fp"] >= 0.8 and f["blob"]["froc_centre_at_10fp"] >= 0.8
+    assert f["blob"]["pixel_auroc_lung"] > f["lung_field"]["pixel_auroc_lung"]
+    for v in f.values():
+        assert len(v["pixel_auroc_ci"]) == 2 and "froc_at_10fp_ci" in v

@@ -18,7 +18,7 @@ from napari_ppii.training.data import augment, normal_slices, validation_set
 from napari_ppii.training.losses import segmentation_loss
 
 TINY = ["model.base_channels=4", "model.levels=3", "data.image_size=32", "training.batch_size=4",
-        "data.val_samples=4", "training.warmup_steps=2", "training.log_every=1"]
+        "data.val_samples=4", "training.warmup_steps=2", "training.log_every=1", "synthesis.placement=anywhere"]
 
 
 def tiny_cfg(tmp_path, *extra):
@@ -322,3 +322,80 @@ def test_predict_cli_2d_and_3d_keep_geometry(tmp_path, pool):
     out = read_scan(tmp_path / "p3" / "anomaly_map.nii.gz")
     assert out.shape == (6, 40, 36)
     assert out.spacing == pytest.approx((2.5, 0.8, 0.7)) and out.origin == pytest.approx((-10.0, 3.0, 4.0))
+
+
+# ------------------------------------------------------------------------------------------------
+# placement masks in training, checkpoint selection
+# ------------------------------------------------------------------------------------------------
+def test_training_batches_keep_anomalies_on_the_masks(pool):
+    from napari_ppii.training.data import SyntheticBatches
+
+    masks = np.zeros(pool.shape, bool)
+    masks[:, 4:20, 6:22] = True
+    cfg = PPIIConfig().with_overrides(TINY + ["synthesis.placement=mask", "synthesis.patch_size=[0.2, 0.3]"])
+    b = SyntheticBatches(pool, cfg, torch.device("cpu"), masks=masks).draw(np.random.default_rng(0), 6)
+    lab = b.label[:, 0].numpy()
+    assert lab.max() > 0
+    assert np.all(lab[:, ~masks[0]] == 0)
+    # with rotation the masks turn with the images: still nothing off the (turned) mask's bounding region
+    cfg_r = cfg.with_overrides(["data.augment.rotation=true", "data.augment.rotation_degrees=30"])
+    b = SyntheticBatches(pool, cfg_r, torch.device("cpu"), masks=masks).draw(np.random.default_rng(1), 6)
+    far = np.ones(pool.shape[1:], bool)
+    far[0:26, 0:28] = False
+    assert np.all(b.label[:, 0].numpy()[:, far] == 0)
+
+
+def test_mask_stack_from_data_mask_and_ct_lungs(tmp_path, pool):
+    import SimpleITK as sitk
+
+    from conftest import ct_phantom
+    from napari_ppii.training.data import load_training_set
+
+    np.save(tmp_path / "imgs.npy", pool)
+    m = np.zeros(pool.shape, np.uint8)
+    m[:, 8:24, 8:24] = 1
+    np.save(tmp_path / "masks.npy", m)
+    cfg = PPIIConfig().with_overrides(TINY + [f"data.train={tmp_path / 'imgs.npy'}", "synthesis.placement=mask",
+                                              f"data.mask={tmp_path / 'masks.npy'}"])
+    imgs, masks = load_training_set(cfg)
+    assert masks.shape == imgs.shape and np.array_equal(masks, m > 0)
+    np.save(tmp_path / "bad.npy", m[:3])
+    with pytest.raises(InputError, match="does not match"):
+        load_training_set(cfg.with_overrides([f"data.mask={tmp_path / 'bad.npy'}"]))
+    with pytest.raises(InputError, match="needs data.mask"):
+        load_training_set(cfg.with_overrides(["data.mask=null"]))
+    # CT: lungs from the HU volume, slice by slice at the training size
+    vol, truth = ct_phantom((12, 64, 64))
+    sitk.WriteImage(sitk.GetImageFromArray(vol), str(tmp_path / "ct.nii.gz"))
+    ct = PPIIConfig().with_overrides(TINY + [f"data.train={tmp_path / 'ct.nii.gz'}", "synthesis.placement=lungs"])
+    imgs, masks = load_training_set(ct)
+    assert imgs.shape == masks.shape == (12, 32, 32)
+    t = np.stack([np.asarray(s, float) for s in truth[:, ::2, ::2]]) > 0.5
+    assert (masks & t).sum() > 0.8 * t.sum() and (masks & ~t).sum() < 0.3 * t.sum()
+
+
+def test_checkpoint_selection_rules(tmp_path, pool):
+    from skimage.io import imsave
+
+    from conftest import chest_phantom
+
+    held = tiny_cfg(tmp_path / "held", "training.steps=4", "training.val_every=2", "training.select=heldout")
+    train(held, images=pool)
+    vals = [r for r in read_log(tmp_path / "held" / "log.jsonl") if r["event"] == "val"]
+    assert all("heldout_dice" in r and r["select_score"] == r["heldout_dice"] for r in vals)
+    best = load_checkpoint(tmp_path / "held" / "best.pt")
+    assert best["select_score"] == max(r["heldout_dice"] for r in vals)
+    # reference: a labelled set from another dataset, scored with the evaluation's pixel AUROC
+    rows = ["image,label,x0,y0,x1,y1"]
+    for s in range(3):
+        img, _ = chest_phantom(64, s, nodule=(28, 18, 3, 0.3))
+        imsave(tmp_path / f"r{s}.png", (img * 255).astype(np.uint8), check_contrast=False)
+        rows.append(f"r{s}.png,Nodule,15,25,21,31")
+    (tmp_path / "ref.csv").write_text("\n".join(rows) + "\n")
+    ref = tiny_cfg(tmp_path / "ref", "training.steps=4", "training.val_every=2", "training.select=reference",
+                   f"training.reference={tmp_path / 'ref.csv'}")
+    train(ref, images=pool)
+    vals = [r for r in read_log(tmp_path / "ref" / "log.jsonl") if r["event"] == "val"]
+    assert all(0 <= r["reference_pixel_auroc"] <= 1 and r["select_score"] == r["reference_pixel_auroc"] for r in vals)
+    with pytest.raises(InputError, match="training.reference"):
+        train(tiny_cfg(tmp_path / "x", "training.steps=2", "training.select=reference"), images=pool)

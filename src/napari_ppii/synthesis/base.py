@@ -420,8 +420,10 @@ def render_poisson(images, plan: list[AnomalySpec], n_out: int, cfg: SynthesisCo
             m = _stack([masks[s.target_index][s.target_slices] for s in specs], images)
             blends = tgt[:, None] + (blends - tgt[:, None]) * m[:, None]
         blends = limit_range(blends, lows, highs, [s.target_index for s in specs], cfg, images, tgt[:, None])
-        mean = blends.mean(1)
-        v = ((blends - mean[:, None]) ** 2).mean(1)
+        delta = blends - tgt[:, None]  # averaged as changes: where no rater changed a pixel it stays exact
+        dmean = delta.mean(1)
+        mean = tgt + dmean
+        v = ((delta - dmean[:, None]) ** 2).mean(1)
         for s, m_i, v_i in zip(specs, mean, v):
             out[s.target_index][s.target_slices] = m_i
             var[s.target_index][s.target_slices] = v_i
