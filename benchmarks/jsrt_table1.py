@@ -1,19 +1,21 @@
 """The paper's Table 1 (JSRT, U-Net, PII vs P-PII), reproduced on the CPU with a stated budget.
 
 Trains -- or takes checkpoints of -- U-Net with PII and with P-PII on the JSRT training normals
-(``configs/jsrt_{pii,ppii}_unet.yaml``: 256x256, base 16 channels, batch 8, 2,000 steps, Adam 1e-3 with
-warm-up and cosine decay, a checkpoint kept every 200 steps; about 40 minutes each on 2 CPU cores), then
-scores both in one run on
+(``configs/jsrt_{pii,ppii}_unet.yaml``: 256x256, base 16 channels, batch 8, 1,500 steps, Adam 1e-3 with
+warm-up and cosine decay, anomalies in the lung fields, a checkpoint kept every 100 steps; about 100
+minutes for both side by side on 2 CPU cores), then scores both in one run, beside the non-learned
+floors (random, lung field, darkness, training atlas, blob filter; same metric code and CIs), on
 
 * the JSRT test rows (78 nodules, 10 normals): the paper's Table 1 setting;
 * the NIH ChestX-ray14 radiographs with Nodule/Mass boxes plus the normals (a cross-dataset check);
 * the LIDC-IDRI-0001 CT series with its radiologists' XML (per slice and per 3D lesion),
 
 and prints the table in the paper's layout beside the paper's figures (which used 512x512 and 100,000
-steps on an A100).  Two checkpoint rules per model: the paper's (best Dice on the synthetic validation
-set, ``best.pt``) and, when the run kept ``step_*.pt`` checkpoints, the one with the best pixel AUROC on
-the NIH radiographs (real lesions from another dataset; JSRT is never used to choose, and the NIH figures
-of that row are then not an independent check).  The trajectory of every kept checkpoint (synthetic
+steps on an A100).  Two checkpoint rules per model: ``best.pt`` as the configuration's
+``training.select`` chose it (the JSRT configurations: best pixel AUROC on the NIH boxes -- real lesions
+from another dataset; JSRT never chooses, and the NIH figures of that row are then not an independent
+check) and the paper's rule (best Dice on the synthetic validation set), taken among the kept
+``step_*.pt`` checkpoints.  The trajectory of every kept checkpoint (synthetic
 validation Dice, NIH and JSRT pixel AUROC, JSRT FROC@10FP, without CIs) is printed too.
 Reads ``../shared/data``; says so and exits cleanly when it is absent.
 Usage: ``python benchmarks/jsrt_table1.py [--train] [--n-boot 1000] [--out out/table1]``.
@@ -36,6 +38,7 @@ from napari_ppii.evaluation.report import PAPER_TABLE1, fmt_ci, write_report  # 
 from napari_ppii.predict import Predictor  # noqa: E402
 
 MODELS = {"PII U-Net": "jsrt_pii_unet", "P-PII U-Net": "jsrt_ppii_unet"}
+SELECT_NAMES = {"val_dice": "val Dice (paper)", "reference": "NIH pixel AUROC", "heldout": "held-out task Dice"}
 
 
 def main(argv=None) -> dict:
@@ -46,6 +49,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "table1")
     ap.add_argument("--skip-lidc", action="store_true")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N rows of each set (a smoke run)")
     args = ap.parse_args(argv)
     jsrt = SHARED / "jsrt" / "annotations.csv"
     if not jsrt.exists():
@@ -53,10 +57,10 @@ def main(argv=None) -> dict:
         print(f"JSRT data absent ({jsrt}): nothing to evaluate")
         print(json.dumps(res))
         return res
-    datasets = {"JSRT": load_csv_test_set(jsrt)}
+    datasets = {"JSRT": load_csv_test_set(jsrt, limit=args.limit)}
     nih = SHARED / "nih-cxr" / "annotations.csv"
     if nih.exists():
-        datasets["NIH (cross-dataset)"] = load_csv_test_set(nih, labels=["Nodule", "Mass"])
+        datasets["NIH (cross-dataset)"] = load_csv_test_set(nih, labels=["Nodule", "Mass"], limit=args.limit)
     else:
         print(f"NIH data absent ({nih}): cross-dataset check skipped")
     lidc = SHARED / "lidc-idri-0001"
@@ -69,6 +73,16 @@ def main(argv=None) -> dict:
             if it.scan is None:
                 it.scan = read_scan(it.path)
     opts = EvalOptions(n_boot=args.n_boot)
+    floors: dict = {}
+    atlas = None
+    from napari_ppii.config import PPIIConfig
+    from napari_ppii.evaluation.floors import training_atlas
+    from napari_ppii.training import load_checkpoint
+    from napari_ppii.training.data import load_normal_images
+
+    first = next((args.runs / r / args.checkpoint for r in MODELS.values() if (args.runs / r / args.checkpoint).exists()), None)
+    if first is not None:  # the atlas floor: the mean of the training normals at the model's input size
+        atlas = training_atlas(load_normal_images(PPIIConfig.from_dict(load_checkpoint(first)["config"])))
     quick = EvalOptions(n_boot=0)
     results: dict = {}
     trajectories: dict = {}
@@ -83,7 +97,8 @@ def main(argv=None) -> dict:
 
             cfg = PPIIConfig.load(ROOT / "configs" / f"{run}.yaml")
             train(cfg, progress=True)
-        chosen = {"val Dice": ck}
+        sel = load_checkpoint(ck)["config"]["training"].get("select", "val_dice")
+        chosen = {SELECT_NAMES.get(sel, sel): ck}
         kept = sorted((args.runs / run).glob("step_*.pt"))
         if kept:
             traj = []
@@ -92,27 +107,33 @@ def main(argv=None) -> dict:
                 row = {"step": pred.step, "checkpoint": str(k), "val_dice": _val_dice(k)}
                 for name, key in (("NIH (cross-dataset)", "nih"), ("JSRT", "jsrt")):
                     if name in datasets:
-                        m = evaluate(pred, datasets[name], quick, keep_maps=0).metrics
+                        m = evaluate(pred, datasets[name], quick, keep_maps=0, floors=False).metrics
                         row[f"{key}_pixel_auroc"] = m["pixel_auroc"]
                         row[f"{key}_froc_at_10fp"] = m["froc_at_10fp"]
                 traj.append(row)
                 print(f"{model} step {row['step']}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()
                                                                   if isinstance(v, float)), flush=True)
             trajectories[model] = traj
-            if "NIH (cross-dataset)" in datasets:
-                pick = max(traj, key=lambda r: r["nih_pixel_auroc"])
-                chosen["NIH pixel AUROC"] = Path(pick["checkpoint"])
+            with_dice = [r for r in traj if r["val_dice"] is not None]
+            if with_dice and sel != "val_dice":
+                pick = max(with_dice, key=lambda r: r["val_dice"])
+                chosen["val Dice (paper)"] = Path(pick["checkpoint"])
         results[model] = {}
+        first_rule = next(iter(chosen))
         for rule, path in chosen.items():
             pred = Predictor(path)
             entry = {"checkpoint": str(path), "step": pred.step, "image_size": pred.cfg.data.image_size,
                      "steps": pred.cfg.training.steps}
             for name, items in datasets.items():
-                ev = evaluate(pred, items, opts)
-                tag = "" if rule == "val Dice" else "_nih_selected"
+                with_floors = name not in floors
+                ev = evaluate(pred, items, opts, floors=with_floors, atlas=atlas if name != "LIDC-IDRI-0001" else None)
+                if with_floors:
+                    floors[name] = ev.metrics.get("floors", {})
+                tag = "" if rule == first_rule else "_val_dice"
                 write_report(ev, args.out / f"{run}{tag}" / name.split()[0].lower(),
                              title=f"{model} ({rule}) on {name}", extra={"checkpoint": str(path), "step": pred.step})
-                keep = ("pixel_auroc", "pixel_auroc_ci", "froc_at_10fp", "froc_at_10fp_ci", "sample_auroc",
+                keep = ("pixel_auroc", "pixel_auroc_ci", "pixel_auroc_lung", "pixel_auroc_lung_ci", "froc_at_10fp",
+                        "froc_at_10fp_ci", "froc_centre_at_10fp", "froc_centre_at_10fp_ci", "sample_auroc",
                         "sample_auroc_ci", "sample_ap", "sample_ap_ci")
                 entry[name] = {k: ev.metrics[k] for k in keep}
                 if "per_lesion_3d" in ev.metrics:
@@ -121,18 +142,28 @@ def main(argv=None) -> dict:
             results[model][rule] = entry
 
     print()
-    cols = ("pixel_auroc", "froc_at_10fp", "sample_auroc", "sample_ap")
+    cols = ("pixel_auroc", "pixel_auroc_lung", "froc_at_10fp", "froc_centre_at_10fp", "sample_auroc", "sample_ap")
+    heads = ("Pixel AUC", "Pixel AUC lungs", "FROC@10FP box", "FROC@10FP centre", "Sample AUC", "Sample AP")
+    md = []
     for name in datasets:
         print(f"== {name} ==")
-        print(f"{'':40s} {'Pixel AUC':>24s} {'FROC@10FP':>24s} {'Sample AUC':>24s} {'Sample AP':>24s}")
+        print(f"{'':44s} " + " ".join(f"{h:>24s}" for h in heads))
+        md += [f"### {name}", "", "| map | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
         for model in MODELS:
             for rule, entry in results.get(model, {}).items():
                 label = f"{model} ({rule}, step {entry['step']})"
-                print(f"{label:40s} " + " ".join(f"{fmt_ci(entry[name], k):>24s}" for k in cols))
+                print(f"{label:44s} " + " ".join(f"{fmt_ci(entry[name], k):>24s}" for k in cols))
+                md.append(f"| {label} | " + " | ".join(fmt_ci(entry[name], k) for k in cols) + " |")
             if name == "JSRT" and model in results:
                 p = PAPER_TABLE1[model]
-                print(f"{'  paper':40s} " + " ".join(f"{p[k]:>24.2f}" for k in cols))
+                print(f"{'  paper':44s} " + " ".join(f"{p[k]:>24.2f}" if k in p else f"{'':>24s}" for k in cols))
+                md.append(f"| {model}, paper (512, 100k steps) | " + " | ".join(f"{p[k]:.2f}" if k in p else "" for k in cols) + " |")
+        for fname, f in floors.get(name, {}).items():
+            label = f"floor: {fname}"
+            print(f"{label:44s} " + " ".join(f"{fmt_ci(f, k):>24s}" for k in cols))
+            md.append(f"| {label} | " + " | ".join(fmt_ci(f, k) for k in cols) + " |")
         print()
+        md.append("")
     for model, traj in trajectories.items():
         print(f"== {model}: kept checkpoints (no CIs) ==")
         keys = [k for k in traj[0] if k not in ("checkpoint", "step")]
@@ -140,8 +171,9 @@ def main(argv=None) -> dict:
         for r in traj:
             print(f"{r['step']:>6d} " + " ".join(f"{r[k]:>20.3f}" if r[k] is not None else f"{'n/a':>20s}" for k in keys))
         print()
-    results = {"table": results, "trajectories": trajectories}
+    results = {"table": results, "floors": floors, "trajectories": trajectories}
     args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "table1.md").write_text("\n".join(md) + "\n")
     (args.out / "table1.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results))
     return results

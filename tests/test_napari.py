@@ -112,7 +112,7 @@ def test_sample_data_layers_line_up():
 # ------------------------------------------------------------------------------------------------
 # preview widget
 # ------------------------------------------------------------------------------------------------
-def _wait(qtbot, widget, timeout=20000):
+def _wait(qtbot, widget, timeout=60000):
     qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
 
 
@@ -312,3 +312,68 @@ def test_bad_input_notifies_and_keeps_layers(make_napari_viewer, qtbot, kind):
     assert w.last_error, kind
     assert [ly.name for ly in v.layers] == ["bad"]
     np.testing.assert_array_equal(np.asarray(v.layers["bad"].data), before)
+
+
+# ------------------------------------------------------------------------------------------------
+# anatomy-aware placement and realism figures in the preview
+# ------------------------------------------------------------------------------------------------
+def test_preview_placement_mask_is_an_editable_labels_layer(widget, viewer_with_cxr, qtbot):
+    from napari_ppii._widgets.preview import MASK_LAYER
+
+    v = viewer_with_cxr
+    assert widget.config().synthesis.placement == "lungs"
+    assert MASK_LAYER in v.layers  # the lung fields the preview computed, shown for editing
+    mask = np.asarray(v.layers[MASK_LAYER].data) > 0
+    assert mask.shape == v.layers[0].data.shape and 0.1 < mask.mean() < 0.5
+    for spec in widget.last_result.result.plan:
+        assert mask[spec.target_slices].mean() >= 0.7
+    assert "Synthetic: contrast" in widget.realism_label.text()
+    # the user paints a new mask: anomalies follow it
+    small = np.zeros_like(v.layers[MASK_LAYER].data)
+    small[300:420, 60:200] = 1
+    v.layers[MASK_LAYER].data = small
+    _wait(qtbot, widget)
+    plan = widget.last_result.result.plan
+    assert plan and all(small[s.target_slices].mean() >= 0.7 for s in plan)
+    # anywhere ignores the mask
+    widget.realism_controls["placement"].set("anywhere")
+    _wait(qtbot, widget)
+    assert widget.config().synthesis.placement == "anywhere"
+    assert any(small[s.target_slices].mean() < 0.7 for s in widget.last_result.result.plan)
+
+
+def test_preview_realism_against_reference_lesions(viewer_with_cxr, qtbot):
+    from napari_ppii._sample_data import nih_nodule
+    from napari_ppii._widgets.preview import PreviewWidget
+
+    v = viewer_with_cxr
+    (img, ikw, _), (rects, bkw, _) = nih_nodule()
+    v.add_image(img, **ikw)
+    v.add_shapes(rects, **{k: val for k, val in bkw.items() if k != "features"})
+    w = PreviewWidget(v)
+    qtbot.addWidget(w)
+    _wait(qtbot, w)
+    w.target_combo.setCurrentText(ikw["name"])
+    w.reference_combo.setCurrentText(bkw["name"])
+    _wait(qtbot, w)
+    ref = w.last_result.realism["reference"]
+    assert ref["n"] == 1 and ref["abs_contrast"]["median"] > 0
+    assert "Reference lesions: contrast" in w.realism_label.text()
+
+
+def test_generated_realism_controls_round_trip(widget, qtbot):
+    from napari_ppii.config import PPIIConfig
+    from napari_ppii._widgets.preview import REALISM_FIELDS
+
+    cfg = PPIIConfig().with_overrides([
+        "synthesis.placement=anywhere", "synthesis.placement_min_inside=0.55", "synthesis.source_in_mask=true",
+        "synthesis.mask_blend=false", "synthesis.patch_distribution=uniform", "synthesis.source_rescale=[0.8, 1.2]",
+        "synthesis.gradient_scale_distribution=uniform", "synthesis.source_smoothing=1.5", "synthesis.clip=none",
+        "synthesis.label_mode=scaled", "synthesis.label_k=50", "synthesis.label_x0=0.02"])
+    widget.set_config(cfg)
+    _wait(qtbot, widget)
+    got = widget.config().synthesis
+    for name in REALISM_FIELDS:
+        assert getattr(got, name) == pytest.approx(getattr(cfg.synthesis, name)), name
+    # the tooltip is the configuration's own description
+    assert widget.realism_controls["source_smoothing"].widget.toolTip().startswith("P-PII: Gaussian sigma")

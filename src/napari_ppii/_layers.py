@@ -97,6 +97,25 @@ def boxes_shapes_data(boxes: Sequence[Box], ndim: int, *, name: str = "boxes", s
     return (rects, kwargs, "shapes")
 
 
+def shapes_to_boxes(shapes_layer, target_layer) -> list[Box]:
+    """The rectangles of a Shapes layer as boxes in ``target_layer``'s data coordinates (through world
+    coordinates, so differing scale/translate line up); a 3D rectangle is a box one slice thick."""
+    out = []
+    nd = target_layer.ndim
+    for verts in shapes_layer.data:
+        v = np.asarray(verts, dtype=float)
+        if v.shape[1] != nd:
+            continue
+        world = np.array([shapes_layer.data_to_world(p) for p in v])
+        pts = np.array([target_layer.world_to_data(p) for p in world])
+        lo, hi = pts.min(0), pts.max(0)
+        lo[-2:] += 0.5
+        hi[-2:] -= 0.5
+        hi = np.maximum(hi, lo)
+        out.append(Box(tuple(lo), tuple(hi), label="reference"))
+    return out
+
+
 def layer_to_scan(layer) -> Scan:
     """The :class:`Scan` behind an image layer (geometry from the layer; modality from our metadata).
 

@@ -37,6 +37,13 @@ from ..errors import InputError
 
 PREFIX = "P-PII"
 SAME = "(same image)"
+NONE = "(none)"
+MASK_LAYER = f"{PREFIX} placement mask"
+
+#: Synthesis fields whose controls are generated from the configuration (anatomy and realism).
+REALISM_FIELDS = ("placement", "placement_min_inside", "source_in_mask", "mask_blend", "patch_distribution",
+                  "source_rescale", "gradient_scale_distribution", "source_smoothing", "clip", "label_mode",
+                  "label_k", "label_x0")
 
 
 @dataclass
@@ -47,6 +54,8 @@ class PreviewRequest:
     config: PPIIConfig
     slice_index: int | None  # volume: preview this slice; None: the whole image / volume
     cache_key: tuple
+    mask: Any = None  # placement mask in the target layer's grid (the Labels layer), or None
+    reference_boxes: Any = None  # real lesion boxes (target data coordinates) to compare realism with
 
 
 @dataclass
@@ -57,6 +66,8 @@ class PreviewResult:
     config: PPIIConfig
     slice_index: int | None
     seconds: float
+    mask: Any = None  # the placement mask of the whole target (computed lungs, or the one given)
+    realism: Any = None  # {"synthetic": summary, "reference": summary or None}
 
 
 _PREP_CACHE: dict[tuple, Any] = {}
@@ -98,8 +109,73 @@ def compute_preview(req: PreviewRequest) -> PreviewResult:
 
         s_img = resize(s_img, t_img.shape)
     synth = make_synthesizer(cfg.synthesis)
-    result = synth.sample(t_img, s_img, rng=np.random.default_rng(cfg.seed))
-    return PreviewResult(req.generation, target, result, cfg, req.slice_index, time.perf_counter() - t0)
+    mask = full_mask = None
+    if cfg.synthesis.placement != "anywhere":
+        full_mask = req.mask
+        if full_mask is None and cfg.synthesis.placement == "lungs":
+            full_mask = _lungs(req.target, req.cache_key)
+        if full_mask is None:
+            raise InputError("placement 'mask' needs a placement mask: paint the 'P-PII placement mask' Labels "
+                             "layer (or choose placement lungs / anywhere)")
+        full_mask = np.asarray(full_mask) > 0
+        mask = full_mask
+        if req.slice_index is not None and full_mask.ndim == 3:
+            mask = full_mask[int(np.clip(req.slice_index, 0, full_mask.shape[0] - 1))]
+        if mask.shape != t_img.shape:
+            raise InputError(f"the placement mask {mask.shape} does not match the target {t_img.shape}")
+    result = synth.sample(t_img, s_img, rng=np.random.default_rng(cfg.seed), mask=mask)
+    realism = None
+    if t_img.ndim == 2:
+        realism = _realism(t_img, result, mask, req)
+    return PreviewResult(req.generation, target, result, cfg, req.slice_index, time.perf_counter() - t0, full_mask, realism)
+
+
+_LUNG_CACHE: dict[tuple, np.ndarray] = {}
+
+
+def _lungs(scan, key: tuple) -> np.ndarray:
+    """The lung mask of the target scan (radiograph or CT in HU), cached per target."""
+    from ..anatomy import lung_mask
+
+    k = key[:2]
+    if k not in _LUNG_CACHE:
+        if len(_LUNG_CACHE) > 8:
+            _LUNG_CACHE.clear()
+        _LUNG_CACHE[k] = lung_mask(scan)
+    return _LUNG_CACHE[k]
+
+
+def _realism(img, result, mask, req) -> dict:
+    """Realism statistics of the sample's anomalies and, with reference boxes, of the real lesions."""
+    from ..realism import box_stats, result_stats, summarise
+
+    out = {"synthetic": summarise(result_stats(result, mask)), "reference": None}
+    boxes = req.reference_boxes
+    if boxes:
+        if req.slice_index is not None:
+            boxes = [b.to_2d() for b in boxes if b.ndim == 3 and b.lo[0] <= req.slice_index <= b.hi[0]] + \
+                    [b for b in boxes if b.ndim == 2]
+        out["reference"] = summarise(box_stats(img, boxes, mask))
+    return out
+
+
+def realism_text(realism: dict | None) -> str:
+    """One line: median contrast, gradient energy ratio, diameter and fraction in the lungs."""
+    if not realism:
+        return ""
+
+    def part(summ):
+        if not summ or not summ.get("n"):
+            return "none"
+        inl = summ.get("in_lungs")
+        lung = "" if inl is None or not np.isfinite(inl) else f", {100 * inl:.0f}% in lungs"
+        return (f"contrast {summ['abs_contrast']['median']:.3f}, gradient x{summ['gradient_ratio']['median']:.2f}, "
+                f"size {summ['diameter_frac']['median']:.3f}{lung} (n={summ['n']})")
+
+    text = f"Synthetic: {part(realism['synthetic'])}"
+    if realism.get("reference") is not None:
+        text += f"\nReference lesions: {part(realism['reference'])}"
+    return text
 
 
 class PreviewWidget(QWidget):
@@ -148,7 +224,7 @@ class PreviewWidget(QWidget):
         form.addRow("Method", self.method_combo)
         form.addRow("Seed", seed_row)
 
-        self.patch_size = self._drange(0.01, 0.5, (0.05, 0.2), 3)
+        self.patch_size = self._drange(0.01, 0.5, d.resolved().patch_size, 3)
         self.n_anomalies = self._irange(1, 50, d.n_anomalies)
         self.n_raters = self._irange(1, 32, d.n_raters)
         self.gradient_scale = self._drange(0.0, 100.0, d.gradient_scale, 1)
@@ -158,8 +234,6 @@ class PreviewWidget(QWidget):
         self.mixed.setChecked(d.mixed_gradients)
         self.pairwise = QCheckBox("pairwise (source from another image)")
         self.pairwise.setChecked(d.pairwise)
-        self.clip = QCheckBox("clip to the target's range")
-        self.clip.setChecked(d.clip)
         form.addRow("Patch size", self.patch_size)
         form.addRow("Anomalies", self.n_anomalies)
         form.addRow("Raters", self.n_raters)
@@ -168,7 +242,6 @@ class PreviewWidget(QWidget):
         form.addRow("Label scale", self.label_scale)
         form.addRow(self.mixed)
         form.addRow(self.pairwise)
-        form.addRow(self.clip)
 
         self.window_combo = QComboBox()
         self.window_combo.addItems(["lung", "mediastinum", "soft_tissue", "bone", "header"])
@@ -177,6 +250,28 @@ class PreviewWidget(QWidget):
         form.addRow("CT window", self.window_combo)
         form.addRow(self.equalise)
         outer.addLayout(form)
+
+        from ._fields import field_control
+
+        self.realism_box = QCollapsible("Anatomy and realism")
+        rw = QWidget()
+        rf = QFormLayout(rw)
+        self.realism_controls = {n: field_control(SynthesisConfig, n) for n in REALISM_FIELDS}
+        for ctl in self.realism_controls.values():
+            rf.addRow(ctl.label, ctl.widget) if ctl.label else rf.addRow(ctl.widget)
+        self.reference_combo = QComboBox()
+        self.reference_combo.setToolTip("a Shapes layer of real lesion boxes: the realism figures compare with them "
+                                        "(reference lesions for tuning come from NIH or LIDC, never from JSRT test rows)")
+        rf.addRow("Reference lesions", self.reference_combo)
+        self.lungs_button = QPushButton("Lung mask -> placement mask layer")
+        self.lungs_button.setToolTip("compute the lung fields of the target into the editable placement-mask Labels layer")
+        rf.addRow(self.lungs_button)
+        self.realism_box.addWidget(rw)
+        outer.addWidget(self.realism_box)
+        self.realism_label = QLabel("")
+        self.realism_label.setWordWrap(True)
+        self.realism_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.realism_label.setMinimumHeight(self.realism_label.fontMetrics().height() * 2 + 4)
 
         self.advanced = QCollapsible("Advanced")
         adv = QWidget()
@@ -216,6 +311,7 @@ class PreviewWidget(QWidget):
         self.status = QLabel("")
         self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         outer.addWidget(self.status)
+        outer.addWidget(self.realism_label)
         outer.addStretch(1)
 
         for w in (self.target_combo, self.source_combo, self.method_combo, self.window_combo):
@@ -226,8 +322,12 @@ class PreviewWidget(QWidget):
             w.valueChanged.connect(self.request_update)
         for w in (self.patch_size, self.n_anomalies, self.n_raters, self.gradient_scale, self.alpha):
             w.valueChanged.connect(self.request_update)
-        for w in (self.mixed, self.pairwise, self.clip, self.equalise, self.fast_sizes):
+        for w in (self.mixed, self.pairwise, self.equalise, self.fast_sizes):
             w.toggled.connect(self.request_update)
+        for ctl in self.realism_controls.values():
+            ctl.connect(self.request_update)
+        self.reference_combo.currentIndexChanged.connect(self.request_update)
+        self.lungs_button.clicked.connect(self.reset_mask_to_lungs)
         self.new_button.clicked.connect(lambda: self.seed_spin.setValue((self.seed_spin.value() + 1) % (2**31 - 1)))
         self.volume_button.clicked.connect(self.run_whole_volume)
         self.export_button.clicked.connect(self._export_clicked)
@@ -280,6 +380,16 @@ class PreviewWidget(QWidget):
             if cur in extra + names:
                 combo.setCurrentText(cur)
             combo.blockSignals(False)
+        from napari.layers import Shapes
+
+        shapes = [NONE] + [ly.name for ly in self.viewer.layers if isinstance(ly, Shapes) and not ly.name.startswith(PREFIX)]
+        cur = self.reference_combo.currentText()
+        self.reference_combo.blockSignals(True)
+        self.reference_combo.clear()
+        self.reference_combo.addItems(shapes)
+        if cur in shapes:
+            self.reference_combo.setCurrentText(cur)
+        self.reference_combo.blockSignals(False)
         after = (self.target_combo.currentText(), self.source_combo.currentText())
         if not self._building and (after != before or self.last_result is None):
             self.request_update()
@@ -296,7 +406,6 @@ class PreviewWidget(QWidget):
             "label_scale": self.label_scale.value(),
             "mixed_gradients": self.mixed.isChecked(),
             "pairwise": self.pairwise.isChecked(),
-            "clip": self.clip.isChecked(),
             "core_fraction": self.core_fraction.value(),
             "rater_radius": self.rater_radius.value(),
             "rater_radius_std": self.rater_radius_std.value(),
@@ -307,6 +416,7 @@ class PreviewWidget(QWidget):
             "max_tries": self.max_tries.value(),
             "fast_sizes": self.fast_sizes.isChecked(),
         }
+        syn.update({n: ctl.get() for n, ctl in self.realism_controls.items()})
         pre = {"window": self.window_combo.currentText(), "equalise": self.equalise.isChecked()}
         return PPIIConfig.from_dict({"synthesis": syn, "preprocess": pre, "seed": self.seed_spin.value()})
 
@@ -324,7 +434,8 @@ class PreviewWidget(QWidget):
             self.label_scale.setValue(s.label_scale)
             self.mixed.setChecked(s.mixed_gradients)
             self.pairwise.setChecked(s.pairwise)
-            self.clip.setChecked(s.clip)
+            for n, ctl in self.realism_controls.items():
+                ctl.set(getattr(s, n))
             self.seed_spin.setValue(cfg.seed)
             if cfg.preprocess.window:
                 self.window_combo.setCurrentText(cfg.preprocess.window)
@@ -390,9 +501,54 @@ class PreviewWidget(QWidget):
         except InputError as exc:
             self._notify(str(exc))
             return None
+        mask = None
+        mlayer = self._layer(MASK_LAYER)
+        if cfg.synthesis.placement != "anywhere" and mlayer is not None and getattr(self, "_mask_for", None) == layer.name:
+            if tuple(mlayer.data.shape) == tuple(layer.data.shape[:target.ndim]):
+                mask = np.asarray(mlayer.data) > 0
+        refs = None
+        ref_layer = self._layer(self.reference_combo.currentText())
+        if ref_layer is not None:
+            from .._layers import shapes_to_boxes
+
+            refs = shapes_to_boxes(ref_layer, layer)
         self._generation += 1
         key = (id(layer.data), layer.name, None if src_layer is None else id(src_layer.data))
-        return PreviewRequest(self._generation, target, source, cfg, None if whole_volume else self._current_slice(layer), key)
+        return PreviewRequest(self._generation, target, source, cfg, None if whole_volume else self._current_slice(layer),
+                              key, mask, refs)
+
+    def reset_mask_to_lungs(self):
+        """Compute the target's lung fields into the placement-mask Labels layer (editable)."""
+        from ..anatomy import lung_mask
+
+        layer = self._layer(self.target_combo.currentText())
+        if layer is None:
+            return
+        try:
+            m = lung_mask(layer_to_scan(layer))
+        except InputError as exc:
+            self._notify(str(exc))
+            return
+        self._show_mask(layer, m)
+        self.request_update()
+
+    def _show_mask(self, target_layer, mask) -> None:
+        """The placement mask as a Labels layer over the target (painting it re-runs the preview)."""
+        data = np.asarray(mask).astype(np.uint8)
+        mlayer = self._layer(MASK_LAYER)
+        self._mask_for = target_layer.name
+        geo = {"scale": tuple(target_layer.scale), "translate": tuple(target_layer.translate)}
+        if mlayer is not None and tuple(mlayer.data.shape) == data.shape:
+            with mlayer.events.data.blocker():
+                mlayer.data[...] = data
+            mlayer.refresh()
+            return
+        if mlayer is not None:
+            self.viewer.layers.remove(mlayer)
+        new = self.viewer.add_labels(data, name=MASK_LAYER, opacity=0.25, **geo)
+        for ev in ("paint", "data"):
+            if hasattr(new.events, ev):
+                getattr(new.events, ev).connect(self.request_update)
 
     def request_update(self, *_):
         """Schedule a recompute with the current settings (coalesced; stale results are dropped)."""
@@ -496,6 +652,12 @@ class PreviewWidget(QWidget):
             if blayer is not None:
                 self.viewer.layers.remove(blayer)
             self.viewer.add_shapes(bdata, **{k: v for k, v in bkw.items() if k != "features"})
+        target_layer = self._layer(self.target_combo.currentText())
+        if res.mask is not None and target_layer is not None and (
+                self._layer(MASK_LAYER) is None or getattr(self, "_mask_for", None) != target_layer.name):
+            if tuple(np.shape(res.mask)) == tuple(target_layer.data.shape[:np.ndim(res.mask)]):
+                self._show_mask(target_layer, res.mask)
+        self.realism_label.setText(realism_text(res.realism))
         self.last_result = res
         self.last_error = None
         n = len(r.boxes)
