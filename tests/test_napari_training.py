@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import smooth_image
+from napari_ppii.config import PPIIConfig
 
 napari = pytest.importorskip("napari")
 
@@ -122,11 +123,20 @@ def test_train_on_layers(make_napari_viewer, qtbot, tmp_path):
     w.out_dir.setText(str(tmp_path / "run"))
     w.show_batch()
     assert v.layers["P-PII batch image"].data.shape == (2, 32, 32)
+    # a placement mask painted for "normal 0" (as the preview's Labels layer is): training uses it
+    painted = np.zeros((40, 40), np.uint8)
+    painted[5:25, 10:30] = 1
+    v.add_labels(painted, name="P-PII placement mask", metadata={"ppii_mask_for": "normal 0"})
     assert w.start()
     with qtbot.waitSignal(w.run_finished, timeout=120000) as blocker:
         pass
     assert blocker.args == [0], w.process.error_text()
     assert np.load(tmp_path / "run" / "layers.npy").shape == (3, 32, 32)
+    masks = np.load(tmp_path / "run" / "masks.npy")
+    assert masks.shape == (3, 32, 32)
+    assert masks[0, 8, 16] == 1 and masks[0, 28, 4] == 0 and 0.2 < masks[0].mean() < 0.35  # 20x20 of 40x40
+    saved = PPIIConfig.load(tmp_path / "run" / "config.yaml")
+    assert saved.synthesis.placement == "mask" and saved.data.mask.endswith("masks.npy")
 
 
 # ------------------------------------------------------------------------------------------------

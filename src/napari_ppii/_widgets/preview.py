@@ -541,11 +541,13 @@ class PreviewWidget(QWidget):
         if mlayer is not None and tuple(mlayer.data.shape) == data.shape:
             with mlayer.events.data.blocker():
                 mlayer.data[...] = data
+            mlayer.metadata["ppii_mask_for"] = target_layer.name
             mlayer.refresh()
             return
         if mlayer is not None:
             self.viewer.layers.remove(mlayer)
-        new = self.viewer.add_labels(data, name=MASK_LAYER, opacity=0.25, **geo)
+        new = self.viewer.add_labels(data, name=MASK_LAYER, opacity=0.25, metadata={"ppii_mask_for": target_layer.name},
+                                     **geo)
         for ev in ("paint", "data"):
             if hasattr(new.events, ev):
                 getattr(new.events, ev).connect(self.request_update)

@@ -343,6 +343,33 @@ class TrainingWidget(QWidget):
         np.save(out / "layers.npy", stack)
         return out / "layers.npy"
 
+    def _checked_layers(self) -> list[str]:
+        return [self.layer_list.item(i).text() for i in range(self.layer_list.count())
+                if self.layer_list.item(i).checkState() == Qt.CheckState.Checked]
+
+    def _mask_stack(self, cfg: PPIIConfig) -> Path:
+        """Placement masks aligned with ``layers.npy``: a layer's painted placement mask (the preview's
+        Labels layer made for it), else its lung fields; resized like the images.  Written to
+        ``masks.npy`` so training from the viewer and from ``ppii train --set data.mask=...`` use one mask."""
+        from napari.layers import Labels
+
+        from .._layers import layer_to_scan
+        from ..anatomy import lung_mask
+        from ..preprocess import resize
+
+        s = cfg.data.image_size
+        stacks = []
+        for name in self._checked_layers():
+            layer = self.viewer.layers[name]
+            painted = [ly for ly in self.viewer.layers if isinstance(ly, Labels)
+                       and ly.metadata.get("ppii_mask_for") == name and tuple(ly.data.shape) == tuple(layer.data.shape)]
+            m = np.asarray(painted[0].data) > 0 if painted else lung_mask(layer_to_scan(layer))
+            m = m if m.ndim == 3 else m[None]
+            stacks.append(np.stack([resize(a.astype(np.float32), (s, s)) >= 0.5 for a in m]))
+        out = Path(cfg.training.out_dir)
+        np.save(out / "masks.npy", np.concatenate(stacks).astype(np.uint8))
+        return out / "masks.npy"
+
     def start(self, resume: bool = False) -> bool:
         from ..training.process import LogFollower, TrainingProcess
 
@@ -352,6 +379,8 @@ class TrainingWidget(QWidget):
             cfg = self.config()
             if self.use_layers.isChecked():
                 cfg = cfg.with_overrides([f"data.train={self._layer_stack(cfg)}"])
+                if cfg.synthesis.placement != "anywhere":  # the preview's placement mask (or the lungs)
+                    cfg = cfg.with_overrides([f"data.mask={self._mask_stack(cfg)}", "synthesis.placement=mask"])
             elif not cfg.data.train:
                 raise InputError("choose training data (a folder or CSV), or check image layers to train on")
             ckpt = Path(cfg.training.out_dir) / "last.pt"
@@ -430,16 +459,19 @@ class TrainingWidget(QWidget):
     # ------------------------------------------------------------------ batch preview
     def show_batch(self):
         """Draw one synthetic batch with the current settings and show it as image layers."""
-        from ..training.data import SyntheticBatches, load_normal_images
+        from ..training.data import SyntheticBatches, load_training_set
 
         try:
             cfg = self.config()
             if self.use_layers.isChecked():
                 cfg = cfg.with_overrides([f"data.train={self._layer_stack(cfg)}"])
-            images = load_normal_images(cfg)
+                if cfg.synthesis.placement != "anywhere":  # the preview's placement mask (or the lungs)
+                    cfg = cfg.with_overrides([f"data.mask={self._mask_stack(cfg)}", "synthesis.placement=mask"])
+            images, masks = load_training_set(cfg)
             import torch
 
-            b = SyntheticBatches(images, cfg, torch.device("cpu")).draw(np.random.default_rng(), min(cfg.training.batch_size, 8))
+            b = SyntheticBatches(images, cfg, torch.device("cpu"), masks=masks).draw(
+                np.random.default_rng(), min(cfg.training.batch_size, 8))
         except InputError as exc:
             self._fail(str(exc))
             return
