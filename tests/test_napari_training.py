@@ -284,6 +284,10 @@ def test_evaluation_widget_table_froc_and_browsing(make_napari_viewer, qtbot, tm
     for i in range(4):
         assert 0 <= float(w.table.item(i, 0).text()) <= 1
         assert w.table.item(i, 1).text().startswith("[")
+    # the floors sit beside the model: random, lung field, darkness, blob (no atlas: tiny run's data)
+    heads = [w.floors_table.horizontalHeaderItem(j).text() for j in range(w.floors_table.columnCount())]
+    assert {"random", "lung_field", "darkness", "blob"} <= set(heads)
+    assert 0.3 <= float(w.floors_table.item(0, heads.index("random")).text().split()[0]) <= 0.7
     assert w.froc_plot.ax.lines  # the FROC curve is drawn
     assert w.index.maximum() == 5
     first = v.layers["eval map"].data.copy()

@@ -26,7 +26,8 @@ from ..errors import InputError
 from ._common import last_run_checkpoint, report_error
 
 ROWS = (("pixel_auroc", "Pixel AUROC"), ("sample_auroc", "Sample AUROC"), ("sample_ap", "Sample AP"),
-        ("froc_at_10fp", "FROC @ 10 FP/image"))
+        ("froc_at_10fp", "FROC @ 10 FP/image"), ("pixel_auroc_lung", "Pixel AUROC in lungs"),
+        ("froc_centre_at_10fp", "FROC @ 10 FP (centre rule)"))
 
 
 class EvaluationWidget(QWidget):
@@ -72,6 +73,12 @@ class EvaluationWidget(QWidget):
         self.table.setHorizontalHeaderLabels(["value", "95% CI"])
         self.table.setVerticalHeaderLabels([r[1] for r in ROWS])
         outer.addWidget(self.table)
+        # the non-learned floors scored in the same run (same metric code and CIs): the model is only
+        # useful where it beats them
+        outer.addWidget(QLabel("Non-learned floors (same metrics, same run):"))
+        self.floors_table = QTableWidget(len(ROWS), 0)
+        self.floors_table.setVerticalHeaderLabels([r[1] for r in ROWS])
+        outer.addWidget(self.floors_table)
         from .training import CurvePlot
 
         self.froc_plot = CurvePlot()
@@ -122,7 +129,14 @@ class EvaluationWidget(QWidget):
         opts = EvalOptions(n_boot=self.n_boot.value())
 
         def job():  # the progress signal crosses threads as a queued connection
-            return evaluate(pred, items, opts, progress=self.progress_changed.emit, keep_maps=len(items))
+            atlas = None
+            train_data = pred.cfg.data.train
+            if train_data and Path(train_data).exists():
+                from ..evaluation.floors import training_atlas
+                from ..training.data import load_normal_images
+
+                atlas = training_atlas(load_normal_images(pred.cfg))
+            return evaluate(pred, items, opts, progress=self.progress_changed.emit, keep_maps=len(items), atlas=atlas)
 
         self.progress.setRange(0, 0)
         self.last_error = None
@@ -148,6 +162,16 @@ class EvaluationWidget(QWidget):
             v, ci = m.get(key), m.get(f"{key}_ci")
             self.table.setItem(i, 0, QTableWidgetItem("n/a" if v is None or not np.isfinite(v) else f"{v:.3f}"))
             self.table.setItem(i, 1, QTableWidgetItem("" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"))
+        floors = m.get("floors", {})
+        self.floors_table.setColumnCount(len(floors))
+        self.floors_table.setHorizontalHeaderLabels(list(floors))
+        for j, f in enumerate(floors.values()):
+            for i, (key, _) in enumerate(ROWS):
+                v, ci = f.get(key), f.get(f"{key}_ci")
+                text = "n/a" if v is None or not np.isfinite(v) else f"{v:.3f}"
+                if ci and np.all(np.isfinite(ci)):
+                    text += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
+                self.floors_table.setItem(i, j, QTableWidgetItem(text))
         curve = m.get("per_slice", m)["froc_curve"]
         p = self.froc_plot
         p.ax.clear()
