@@ -188,6 +188,10 @@ def cmd_evaluate(args) -> int:
     m = ev.metrics
     print(f"pixel AUROC {m['pixel_auroc']:.3f}  sample AUROC {m['sample_auroc']:.3f}  sample AP {m['sample_ap']:.3f}  "
           f"FROC@10FP {m['froc_at_10fp']:.3f}  ({report})")
+    mm = m.get("per_slice", m)
+    if "top1_hits" in mm:
+        k, n = mm["top1_hits"]
+        print(f"strongest detection on a lesion: {k} of {n} images with lesions")
     for name, f in m.get("floors", {}).items():
         print(f"  floor {name:10s} pixel AUROC {f['pixel_auroc']:.3f}  FROC@10FP {f['froc_at_10fp']:.3f}")
     return 0

@@ -177,6 +177,10 @@ def score_maps(maps: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]], opts:
                                 for r in FROC_RATES}
         out[f"froc{tag}_at_10fp"] = out[f"froc{tag}"]["10.0"]
         out[f"froc{tag}_at_10fp_ci"] = out[f"froc{tag}_ci"]["10.0"]
+    # the strongest detection of each image with a lesion: does it land on one? (what a reader looks at first)
+    top1 = [bool(len(h.lesion) and h.lesion[0] >= 0) for h in hits if h.n_lesions > 0]
+    out["top1_hit"] = float(np.mean(top1)) if top1 else float("nan")
+    out["top1_hits"] = [int(sum(top1)), len(top1)]
     if full:
         out["sample_scores"] = scores.tolist()
         out["sample_labels"] = labels.astype(int).tolist()
