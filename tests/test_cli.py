@@ -61,7 +61,8 @@ def test_synthesize_volume_writes_nifti_with_geometry(tmp_path):
     vol = (smooth_image((20, 48, 40), seed=2) * 1400 - 1200).astype(np.float32)
     scan = Scan(vol, (2.5, 0.8, 0.8), (-100.0, 5.0, 6.0), np.eye(3), "CT")
     src = write_array(vol, tmp_path / "ct", like=scan, fmt="nifti")
-    rc = main(["synthesize", str(src), "--seed", "1", "--set", "synthesis.n_anomalies=[2,3]", "--out", str(tmp_path / "o")])
+    rc = main(["synthesize", str(src), "--seed", "1", "--set", "synthesis.n_anomalies=[2,3]", "--set",
+               "synthesis.placement=anywhere", "--out", str(tmp_path / "o")])
     assert rc == 0
     img = read_scan(tmp_path / "o" / "image.nii.gz")
     assert img.shape == (20, 48, 40)

@@ -293,7 +293,7 @@ def test_augmentations(pool):
 
 
 def test_validation_set_is_fixed(pool):
-    cfg = PPIIConfig().with_overrides(["data.val_samples=5"])
+    cfg = PPIIConfig().with_overrides(["data.val_samples=5", "synthesis.placement=anywhere"])
     a, b = validation_set(pool, cfg), validation_set(pool, cfg)
     assert a.image.shape == (5, 1, 32, 32) and torch.equal(a.image, b.image) and float(a.label.max()) > 0
 

@@ -50,6 +50,32 @@ def cmd_info(args) -> int:
 # --------------------------------------------------------------------------------------------------
 # ppii synthesize
 # --------------------------------------------------------------------------------------------------
+def _placement_mask(args, cfg: PPIIConfig, raw, shape) -> np.ndarray | None:
+    """The target's placement mask: lungs computed on the raw scan (HU for CT), or ``--mask FILE``;
+    resized to the pre-processed shape."""
+    place = cfg.synthesis.placement
+    if place == "anywhere":
+        return None
+    if getattr(args, "mask", None):
+        from .io import read_scan
+
+        m = read_scan(args.mask).array
+        if m.shape != raw.shape:
+            raise InputError(f"mask of shape {m.shape} does not match the input {raw.shape}", args.mask)
+        m = m > 0
+    elif place == "lungs":
+        from .anatomy import lung_mask
+
+        m = lung_mask(raw)
+    else:
+        raise InputError("synthesis.placement=mask needs --mask FILE (a mask image or volume of the input's shape)")
+    if m.shape != tuple(shape):
+        from .preprocess import resize
+
+        m = resize(m.astype(np.float32), shape) >= 0.5
+    return m
+
+
 def cmd_synthesize(args) -> int:
     from .io import read_scan
     from .preprocess import prepare
@@ -82,7 +108,12 @@ def cmd_synthesize(args) -> int:
     if not args.input:
         raise InputError("no INPUT given (a scan file or DICOM folder, or --replay with a params.json)")
 
-    scan = prepare(read_scan(args.input, args.series), cfg.preprocess)
+    raw = read_scan(args.input, args.series)
+    scan = prepare(raw, cfg.preprocess)
+    from .synthesis.base import validate_images
+
+    validate_images(scan.array[None], cfg.synthesis)  # size and values first: clearer than a mask error
+    mask = _placement_mask(args, cfg, raw, scan.shape)
     source = None
     if args.source:
         src_scan = read_scan(args.source)
@@ -96,7 +127,7 @@ def cmd_synthesize(args) -> int:
         source = src_scan.array
 
     synth = make_synthesizer(cfg.synthesis)
-    result = synth.sample(scan.array, source, rng=np.random.default_rng(cfg.seed), plan=plan)
+    result = synth.sample(scan.array, source, rng=np.random.default_rng(cfg.seed), plan=plan, mask=mask)
 
     from .synthesis.export import export_sample
 
@@ -241,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--series", help="SeriesInstanceUID (folders with several series; default the largest)")
     p.add_argument("--format", choices=["tiff", "png", "nifti"], help="output format (default: tiff for 2D, nifti for 3D)")
     p.add_argument("--replay", type=Path, help="params.json of an earlier run: re-render exactly that sample")
+    p.add_argument("--mask", help="placement mask (image / volume of the input's shape) for synthesis.placement=mask")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     _add_config_args(p)
     p.set_defaults(func=cmd_synthesize)

@@ -141,8 +141,11 @@ def load_training_set(cfg: PPIIConfig) -> tuple[np.ndarray, np.ndarray | None]:
         src = Path(cfg.data.train)
         vol = src.is_dir() and not any(_suffix(p) in RASTER_SUFFIXES + ITK_SUFFIXES for p in src.rglob("*") if p.is_file())
         if vol or (src.is_file() and src.suffix.lower() not in (".npy", ".csv") and _suffix(src) not in RASTER_SUFFIXES):
-            scan = read_scan(src)
-            if scan.ndim == 3:
+            try:
+                scan = read_scan(src)
+            except InputError:
+                scan = None  # _load_images below reports what the folder / file holds
+            if scan is not None and scan.ndim == 3:
                 images, keep = _load_images(cfg, with_keep=True)
                 if place == "mask":
                     return images, _given_masks(cfg, len(images), scan, keep)
