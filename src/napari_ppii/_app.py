@@ -97,6 +97,10 @@ def _run_viewer(inputs, sample, screenshot, seed, timeout) -> int:
     return 0 if ok else 1
 
 
+#: The small pretrained demo model (configs/demo_nih_unet.yaml; trained on NIH normals only).
+PRETRAINED = "nih_unet_demo.pt"
+
+
 def run_demo(out_dir: str = "out/demo", steps: int = 150, size: int = 128, timeout: float = 900.0) -> int:
     """The whole loop on the bundled sample: open, preview synthesis, train briefly (subprocess),
     predict, overlay with the ground-truth box.  Headless: the same, saving a screenshot per stage."""
@@ -180,6 +184,24 @@ def _run_demo(out: Path, steps: int, size: int, timeout: float, headless: bool) 
     box_layer = viewer.layers["NIH 00013751_003 boxes"]
     viewer.layers.move(viewer.layers.index(box_layer), len(viewer.layers) - 1)
     shot("3_prediction.png")
+    # 4. the small pretrained model (trained on NIH normals only) on a radiograph it never saw
+    pretrained = Path(_sample_data.RESOURCES.joinpath("models", PRETRAINED))
+    if pretrained.exists():
+        for data, kw, kind in _sample_data._nih("00020774_000"):
+            getattr(viewer, f"add_{kind}")(data, **kw)
+        for ly in viewer.layers:
+            ly.visible = "00020774" in ly.name
+        predictor.checkpoint.setText(str(pretrained))
+        predictor.image_combo.setCurrentText("NIH 00020774_000")
+        predictor.truth_combo.setCurrentText("NIH 00020774_000 boxes")
+        predictor.predict()
+        _wait_for(app, lambda: not predictor.busy, 120)
+        amap = viewer.layers["anomaly map"].data
+        predictor.threshold.setValue(float(min(0.99, np.percentile(amap, 99.5))))
+        box_layer = viewer.layers["NIH 00020774_000 boxes"]
+        viewer.layers.move(viewer.layers.index(box_layer), len(viewer.layers) - 1)
+        shot("4_pretrained.png")
+        print(f"demo: pretrained model ({pretrained.name}) on NIH 00020774_000: {predictor.counts.text()}")
     print(f"demo: trained {steps} steps ({trainer.eta.text()}); {predictor.counts.text()}; screenshots: "
           + ", ".join(shots))
     if not headless:

@@ -56,3 +56,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InputError("not a napari-ppii checkpoint (missing format marker)", path)
     return state
+
+
+def export_weights(src: str | Path, dst: str | Path, half: bool = False) -> Path:
+    """A slim, inference-only copy of a checkpoint: weights, configuration, step and selection score
+    (no optimiser, scheduler or RNG state); ``half`` stores floating weights as float16."""
+    ck = load_checkpoint(src)
+    model = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ck["model"].items()}
+    keep = {k: ck[k] for k in ("config", "step", "backbone", "val_dice", "select_score") if k in ck}
+    return save_checkpoint({"model": model, **keep, "exported_from": str(src)}, dst)
+
+
+if __name__ == "__main__":  # python -m napari_ppii.training.checkpoint SRC DST
+    import sys
+
+    print(export_weights(sys.argv[1], sys.argv[2]))
