@@ -15,7 +15,8 @@ steps on an A100).  Two checkpoint rules per model: ``best.pt`` as the configura
 ``training.select`` chose it (the JSRT configurations: best pixel AUROC on the NIH boxes -- real lesions
 from another dataset; JSRT never chooses, and the NIH figures of that row are then not an independent
 check) and the paper's rule (best Dice on the synthetic validation set), taken among the kept
-``step_*.pt`` checkpoints.  The trajectory of every kept checkpoint (synthetic
+``step_*.pt`` checkpoints; and a third row: the ``best.pt`` map times the soft lung-field prior (a
+stated post-processing, never chosen on JSRT).  The trajectory of every kept checkpoint (synthetic
 validation Dice, NIH and JSRT pixel AUROC, JSRT FROC@10FP, without CIs) is printed too.
 Reads ``../shared/data``; says so and exits cleanly when it is absent.
 Usage: ``python benchmarks/jsrt_table1.py [--train] [--n-boot 1000] [--out out/table1]``.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 import sys
 from pathlib import Path
 
@@ -120,16 +122,18 @@ def main(argv=None) -> dict:
                 chosen["val Dice (paper)"] = Path(pick["checkpoint"])
         results[model] = {}
         first_rule = next(iter(chosen))
+        chosen[f"{first_rule}, x lung field"] = chosen[first_rule]  # the same checkpoint, map x lung prior
         for rule, path in chosen.items():
             pred = Predictor(path)
             entry = {"checkpoint": str(path), "step": pred.step, "image_size": pred.cfg.data.image_size,
                      "steps": pred.cfg.training.steps}
             for name, items in datasets.items():
                 with_floors = name not in floors
-                ev = evaluate(pred, items, opts, floors=with_floors, atlas=atlas if name != "LIDC-IDRI-0001" else None)
+                ropts = replace(opts, restrict="lungs") if rule.endswith("x lung field") else opts
+                ev = evaluate(pred, items, ropts, floors=with_floors, atlas=atlas if name != "LIDC-IDRI-0001" else None)
                 if with_floors:
                     floors[name] = ev.metrics.get("floors", {})
-                tag = "" if rule == first_rule else "_val_dice"
+                tag = "" if rule == first_rule else ("_lungs" if rule.endswith("x lung field") else "_val_dice")
                 write_report(ev, args.out / f"{run}{tag}" / name.split()[0].lower(),
                              title=f"{model} ({rule}) on {name}", extra={"checkpoint": str(path), "step": pred.step})
                 keep = ("pixel_auroc", "pixel_auroc_ci", "pixel_auroc_lung", "pixel_auroc_lung_ci", "froc_at_10fp",

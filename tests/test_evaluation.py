@@ -183,3 +183,17 @@ def test_lung_region_auroc_and_floors_on_a_hand_made_case():
     assert f["blob"]["pixel_auroc_lung"] > f["lung_field"]["pixel_auroc_lung"]
     for v in f.values():
         assert len(v["pixel_auroc_ci"]) == 2 and "froc_at_10fp_ci" in v
+
+
+def test_restrict_to_lungs_multiplies_by_the_prior():
+    from napari_ppii.anatomy import lung_prior
+    from napari_ppii.evaluation.evaluate import restrict_to_lungs
+
+    lungs = np.zeros((40, 40), bool)
+    lungs[10:30, 5:18] = True
+    amap = np.full((40, 40), 0.5, np.float32)
+    r = restrict_to_lungs(amap, [lungs])
+    np.testing.assert_allclose(r, 0.5 * lung_prior(lungs), rtol=1e-6)
+    assert r[20, 11] > r[20, 35]
+    vol = np.stack([amap, amap])
+    assert restrict_to_lungs(vol, [lungs, lungs]).shape == (2, 40, 40)

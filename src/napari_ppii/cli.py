@@ -197,7 +197,7 @@ def cmd_evaluate(args) -> int:
     else:
         items = load_volume_test_set(data, args.boxes)
     opts = EvalOptions(score=args.score, topk_percent=args.topk, region=args.region, n_boot=args.n_boot,
-                       samples=args.samples, min_distance=args.min_distance)
+                       samples=args.samples, min_distance=args.min_distance, restrict=args.restrict)
     bar = None
     if not args.quiet:
         from tqdm import tqdm
@@ -314,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-floors", action="store_true", help="skip the non-learned floors (random, lung field, "
                    "darkness, training atlas, blob filter) scored beside the model")
     p.add_argument("--train-data", help="normal images for the atlas floor (default: the checkpoint's data.train)")
+    p.add_argument("--restrict", choices=["lungs"], help="multiply the map by the soft lung-field prior before scoring")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
