@@ -194,6 +194,7 @@ class PreviewWidget(QWidget):
         self.last_error: str | None = None
         self._deferred: dict[str, Any] = {}  # data for hidden preview layers, applied when shown
         self._buffers: dict[str, np.ndarray] = {}  # float32 arrays the preview layers display (updated in place)
+        self._mask_for: str | None = None  # the target layer the placement-mask Labels layer belongs to
         self._building = True
         self._build()
         self._building = False
@@ -503,7 +504,7 @@ class PreviewWidget(QWidget):
             return None
         mask = None
         mlayer = self._layer(MASK_LAYER)
-        if cfg.synthesis.placement != "anywhere" and mlayer is not None and getattr(self, "_mask_for", None) == layer.name:
+        if cfg.synthesis.placement != "anywhere" and mlayer is not None and self._mask_for == layer.name:
             if tuple(mlayer.data.shape) == tuple(layer.data.shape[:target.ndim]):
                 mask = np.asarray(mlayer.data) > 0
         refs = None
@@ -656,7 +657,7 @@ class PreviewWidget(QWidget):
             self.viewer.add_shapes(bdata, **{k: v for k, v in bkw.items() if k != "features"})
         target_layer = self._layer(self.target_combo.currentText())
         if res.mask is not None and target_layer is not None and (
-                self._layer(MASK_LAYER) is None or getattr(self, "_mask_for", None) != target_layer.name):
+                self._layer(MASK_LAYER) is None or self._mask_for != target_layer.name):
             if tuple(np.shape(res.mask)) == tuple(target_layer.data.shape[:np.ndim(res.mask)]):
                 self._show_mask(target_layer, res.mask)
         self.realism_label.setText(realism_text(res.realism))

@@ -486,10 +486,12 @@ class Synthesizer:
     def plan(self, images, rng: np.random.Generator, n_out: int | None = None, masks=None) -> list[AnomalySpec]:
         spatial = validate_images(images, self.config)
         n_out = images.shape[0] if n_out is None else n_out
-        pm = self.placement_masks(images, masks) if masks is None or masks.dtype != bool else masks
+        return self._plan_images(spatial, images.shape[0], n_out, rng, self.placement_masks(images, masks))
+
+    def _plan_images(self, spatial, n_images: int, n_out: int, rng: np.random.Generator, pm) -> list[AnomalySpec]:
         plan: list[AnomalySpec] = []
         for i in range(n_out):
-            plan.extend(self.plan_image(i, spatial, images.shape[0], rng, pm))
+            plan.extend(self.plan_image(i, spatial, n_images, rng, pm))
         return plan
 
     def _source_index(self, index: int, n_images: int, rng: np.random.Generator) -> int:
@@ -518,10 +520,10 @@ class Synthesizer:
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         work = _as_work_array(images)
         n_out = work.shape[0] if n_out is None else n_out
-        validate_images(work, self.config)
+        spatial = validate_images(work, self.config)
         pm = self.placement_masks(work, masks)
         if plan is None:
-            plan = self.plan(work, rng, n_out, pm)
+            plan = self._plan_images(spatial, work.shape[0], n_out, rng, pm)
         rm = None
         if pm is not None:
             if _is_torch(work):

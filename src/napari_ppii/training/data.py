@@ -81,7 +81,7 @@ def _npy_images(path: Path, size: int) -> np.ndarray:
 
 def load_normal_images(cfg: PPIIConfig) -> np.ndarray:
     """All normal training images as ``(N, S, S)`` float32."""
-    return load_training_set(cfg)[0]
+    return _load_images(cfg)[0]
 
 
 def _resize_masks(m: np.ndarray, size: int) -> np.ndarray:
@@ -136,36 +136,29 @@ def training_masks(cfg: PPIIConfig, images: np.ndarray, masks: np.ndarray | None
 def load_training_set(cfg: PPIIConfig) -> tuple[np.ndarray, np.ndarray | None]:
     """All normal training images as ``(N, S, S)`` float32, and their placement masks (``(N, S, S)``
     bool, or None for ``placement=anywhere``).  CT lung masks come from the HU volume."""
+    images, scan, keep = _load_images(cfg)
     place = cfg.synthesis.placement
-    if cfg.data.train and Path(cfg.data.train).exists() and place != "anywhere":
-        src = Path(cfg.data.train)
-        vol = src.is_dir() and not any(_suffix(p) in RASTER_SUFFIXES + ITK_SUFFIXES for p in src.rglob("*") if p.is_file())
-        if vol or (src.is_file() and src.suffix.lower() not in (".npy", ".csv") and _suffix(src) not in RASTER_SUFFIXES):
-            try:
-                scan = read_scan(src)
-            except InputError:
-                scan = None  # _load_images below reports what the folder / file holds
-            if scan is not None and scan.ndim == 3:
-                images, keep = _load_images(cfg, with_keep=True)
-                if place == "mask":
-                    return images, _given_masks(cfg, len(images), scan, keep)
-                from ..anatomy import lung_mask_ct
+    if place == "anywhere" or scan is None or scan.ndim != 3:
+        return images, training_masks(cfg, images)
+    if place == "mask":
+        return images, _given_masks(cfg, len(images), scan, keep)
+    from ..anatomy import lung_mask_ct
 
-                return images, _resize_masks(lung_mask_ct(scan.array)[keep], cfg.data.image_size)
-    images = _load_images(cfg)
-    return images, training_masks(cfg, images)
+    return images, _resize_masks(lung_mask_ct(scan.array)[keep], cfg.data.image_size)
 
 
-def _load_images(cfg: PPIIConfig, with_keep: bool = False):
+def _load_images(cfg: PPIIConfig) -> tuple[np.ndarray, Scan | None, list[int] | None]:
+    """``(images, scan, kept slice indices)``: the scan and its kept slices when ``data.train`` is one
+    scan (a CT series or volume file), else None for both."""
     if not cfg.data.train:
         raise InputError("no training data: set data.train to a folder, an annotations CSV or a CT series")
     src = Path(cfg.data.train)
     if not src.exists():
         raise InputError("training data not found", src)
     if src.is_file() and src.suffix.lower() == ".npy":
-        return _npy_images(src, cfg.data.image_size)
+        return _npy_images(src, cfg.data.image_size), None, None
     if src.is_file() and src.suffix.lower() == ".csv":
-        return np.concatenate([model_input(read_scan(p), cfg) for p in _csv_images(src)])
+        return np.concatenate([model_input(read_scan(p), cfg) for p in _csv_images(src)]), None, None
     is_series = src.is_dir() and not any(_suffix(p) in RASTER_SUFFIXES + ITK_SUFFIXES for p in src.rglob("*") if p.is_file())
     if src.is_file() or is_series:
         try:
@@ -176,6 +169,7 @@ def _load_images(cfg: PPIIConfig, with_keep: bool = False):
                                  f"DICOM series ({exc.reason})", src) from None
             raise
         arr = model_input(scan, cfg)
+        keep = list(range(len(arr)))
         if scan.ndim == 3:
             lesions = []
             if cfg.data.boxes:
@@ -185,13 +179,11 @@ def _load_images(cfg: PPIIConfig, with_keep: bool = False):
             if not keep:
                 raise InputError("no slice is farther than lesion_margin from a lesion", src)
             arr = arr[keep]
-            if with_keep:
-                return arr, keep
-        return (arr, list(range(len(arr)))) if with_keep else arr
+        return arr, scan, keep
     files = sorted(p for p in src.rglob("*") if p.is_file() and _suffix(p) in RASTER_SUFFIXES + ITK_SUFFIXES + DICOM_SUFFIXES)
     if not files:
         raise InputError("folder holds no image files", src)
-    return np.concatenate([model_input(read_scan(p), cfg) for p in files])
+    return np.concatenate([model_input(read_scan(p), cfg) for p in files]), None, None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -299,9 +291,3 @@ def split_indices(n: int, cfg: PPIIConfig) -> tuple[np.ndarray, np.ndarray]:
         return np.arange(n), np.arange(n)
     perm = np.random.default_rng([cfg.seed, 0x5EED]).permutation(n)
     return perm[n_val:], perm[:n_val]
-
-
-def split_train_val(images: np.ndarray, cfg: PPIIConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Hold out ``val_fraction`` of the normal images (:func:`split_indices`)."""
-    tr, va = split_indices(len(images), cfg)
-    return images[tr], images[va]

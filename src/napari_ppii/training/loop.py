@@ -183,8 +183,6 @@ def train(cfg: PPIIConfig, resume: str | Path | None = None, *, progress: bool =
         pool, pool_masks = load_training_set(cfg)
     else:
         pool = np.asarray(images, dtype=np.float32)
-        if pool.ndim != 3 or len(pool) == 0:
-            raise InputError(f"training images must be a non-empty (N, H, W) stack, got shape {pool.shape}")
         pool_masks = training_masks(cfg, pool, masks)
     if pool.ndim != 3 or len(pool) == 0:
         raise InputError(f"training images must be a non-empty (N, H, W) stack, got shape {pool.shape}")

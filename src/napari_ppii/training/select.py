@@ -37,7 +37,7 @@ class Selector:
         elif self.kind == "heldout":
             from .data import validation_set
 
-            scfg = cfg.synthesis.model_copy(update={}).model_dump()
+            scfg = cfg.synthesis.model_dump()
             scfg.update(cfg.training.heldout or {})
             try:
                 held = type(cfg.synthesis).model_validate(scfg)
