@@ -47,7 +47,7 @@ def test_synthesize_sample_writes_outputs_and_replays_exactly(tmp_path):
     np.testing.assert_array_equal(_arrays(tmp_path / "c")["image"], a["image"])
 
 
-@pytest.mark.parametrize("method", ["pii", "fpi"])
+@pytest.mark.parametrize("method", ["pii", "fpi", "nsa"])
 def test_synthesize_baselines_png(tmp_path, method):
     rc = main(["synthesize", str(SAMPLE / "00000005_003.png"), "--method", method, "--size", "128",
                "--format", "png", "--out", str(tmp_path)])

@@ -199,7 +199,7 @@ def test_preview_source_layer_and_methods(widget, viewer_with_cxr, qtbot):
     widget.source_combo.setCurrentText(viewer_with_cxr.layers[1].name)
     _wait(qtbot, widget)
     assert widget.last_result is not None
-    for m in ("pii", "fpi"):
+    for m in ("pii", "fpi", "nsa"):
         widget.method_combo.setCurrentText(m)
         _wait(qtbot, widget)
         assert widget.last_result.config.synthesis.method == m

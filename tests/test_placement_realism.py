@@ -13,7 +13,7 @@ from napari_ppii.synthesis import make_synthesizer
 from napari_ppii.synthesis.base import sample_gradient_scale, smooth, soft_clip
 from napari_ppii.synthesis.ppii import change_label
 
-METHODS = ["ppii", "pii", "fpi"]
+METHODS = ["ppii", "pii", "fpi", "nsa"]
 
 
 def _disc_mask(shape, c, r):

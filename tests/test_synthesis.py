@@ -10,7 +10,7 @@ from napari_ppii.errors import InputError
 from napari_ppii.synthesis import FPI, PII, PPII, make_synthesizer
 from napari_ppii.synthesis.base import boxes_overlap
 
-METHODS = ["ppii", "pii", "fpi"]
+METHODS = ["ppii", "pii", "fpi", "nsa"]
 
 
 def paper(method: str = "ppii", **kw) -> SynthesisConfig:

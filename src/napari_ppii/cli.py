@@ -10,12 +10,13 @@ import json
 import os
 import sys
 from pathlib import Path
+import typing
 from typing import Sequence
 
 import numpy as np
 
 from . import __version__
-from .config import PPIIConfig
+from .config import Method, PPIIConfig
 from .errors import InputError
 
 
@@ -265,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synthesize", aliases=["synthesise"], help="write one synthetic-anomaly sample of a scan")
     p.add_argument("input", nargs="?", help="radiograph file, DICOM/NIfTI/MHD/NRRD volume, or DICOM series folder")
     p.add_argument("--source", help="second scan to take source patches from (pairwise); default: the input itself")
-    p.add_argument("--method", choices=["ppii", "pii", "fpi"])
+    p.add_argument("--method", choices=list(typing.get_args(Method)))
     p.add_argument("--seed", type=int)
     p.add_argument("--size", type=int, help="resize images / slices to SIZE x SIZE before synthesis")
     p.add_argument("--window", choices=["lung", "mediastinum", "bone", "soft_tissue", "header"], help="CT window preset")

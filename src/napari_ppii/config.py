@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import InputError
 
-Method = Literal["ppii", "pii", "fpi"]
+Method = Literal["ppii", "pii", "fpi", "nsa"]
 Placement = Literal["anywhere", "lungs", "mask"]
 
 #: Per-method defaults for fields that default to ``None`` in :class:`SynthesisConfig`.
@@ -29,6 +29,8 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     # lung field, so inside the lungs the side is 0.04-0.2 (paper: configs/paper_pii.yaml)
     "pii": {"patch_size": (0.04, 0.2), "square": True},
     "fpi": {"patch_size": (0.04, 0.2), "square": True},
+    # NSA: sides per axis; in the lungs the same nodule-sized range as P-PII (NSA's own: configs/paper_nsa.yaml)
+    "nsa": {"patch_size": (0.04, 0.16), "square": False},
 }
 
 #: The paper's / public sketch's synthesis settings (before the realism calibration of issue 10), per
@@ -42,6 +44,13 @@ PAPER_SYNTHESIS: dict[str, dict[str, Any]] = {
             "source_rescale": (1.0, 1.0), "clip": "hard"},
     "fpi": {"method": "fpi", "patch_size": (0.1, 0.4), "placement": "anywhere", "patch_distribution": "uniform",
             "source_rescale": (1.0, 1.0), "clip": "hard"},
+    # NSA's public code defaults (gamma_params (2, 0.05, 0.03) on the half-width, width bounds 0.05-0.2,
+    # resize 0.7-1.3, up to 3 patches, normal clone, logistic-intensity label (1/6, 20) on 0-255, tol 1):
+    # sides and intensities here are fractions of the extent and of [0, 1]
+    "nsa": {"method": "nsa", "patch_size": (0.1, 0.4), "square": False, "patch_distribution": "gamma",
+            "patch_gamma": (0.06, 0.1), "source_rescale": (0.7, 1.3), "nsa_patches": 3, "mixed_gradients": False,
+            "placement": "anywhere", "source_in_mask": True, "clip": "hard", "label_k": 255 / 6, "label_x0": 20 / 255,
+            "label_tolerance": 1 / 255, "label_median_radius": 5},
 }
 
 
@@ -67,7 +76,8 @@ class SynthesisConfig(_Model):
     method only are ignored by the others.  Sizes are fractions of the image extent along each axis.
     """
 
-    method: Method = Field("ppii", description="ppii (paper), pii (Tan et al. 2021) or fpi (Tan et al. 2020)")
+    method: Method = Field("ppii", description="ppii (paper), pii (Tan et al. 2021), fpi (Tan et al. 2020) or nsa "
+                           "(Schlueter et al. 2022)")
     patch_size: tuple[float, float] | None = Field(
         None, description="patch side as a fraction of the image extent per axis, in (0, 0.5]; "
         "None = method default (P-PII: 0.05-0.2; PII/FPI: 0.1-0.4, square)")
@@ -84,12 +94,14 @@ class SynthesisConfig(_Model):
                                 "shortest side (public sketch: 0.25)")
     rater_radius_std: float = Field(1.0, ge=0, le=20, description="P-PII: std of the rater radius in pixels")
     rater_centre_std: float = Field(1 / 12, ge=0, le=0.5, description="P-PII: std of the rater centre, fraction of the patch side")
-    mixed_gradients: bool = Field(True, description="P-PII: keep the larger of scaled source and target gradient")
+    mixed_gradients: bool = Field(True, description="P-PII / NSA: keep the larger of (scaled) source and target "
+                                  "gradient (NSA: mixed clone; NSA's default is the normal clone, False)")
     alpha: tuple[float, float] = Field((0.05, 0.95), description="PII/FPI: interpolation factor range, in [0, 1]")
     pairwise: bool = Field(True, description="take the source patch from another image of the batch (else the same image)")
     label_scale: float = Field(10.0, gt=0, le=100, description="P-PII, label_mode scaled: label = clip(label_scale * "
                                "|target - mean|, 0, 1) (public sketch: 10; with 1 the faint rim of an anomaly is labelled ~0)")
-    label_tolerance: float = Field(1e-3, ge=0, le=1, description="PII/FPI: a pixel is labelled where it changed by more than this")
+    label_tolerance: float = Field(1e-3, ge=0, le=1, description="PII/FPI/NSA: a pixel is labelled where it changed by "
+                                   "more than this (NSA: 1 grey level, 1/255)")
     clip: Literal["hard", "soft", "none"] = Field(
         "soft", description="blended images beyond the target's intensity range: clipped (hard; the paper), "
         "compressed smoothly into it (soft: no flat white/black plateaus) or left as they are (none)")
@@ -110,8 +122,16 @@ class SynthesisConfig(_Model):
                              "mask, so no anomaly spills outside it; the input image itself is never masked")
     # -- realism controls -------------------------------------------------------------------------
     patch_distribution: Literal["uniform", "gamma"] = Field(
-        "gamma", description="patch side fraction drawn uniform in patch_size, or NSA-style: low + "
-        "Gamma(shape 2, scale (high - low) / 6), clipped to high (mostly small patches, a long tail)")
+        "gamma", description="patch side fraction drawn uniform in patch_size, or NSA-style: offset + "
+        "Gamma(shape 2, scale), clipped to patch_size (mostly small patches, a long tail); offset and scale "
+        "from patch_gamma")
+    patch_gamma: tuple[float, float] | None = Field(
+        None, description="gamma patch sides: (offset, scale) of offset + Gamma(2, scale) as fractions of the extent; "
+        "None = (low, (high - low) / 6) of patch_size (NSA: half-width 0.03 + Gamma(2, 0.05), i.e. (0.06, 0.1))")
+    nsa_patches: int = Field(3, ge=1, le=50, description="NSA: at most this many patches per image, the first always, "
+                             "each further one with probability 1/2 (NSA: 3 or 4 by object class)")
+    label_median_radius: int = Field(5, ge=0, le=15, description="NSA label: radius (pixels) of the disc (ball) median "
+                                     "filter of the change before the logistic (NSA: 5)")
     source_rescale: tuple[float, float] = Field(
         (0.7, 1.3), description="the source patch is taken at side / r, r ~ U[low, high], and resized to the "
         "target side (NSA: 0.7-1.3; 1-1 = no rescaling)")
@@ -124,9 +144,10 @@ class SynthesisConfig(_Model):
     label_mode: Literal["scaled", "logistic"] = Field(
         "logistic", description="P-PII: label = clip(label_scale * |change|, 0, 1) (the public sketch), or NSA's "
         "logistic of the change, 0 at no change: (s(k (|d| - x0)) - s(-k x0)) / (1 - s(-k x0))")
-    label_k: float = Field(100.0, gt=0, le=10000, description="logistic label: steepness k (per unit intensity)")
-    label_x0: float = Field(0.04, ge=0, le=1, description="logistic label: the change labelled ~0.5 "
-                            "(a real JSRT nodule differs from its surroundings by ~0.04)")
+    label_k: float = Field(100.0, gt=0, le=10000, description="logistic label (P-PII logistic, NSA): steepness k per "
+                           "unit intensity (NSA: 1/6 per grey level = 42.5)")
+    label_x0: float = Field(0.04, ge=0, le=1, description="logistic label (P-PII logistic, NSA): the change labelled "
+                            "~0.5 (a real JSRT nodule differs from its surroundings by ~0.04; NSA: 20 grey levels = 0.078)")
 
     @field_validator("clip", mode="before")
     @classmethod
@@ -138,6 +159,9 @@ class SynthesisConfig(_Model):
     @model_validator(mode="after")
     def _validate(self) -> "SynthesisConfig":
         _check_range("source_rescale", self.source_rescale, 0.25, 4.0)
+        if self.patch_gamma is not None and not (0 <= self.patch_gamma[0] <= 0.5 and 0 < self.patch_gamma[1] <= 0.5):
+            raise ValueError(f"patch_gamma (offset, scale) must satisfy 0 <= offset <= 0.5, 0 < scale <= 0.5, "
+                             f"got {self.patch_gamma}")
         if self.patch_size is not None:
             lo, hi = self.patch_size
             if not (0 < lo <= hi <= 0.5):

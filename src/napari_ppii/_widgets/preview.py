@@ -9,6 +9,7 @@ next.  Bad input becomes a napari notification; the viewer and the user's layers
 from __future__ import annotations
 
 import time
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,7 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible, QLabeledDoubleRangeSlider, QLabeledRangeSlider
 
 from .._layers import layer_to_scan, write_image_data
-from ..config import PPIIConfig, PreprocessConfig, SynthesisConfig
+from ..config import Method, PPIIConfig, PreprocessConfig, SynthesisConfig
 from ..errors import InputError
 
 PREFIX = "P-PII"
@@ -43,7 +44,7 @@ MASK_LAYER = f"{PREFIX} placement mask"
 #: Synthesis fields whose controls are generated from the configuration (anatomy and realism).
 REALISM_FIELDS = ("placement", "placement_min_inside", "source_in_mask", "mask_blend", "patch_distribution",
                   "source_rescale", "gradient_scale_distribution", "source_smoothing", "clip", "label_mode",
-                  "label_k", "label_x0")
+                  "label_k", "label_x0", "nsa_patches", "label_median_radius")
 
 
 @dataclass
@@ -213,7 +214,7 @@ class PreviewWidget(QWidget):
         self.target_combo = QComboBox()
         self.source_combo = QComboBox()
         self.method_combo = QComboBox()
-        self.method_combo.addItems(["ppii", "pii", "fpi"])
+        self.method_combo.addItems(list(typing.get_args(Method)))
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 2**31 - 1)
         self.new_button = QPushButton("New sample")
@@ -315,6 +316,7 @@ class PreviewWidget(QWidget):
         outer.addWidget(self.realism_label)
         outer.addStretch(1)
 
+        self.method_combo.currentIndexChanged.connect(self._on_method_change)
         for w in (self.target_combo, self.source_combo, self.method_combo, self.window_combo):
             w.currentIndexChanged.connect(self.request_update)
         self.window_combo.currentIndexChanged.connect(self.apply_window_to_target)
@@ -394,6 +396,17 @@ class PreviewWidget(QWidget):
         after = (self.target_combo.currentText(), self.source_combo.currentText())
         if not self._building and (after != before or self.last_result is None):
             self.request_update()
+
+    def _on_method_change(self, *_):
+        """Show the chosen method's own patch sizes (P-PII/NSA per axis, PII/FPI square) before it previews."""
+        if self._building:
+            return
+        d = SynthesisConfig(method=self.method_combo.currentText()).resolved()
+        self._building = True
+        try:
+            self.patch_size.setValue(tuple(d.patch_size))
+        finally:
+            self._building = False
 
     def config(self) -> PPIIConfig:
         """The widget's state as the one configuration object (validated)."""

@@ -12,6 +12,7 @@ process, follow its log live (progress, ETA, loss and validation-Dice plot), sto
 from __future__ import annotations
 
 from pathlib import Path
+import typing
 from typing import Callable
 
 import numpy as np
@@ -37,7 +38,7 @@ from qtpy.QtWidgets import (
 )
 from qtpy.QtCore import Qt
 
-from ..config import PPIIConfig
+from ..config import Method, PPIIConfig
 from ..errors import InputError
 
 #: the checkpoint of the most recent run started from a widget (the prediction widget offers it)
@@ -146,7 +147,7 @@ class TrainingWidget(QWidget):
         self.backbone = QComboBox()
         self.backbone.addItems(["unet", "mc_unet", "phiseg"])
         self.method = QComboBox()
-        self.method.addItems(["ppii", "pii", "fpi"])
+        self.method.addItems(list(typing.get_args(Method)))
         self.steps = QSpinBox()
         self.steps.setRange(1, 10_000_000)
         self.steps.setValue(2000)

@@ -1,4 +1,4 @@
-"""Synthetic anomalies: FPI, PII and P-PII behind one interface, on NumPy or torch.
+"""Synthetic anomalies: FPI, PII, NSA and P-PII behind one interface, on NumPy or torch.
 
 >>> from napari_ppii.synthesis import make_synthesizer
 >>> result = make_synthesizer().sample(image, rng=0)      # P-PII with the paper's defaults
@@ -10,10 +10,11 @@ from __future__ import annotations
 from ..config import SynthesisConfig
 from .base import AnomalySpec, Synthesizer, SynthesisResult
 from .fpi import FPI
+from .nsa import NSA
 from .pii import PII
 from .ppii import PPII
 
-METHODS: dict[str, type[Synthesizer]] = {"ppii": PPII, "pii": PII, "fpi": FPI}
+METHODS: dict[str, type[Synthesizer]] = {"ppii": PPII, "pii": PII, "fpi": FPI, "nsa": NSA}
 
 
 def make_synthesizer(config: SynthesisConfig | None = None) -> Synthesizer:
@@ -22,4 +23,4 @@ def make_synthesizer(config: SynthesisConfig | None = None) -> Synthesizer:
     return METHODS[config.method](config)
 
 
-__all__ = ["AnomalySpec", "FPI", "METHODS", "PII", "PPII", "SynthesisResult", "Synthesizer", "make_synthesizer"]
+__all__ = ["AnomalySpec", "FPI", "METHODS", "NSA", "PII", "PPII", "SynthesisResult", "Synthesizer", "make_synthesizer"]

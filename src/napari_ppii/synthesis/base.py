@@ -152,11 +152,12 @@ def round_side(s: int, n: int, cfg: SynthesisConfig) -> int:
 
 
 def sample_fraction(cfg: SynthesisConfig, rng: np.random.Generator) -> float:
-    """One patch side fraction: uniform in ``patch_size``, or NSA-style ``low + Gamma(2, (high - low) / 6)``
-    clipped to ``high``."""
+    """One patch side fraction: uniform in ``patch_size``, or NSA-style ``offset + Gamma(2, scale)``
+    clipped to ``patch_size`` (``patch_gamma``; default ``(low, (high - low) / 6)``)."""
     lo, hi = cfg.patch_size
     if cfg.patch_distribution == "gamma":
-        return float(min(hi, lo + rng.gamma(2.0, (hi - lo) / 6.0)))
+        off, scale = cfg.patch_gamma or (lo, (hi - lo) / 6.0)
+        return float(min(hi, max(lo, off + rng.gamma(2.0, scale))))
     return float(rng.uniform(lo, hi))
 
 
@@ -511,6 +512,23 @@ class Synthesizer:
             if st is not None:
                 return st
         return None
+
+    def _place_target(self, spatial, size, rng, mask, specs) -> tuple[int, ...] | None:
+        """A target box start on the mask that overlaps none of ``specs``' boxes, or None after ``max_tries``."""
+        for _try in range(self.config.max_tries):
+            start = self._target_start(spatial, size, rng, mask)
+            if start is not None and not any(boxes_overlap(start, s.target_start, size, s.size) for s in specs):
+                return start
+        return None
+
+    def _place_source(self, spatial, s_size, rng, mask, src, index, placed, size) -> tuple[int, ...]:
+        """A source box start (on ``mask`` when given); from the target image itself it avoids the target box."""
+        s_start = None
+        for _try in range(self.config.max_tries):
+            s_start = self._target_start(spatial, s_size, rng, mask) or sample_start(spatial, s_size, self.config, rng)
+            if src != index or not boxes_overlap(s_start, placed, s_size, size):
+                break  # from the same image the source patch must come from elsewhere
+        return s_start
 
     def batch(self, images, rng: np.random.Generator | int | None = None, *, n_out: int | None = None,
               plan: list[AnomalySpec] | None = None, masks=None) -> list[SynthesisResult]:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import (AnomalySpec, Synthesizer, boxes_overlap, render_poisson, sample_gradient_scale, sample_raters,
-                   sample_size, sample_source_size, sample_start)
+from .base import (AnomalySpec, Synthesizer, render_poisson, sample_gradient_scale, sample_raters, sample_size,
+                   sample_source_size)
 
 
 class PPII(Synthesizer):
@@ -35,21 +35,11 @@ class PPII(Synthesizer):
             src = self._source_index(index, n_images, rng)
             size = sample_size(spatial, cfg, rng)
             src_size = sample_source_size(spatial, size, cfg, rng)
-            placed = None
-            for _try in range(cfg.max_tries):
-                t_start = self._target_start(spatial, size, rng, tmask)
-                if t_start is not None and not any(boxes_overlap(t_start, s.target_start, size, s.size) for s in specs):
-                    placed = t_start
-                    break
+            placed = self._place_target(spatial, size, rng, tmask, specs)
             if placed is None:
                 continue  # no free room: fewer anomalies (recorded in the plan)
             smask = masks[src] if masks is not None and cfg.source_in_mask else None
-            s_size = src_size or size
-            s_start = None
-            for _try in range(cfg.max_tries):
-                s_start = self._target_start(spatial, s_size, rng, smask) or sample_start(spatial, s_size, cfg, rng)
-                if src != index or not boxes_overlap(s_start, placed, s_size, size):
-                    break  # from the same image the source patch must come from elsewhere
+            s_start = self._place_source(spatial, src_size or size, rng, smask, src, index, placed, size)
             scale = sample_gradient_scale(cfg, rng)
             centres, radii = sample_raters(size, k, cfg, rng)
             specs.append(AnomalySpec(index, src, placed, s_start, size, scale, None, centres, radii, src_size))
