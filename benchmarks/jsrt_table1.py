@@ -27,16 +27,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-SHARED = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _realdata import ROOT, load_datasets, score_checkpoint, table, training_atlas_of  # noqa: E402
 
-from napari_ppii.evaluation import EvalOptions, evaluate, load_csv_test_set, load_volume_test_set  # noqa: E402
-from napari_ppii.evaluation.report import PAPER_TABLE1, fmt_ci, write_report  # noqa: E402
+from napari_ppii.evaluation import EvalOptions, evaluate  # noqa: E402
+from napari_ppii.evaluation.report import PAPER_TABLE1  # noqa: E402
 from napari_ppii.predict import Predictor  # noqa: E402
 
 MODELS = {"PII U-Net": "jsrt_pii_unet", "P-PII U-Net": "jsrt_ppii_unet"}
@@ -53,38 +51,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--skip-lidc", action="store_true")
     ap.add_argument("--limit", type=int, default=None, help="only the first N rows of each set (a smoke run)")
     args = ap.parse_args(argv)
-    jsrt = SHARED / "jsrt" / "annotations.csv"
-    if not jsrt.exists():
-        res = {"skipped": f"JSRT data not found at {jsrt}"}
-        print(f"JSRT data absent ({jsrt}): nothing to evaluate")
+    datasets = load_datasets(args.limit, args.skip_lidc)
+    if not datasets:
+        res = {"skipped": "JSRT data not found"}
         print(json.dumps(res))
         return res
-    datasets = {"JSRT": load_csv_test_set(jsrt, limit=args.limit)}
-    nih = SHARED / "nih-cxr" / "annotations.csv"
-    if nih.exists():
-        datasets["NIH (cross-dataset)"] = load_csv_test_set(nih, labels=["Nodule", "Mass"], limit=args.limit)
-    else:
-        print(f"NIH data absent ({nih}): cross-dataset check skipped")
-    lidc = SHARED / "lidc-idri-0001"
-    if lidc.exists() and not args.skip_lidc:
-        datasets["LIDC-IDRI-0001"] = load_volume_test_set(lidc / "dicom", lidc / "069.xml")
-    from napari_ppii.io import read_scan
-
-    for items in datasets.values():  # read once, score with every checkpoint
-        for it in items:
-            if it.scan is None:
-                it.scan = read_scan(it.path)
     opts = EvalOptions(n_boot=args.n_boot)
     floors: dict = {}
-    atlas = None
-    from napari_ppii.config import PPIIConfig
-    from napari_ppii.evaluation.floors import training_atlas
     from napari_ppii.training import load_checkpoint
-    from napari_ppii.training.data import load_normal_images
 
     first = next((args.runs / r / args.checkpoint for r in MODELS.values() if (args.runs / r / args.checkpoint).exists()), None)
-    if first is not None:  # the atlas floor: the mean of the training normals at the model's input size
-        atlas = training_atlas(load_normal_images(PPIIConfig.from_dict(load_checkpoint(first)["config"])))
+    atlas = training_atlas_of(first) if first is not None else None
     quick = EvalOptions(n_boot=0)
     results: dict = {}
     trajectories: dict = {}
@@ -124,50 +101,15 @@ def main(argv=None) -> dict:
         first_rule = next(iter(chosen))
         chosen[f"{first_rule}, x lung field"] = chosen[first_rule]  # the same checkpoint, map x lung prior
         for rule, path in chosen.items():
-            pred = Predictor(path)
-            entry = {"checkpoint": str(path), "step": pred.step, "image_size": pred.cfg.data.image_size,
-                     "steps": pred.cfg.training.steps}
-            for name, items in datasets.items():
-                with_floors = name not in floors
-                ropts = replace(opts, restrict="lungs") if rule.endswith("x lung field") else opts
-                ev = evaluate(pred, items, ropts, floors=with_floors, atlas=atlas if name != "LIDC-IDRI-0001" else None)
-                if with_floors:
-                    floors[name] = ev.metrics.get("floors", {})
-                tag = "" if rule == first_rule else ("_lungs" if rule.endswith("x lung field") else "_val_dice")
-                write_report(ev, args.out / f"{run}{tag}" / name.split()[0].lower(),
-                             title=f"{model} ({rule}) on {name}", extra={"checkpoint": str(path), "step": pred.step})
-                keep = ("pixel_auroc", "pixel_auroc_ci", "pixel_auroc_lung", "pixel_auroc_lung_ci", "froc_at_10fp",
-                        "froc_at_10fp_ci", "froc_centre_at_10fp", "froc_centre_at_10fp_ci", "sample_auroc",
-                        "sample_auroc_ci", "sample_ap", "sample_ap_ci")
-                entry[name] = {k: ev.metrics[k] for k in keep}
-                if "per_lesion_3d" in ev.metrics:
-                    entry[name]["froc_3d_lesion"] = ev.metrics["per_lesion_3d"]["froc"]
-                print(f"{model} ({rule}, step {pred.step}) on {name}: done", flush=True)
-            results[model][rule] = entry
+            tag = "" if rule == first_rule else ("_lungs" if rule.endswith("x lung field") else "_val_dice")
+            results[model][rule] = score_checkpoint(Predictor(path), datasets, opts, floors, atlas, args.out / f"{run}{tag}",
+                                                    f"{model} ({rule})",
+                                                    restrict="lungs" if rule.endswith("x lung field") else None)
 
     print()
-    cols = ("pixel_auroc", "pixel_auroc_lung", "froc_at_10fp", "froc_centre_at_10fp", "sample_auroc", "sample_ap")
-    heads = ("Pixel AUC", "Pixel AUC lungs", "FROC@10FP box", "FROC@10FP centre", "Sample AUC", "Sample AP")
-    md = []
-    for name in datasets:
-        print(f"== {name} ==")
-        print(f"{'':44s} " + " ".join(f"{h:>24s}" for h in heads))
-        md += [f"### {name}", "", "| map | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
-        for model in MODELS:
-            for rule, entry in results.get(model, {}).items():
-                label = f"{model} ({rule}, step {entry['step']})"
-                print(f"{label:44s} " + " ".join(f"{fmt_ci(entry[name], k):>24s}" for k in cols))
-                md.append(f"| {label} | " + " | ".join(fmt_ci(entry[name], k) for k in cols) + " |")
-            if name == "JSRT" and model in results:
-                p = PAPER_TABLE1[model]
-                print(f"{'  paper':44s} " + " ".join(f"{p[k]:>24.2f}" if k in p else f"{'':>24s}" for k in cols))
-                md.append(f"| {model}, paper (512, 100k steps) | " + " | ".join(f"{p[k]:.2f}" if k in p else "" for k in cols) + " |")
-        for fname, f in floors.get(name, {}).items():
-            label = f"floor: {fname}"
-            print(f"{label:44s} " + " ".join(f"{fmt_ci(f, k):>24s}" for k in cols))
-            md.append(f"| {label} | " + " | ".join(fmt_ci(f, k) for k in cols) + " |")
-        print()
-        md.append("")
+    rows = [(f"{model} ({rule}, step {entry['step']})", entry) for model in MODELS for rule, entry in results.get(model, {}).items()]
+    paper = {"JSRT": [(f"{model}, paper (512, 100k steps)", PAPER_TABLE1[model]) for model in MODELS if model in results]}
+    md = table(datasets, rows, floors, paper)
     for model, traj in trajectories.items():
         print(f"== {model}: kept checkpoints (no CIs) ==")
         keys = [k for k in traj[0] if k not in ("checkpoint", "step")]

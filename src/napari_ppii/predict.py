@@ -41,6 +41,7 @@ class Predictor:
         from .training.loop import resolve_device
 
         ck = load_checkpoint(checkpoint)
+        self.path = Path(checkpoint)
         self.cfg = PPIIConfig.from_dict(ck["config"], source=checkpoint)
         self.device = resolve_device(device)
         self.model = build_model(self.cfg.model)
