@@ -105,6 +105,10 @@ def resize_scan(scan: Scan, shape: Sequence[int], order: int = 1) -> Scan:
     return Scan(resize(scan.array, shape, order=order), spacing, origin, scan.direction, scan.modality, scan.path, meta)
 
 
+#: Smallest in-plane extent of a scan the pipeline accepts (before any resize).
+MIN_INPUT_SIDE = 16
+
+
 def is_ct(scan: Scan) -> bool:
     return scan.modality.upper() == "CT"
 
@@ -115,6 +119,10 @@ def prepare(scan: Scan, config: PreprocessConfig | None = None) -> Scan:
     For volumes, ``size`` resizes each slice (the slice axis keeps its length).
     """
     cfg = config or PreprocessConfig()
+    inplane = scan.shape[-2:]
+    if min(inplane) < MIN_INPUT_SIDE:
+        raise InputError(f"image of size {tuple(scan.shape)} is too small: at least {MIN_INPUT_SIDE} pixels per "
+                         "in-plane axis are needed (upsampling a few pixels would invent the scan)", scan.path)
     if is_ct(scan) and cfg.window is not None:
         lo, hi = window_limits(cfg.window, scan)
         x = apply_window(scan.array, lo, hi)

@@ -7,7 +7,9 @@ format, NaN/Inf -- raises :class:`~napari_ppii.errors.InputError` naming the fil
 
 from __future__ import annotations
 
+import struct
 import warnings
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,9 @@ from ..errors import InputError
 from .scan import Scan
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+#: Largest scan a reader accepts (voxels): 2**30 is a 1024^3 volume (4 GiB as float32).  A header that
+#: declares more (a corrupt or hostile file) is refused before any pixel memory is allocated.
+MAX_VOXELS = 2**30
 ITK_SUFFIXES = (".nii", ".nii.gz", ".mhd", ".mha", ".nrrd", ".nhdr")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 
@@ -39,6 +44,17 @@ def check_finite(array: np.ndarray, path: Path | None) -> None:
 
 def _identity(nd: int) -> np.ndarray:
     return np.eye(nd)
+
+
+def check_size(shape: Sequence[int], path: Path | None) -> None:
+    """Refuse a declared size beyond :data:`MAX_VOXELS` (or with a non-positive extent) before reading pixels."""
+    dims = [int(n) for n in shape]
+    if any(n <= 0 for n in dims):
+        raise InputError(f"declares an empty image of size {tuple(dims)}", path)
+    total = int(np.prod(dims, dtype=object))
+    if total > MAX_VOXELS:
+        raise InputError(f"declares {total:,} voxels {tuple(dims)}, more than the {MAX_VOXELS:,} this reader "
+                         "accepts (a corrupt header, or a scan to crop or downsample first)", path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -69,7 +85,9 @@ def read_raster(path: str | Path) -> Scan:
         if suffix in (".tif", ".tiff"):
             import tifffile
 
-            arr = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tif:
+                check_size(tif.series[0].shape, path)
+                arr = tif.asarray()
         else:
             import imageio.v3 as iio
 
@@ -103,6 +121,18 @@ def _dcmread(path: Path, stop_before_pixels: bool = False):
         raise InputError(f"corrupt or truncated DICOM ({type(exc).__name__}: {exc})", path) from None
 
 
+def _number(ds, key: str, default, path: Path, kind=int):
+    """A numeric header value (``kind`` int or float), ``default`` when absent or empty; a value that does
+    not parse (e.g. IS '1A') is a clean error naming the element."""
+    v = getattr(ds, key, None)
+    if v is None or (isinstance(v, (str, bytes)) and not v.strip()):
+        return default
+    try:
+        return kind(float(v)) if kind is int else kind(v)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"DICOM element {key} has the invalid value {str(v)[:40]!r}", path) from None
+
+
 def _stored_to_values(ds, path: Path) -> np.ndarray:
     """Pixel data -> float32 values: BitsStored masking, modality LUT (rescale), MONOCHROME1 inverted."""
     if "PixelData" not in ds:
@@ -110,23 +140,29 @@ def _stored_to_values(ds, path: Path) -> np.ndarray:
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise InputError(f"unsupported photometric interpretation {photometric} (greyscale only)", path)
-    if int(getattr(ds, "SamplesPerPixel", 1)) != 1:
+    if _number(ds, "SamplesPerPixel", 1, path) != 1:
         raise InputError("unsupported: more than one sample per pixel", path)
+    check_size((_number(ds, "NumberOfFrames", 1, path) or 1, _number(ds, "Rows", 0, path),
+                _number(ds, "Columns", 0, path)), path)
+    if len(ds.PixelData or b"") == 0:
+        raise InputError("DICOM pixel data is empty (zero length)", path)
     try:
         raw = ds.pixel_array
     except Exception as exc:
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
         raise InputError(f"cannot decode pixel data (transfer syntax {getattr(ts, 'name', ts)}): {str(exc).splitlines()[0]}", path) from None
-    bits_alloc = int(getattr(ds, "BitsAllocated", raw.dtype.itemsize * 8))
-    bits = int(getattr(ds, "BitsStored", bits_alloc))
-    signed = int(getattr(ds, "PixelRepresentation", 0)) == 1
+    bits_alloc = _number(ds, "BitsAllocated", raw.dtype.itemsize * 8, path)
+    bits = _number(ds, "BitsStored", bits_alloc, path)
+    if not 1 <= bits <= bits_alloc <= 64:
+        raise InputError(f"DICOM BitsStored {bits} / BitsAllocated {bits_alloc} are inconsistent", path)
+    signed = _number(ds, "PixelRepresentation", 0, path) == 1
     raw = raw.astype(np.int64)
     if bits < bits_alloc:
         raw = raw & ((1 << bits) - 1)  # drop overlay / garbage bits above BitsStored
         if signed:
             raw = np.where(raw >= (1 << (bits - 1)), raw - (1 << bits), raw)
-    slope = float(getattr(ds, "RescaleSlope", 1) or 1)
-    intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
+    slope = _number(ds, "RescaleSlope", 1.0, path, float) or 1.0
+    intercept = _number(ds, "RescaleIntercept", 0.0, path, float)
     values = raw.astype(np.float64) * slope + intercept
     if photometric == "MONOCHROME1":
         lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
@@ -162,7 +198,7 @@ def read_dicom_file(path: str | Path) -> Scan:
     if not path.is_file():
         raise InputError("file not found", path)
     ds = _dcmread(path)
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    frames = _number(ds, "NumberOfFrames", 1, path) or 1
     if frames > 1:
         raise InputError(f"multi-frame DICOM ({frames} frames) is not supported; export single frames or a series", path)
     values = _stored_to_values(ds, path)
@@ -175,9 +211,9 @@ def read_dicom_file(path: str | Path) -> Scan:
     meta = {
         "format": "dicom",
         "photometric": str(getattr(ds, "PhotometricInterpretation", "")),
-        "bits_stored": int(getattr(ds, "BitsStored", 0) or 0),
-        "rescale_slope": float(getattr(ds, "RescaleSlope", 1) or 1),
-        "rescale_intercept": float(getattr(ds, "RescaleIntercept", 0) or 0),
+        "bits_stored": _number(ds, "BitsStored", 0, path),
+        "rescale_slope": _number(ds, "RescaleSlope", 1.0, path, float) or 1.0,
+        "rescale_intercept": _number(ds, "RescaleIntercept", 0.0, path, float),
         "sop_instance_uid": str(getattr(ds, "SOPInstanceUID", "")),
         "study_instance_uid": str(getattr(ds, "StudyInstanceUID", "")),
         **_window_meta(ds),
@@ -311,8 +347,8 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> Scan
         "series_description": geo.info.description,
         "slice_positions": geo.positions.tolist(),
         "files": [f.name for f in geo.files],
-        "rescale_slope": float(getattr(ds0, "RescaleSlope", 1) or 1),
-        "rescale_intercept": float(getattr(ds0, "RescaleIntercept", 0) or 0),
+        "rescale_slope": _number(ds0, "RescaleSlope", 1.0, folder, float) or 1.0,
+        "rescale_intercept": _number(ds0, "RescaleIntercept", 0.0, folder, float),
         **_window_meta(ds0),
     }
     return Scan(vol, geo.spacing, geo.origin, geo.direction, modality=geo.info.modality, path=folder, metadata=meta)
@@ -329,6 +365,10 @@ def read_itk(path: str | Path) -> Scan:
     if not path.is_file():
         raise InputError("file not found", path)
     try:
+        info = sitk.ImageFileReader()
+        info.SetFileName(str(path))
+        info.ReadImageInformation()
+        check_size(info.GetSize() + ((info.GetNumberOfComponents(),) if info.GetNumberOfComponents() > 1 else ()), path)
         img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
@@ -381,8 +421,25 @@ def is_dicom_file(path: Path) -> bool:
 
 
 def read_scan(path: str | Path, series_uid: str | None = None) -> Scan:
-    """Read any supported scan: a DICOM series folder, a DICOM file, NIfTI/MHD/MHA/NRRD, PNG/JPEG/TIFF."""
+    """Read any supported scan: a DICOM series folder, a DICOM file, NIfTI/MHD/MHA/NRRD, PNG/JPEG/TIFF.
+
+    Every failure is an :class:`InputError` naming the file.  Header values are parsed lazily by the
+    libraries, so a corrupt value can surface as a ``ValueError``/``TypeError``/... anywhere inside a
+    reader: those become an ``InputError`` here too, as does a declared size too large to allocate."""
     path = Path(path)
+    try:
+        return _read_scan(path, series_uid)
+    except InputError:
+        raise
+    except MemoryError:
+        raise InputError("too large to load into memory", path) from None
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError, EOFError, OSError,
+            RuntimeError, struct.error, zlib.error) as exc:
+        first = str(exc).splitlines()[0][:200] if str(exc) else "no detail"
+        raise InputError(f"corrupt or unsupported file ({type(exc).__name__}: {first})", path) from None
+
+
+def _read_scan(path: Path, series_uid: str | None) -> Scan:
     if not path.exists():
         raise InputError("no such file or folder", path)
     if path.is_dir():
