@@ -12,8 +12,9 @@ on the JSRT test rows, the NIH radiographs (Nodule/Mass boxes plus normals) and 
 series (per slice and per 3D lesion), one Markdown table per dataset with the floors under it.
 
 Budget (default, stated in the table): 256x256, base 16 channels, batch 8, 600 steps, Adam 1e-3 with
-100 warm-up steps and cosine decay, validation every 100 steps -- about 15 minutes per method on 2 CPU
-cores; on a GPU pass ``--device cuda --size 512 --steps 20000 --batch 16 --base 32``.
+100 warm-up steps and cosine decay, validation every 100 steps -- about 25 minutes per method on 2 CPU
+cores (the recorded CPU run: ``--steps 400 --val-every 50``); on a GPU pass
+``--device cuda --size 512 --steps 20000 --batch 16 --base 32``.
 Reads ``../shared/data`` and says so when it is absent.
 Usage: ``python benchmarks/ablation.py [--train] [--methods fpi,pii,nsa,ppii] [--steps N] [--out out/ablation]``.
 Last line: one JSON object.

@@ -152,12 +152,15 @@ def cmd_train(args) -> int:
         cfg = config_from_checkpoint(args.resume).with_overrides(args.overrides)
     else:
         cfg = _load_config(args)
-    if args.device:
-        cfg = cfg.with_overrides([f"training.device={args.device}"])
-    if args.out:
-        cfg = cfg.with_overrides([f"training.out_dir={args.out}"])
-    if args.data:
-        cfg = cfg.with_overrides([f"data.train={args.data}"])
+    from .training.rundir import plan_run_dir
+
+    given = {"training.device": args.device, "training.out_dir": args.out, "data.train": args.data}
+    cfg = cfg.with_values({k: v for k, v in given.items() if v})
+    if int(os.environ.get("RANK", "0")) == 0:
+        out, note = plan_run_dir(cfg.training.out_dir, args.resume)
+        if note:
+            print(f"ppii: {note}", file=sys.stderr)
+            cfg = cfg.with_values({"training.out_dir": out})
     res = train(cfg, resume=args.resume, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"trained {cfg.model.backbone} to step {res.step}: loss {res.last_loss:.4f}, best val Dice "
@@ -210,7 +213,7 @@ def cmd_evaluate(args) -> int:
         from .evaluation.floors import training_atlas
         from .training.data import load_normal_images
 
-        atlas = training_atlas(load_normal_images(pred.cfg.with_overrides([f"data.train={train_data}"])))
+        atlas = training_atlas(load_normal_images(pred.cfg.with_values({"data.train": train_data})))
     ev = evaluate(pred, items, opts, progress=(lambda i, n: bar.update(1)) if bar else None,
                   floors=not args.no_floors, atlas=atlas)
     if bar:

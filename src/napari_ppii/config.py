@@ -330,6 +330,22 @@ class PPIIConfig(_Model):
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
+    def with_values(self, values: dict[str, Any]) -> "PPIIConfig":
+        """A validated copy with ``{"section.key": value}`` set as given (no YAML parsing: a path such as
+        ``2024`` or ``on`` stays the string it is)."""
+        data = self.to_dict()
+        for key, value in values.items():
+            node = data
+            parts = key.split(".")
+            for p in parts[:-1]:
+                if not isinstance(node.get(p), dict):
+                    raise InputError(f"unknown configuration section {p!r} in {key!r}")
+                node = node[p]
+            if parts[-1] not in node:
+                raise InputError(f"unknown configuration key {key!r} (known: {', '.join(sorted(node))})")
+            node[parts[-1]] = str(value) if isinstance(value, Path) else value
+        return PPIIConfig.from_dict(data)
+
     def with_overrides(self, overrides: list[str] | None) -> "PPIIConfig":
         """Apply ``section.key=value`` overrides (values parsed as YAML: ``[1, 5]``, ``true``, ``0.1``)."""
         data = self.to_dict()

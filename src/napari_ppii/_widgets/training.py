@@ -330,7 +330,7 @@ class TrainingWidget(QWidget):
         self.errors.setVisible(True)
         report_error(self, msg, self.errors)
 
-    def _layer_stack(self, cfg: PPIIConfig) -> Path:
+    def _layer_stack(self, cfg: PPIIConfig, out: Path) -> Path:
         from .._layers import layer_to_scan
         from ..training.data import model_input
 
@@ -339,16 +339,22 @@ class TrainingWidget(QWidget):
         if not names:
             raise InputError("no image layer is checked to train on")
         stack = np.concatenate([model_input(layer_to_scan(self.viewer.layers[n]), cfg) for n in names])
-        out = Path(cfg.training.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         np.save(out / "layers.npy", stack)
         return out / "layers.npy"
+
+    def _with_layer_data(self, cfg: PPIIConfig, out: Path) -> PPIIConfig:
+        """``cfg`` training on the checked layers (``layers.npy`` in ``out``) with their placement masks."""
+        cfg = cfg.with_values({"data.train": self._layer_stack(cfg, out)})
+        if cfg.synthesis.placement != "anywhere":  # the preview's placement mask (or the lungs)
+            cfg = cfg.with_values({"data.mask": self._mask_stack(cfg, out), "synthesis.placement": "mask"})
+        return cfg
 
     def _checked_layers(self) -> list[str]:
         return [self.layer_list.item(i).text() for i in range(self.layer_list.count())
                 if self.layer_list.item(i).checkState() == Qt.CheckState.Checked]
 
-    def _mask_stack(self, cfg: PPIIConfig) -> Path:
+    def _mask_stack(self, cfg: PPIIConfig, out: Path) -> Path:
         """Placement masks aligned with ``layers.npy``: a layer's painted placement mask (the preview's
         Labels layer made for it), else its lung fields; resized like the images.  Written to
         ``masks.npy`` so training from the viewer and from ``ppii train --set data.mask=...`` use one mask."""
@@ -367,7 +373,6 @@ class TrainingWidget(QWidget):
             m = np.asarray(painted[0].data) > 0 if painted else lung_mask(layer_to_scan(layer))
             m = m if m.ndim == 3 else m[None]
             stacks.append(np.stack([resize(a.astype(np.float32), (s, s)) >= 0.5 for a in m]))
-        out = Path(cfg.training.out_dir)
         np.save(out / "masks.npy", np.concatenate(stacks).astype(np.uint8))
         return out / "masks.npy"
 
@@ -376,15 +381,24 @@ class TrainingWidget(QWidget):
 
         if self.running:
             return False
+        from napari.utils.notifications import show_info
+
+        from ..training.rundir import plan_run_dir
+
         try:
             cfg = self.config()
+            ckpt = Path(cfg.training.out_dir) / "last.pt"
+            # a folder in use is refused; a new run never overwrites an earlier run's checkpoints: it goes
+            # to the next free folder, shown in the run-folder field
+            out, note = plan_run_dir(cfg.training.out_dir, ckpt if resume else None)
+            if note:
+                self.out_dir.setText(str(out))
+                cfg = cfg.with_values({"training.out_dir": out})
+                show_info(note)
             if self.use_layers.isChecked():
-                cfg = cfg.with_overrides([f"data.train={self._layer_stack(cfg)}"])
-                if cfg.synthesis.placement != "anywhere":  # the preview's placement mask (or the lungs)
-                    cfg = cfg.with_overrides([f"data.mask={self._mask_stack(cfg)}", "synthesis.placement=mask"])
+                cfg = self._with_layer_data(cfg, out)
             elif not cfg.data.train:
                 raise InputError("choose training data (a folder or CSV), or check image layers to train on")
-            ckpt = Path(cfg.training.out_dir) / "last.pt"
             if resume and not ckpt.exists():
                 raise InputError("nothing to resume: no last.pt in the run folder", ckpt.parent)
         except InputError as exc:
@@ -433,9 +447,8 @@ class TrainingWidget(QWidget):
             self.timer.stop()
             rc = self.process.returncode
             self._update_buttons()
-            if rc not in (0, None) and rc > 0:
-                err = self.process.error_text() or f"training exited with code {rc}"
-                self._fail(f"training failed (exit {rc}):\n{err}")
+            if rc not in (0, None):
+                self._fail(self.process.failure_text())
             elif rc == 0:
                 self.eta.setText(self.eta.text().replace("ETA", "finished; was ETA"))
             self.run_finished.emit(rc if rc is not None else -1)
@@ -462,12 +475,12 @@ class TrainingWidget(QWidget):
         """Draw one synthetic batch with the current settings and show it as image layers."""
         from ..training.data import SyntheticBatches, load_training_set
 
+        import tempfile
+
         try:
             cfg = self.config()
-            if self.use_layers.isChecked():
-                cfg = cfg.with_overrides([f"data.train={self._layer_stack(cfg)}"])
-                if cfg.synthesis.placement != "anywhere":  # the preview's placement mask (or the lungs)
-                    cfg = cfg.with_overrides([f"data.mask={self._mask_stack(cfg)}", "synthesis.placement=mask"])
+            if self.use_layers.isChecked():  # never into the run folder: a training may be using it
+                cfg = self._with_layer_data(cfg, Path(tempfile.mkdtemp(prefix="ppii-batch-")))
             images, masks = load_training_set(cfg)
             import torch
 

@@ -166,7 +166,42 @@ def train(cfg: PPIIConfig, resume: str | Path | None = None, *, progress: bool =
     their placement masks.  ``best.pt`` is chosen by ``training.select``.
 
     ``stop_after`` (or SIGTERM/SIGINT) stops early at that step and writes ``last.pt``: resuming it with
-    the same configuration continues exactly where the uninterrupted run would be."""
+    the same configuration continues exactly where the uninterrupted run would be.
+
+    The run folder is locked for the whole run (a second training into it is refused before it writes
+    anything); a new run (no ``resume``) into a folder holding checkpoints is refused -- see
+    :mod:`napari_ppii.training.rundir` for choosing a free folder."""
+    from .rundir import RunLock, checkpoints_in
+
+    out = Path(cfg.training.out_dir)
+    kwargs = dict(progress=progress, images=images, stop_after=stop_after, masks=masks)
+    if not DistContext.from_env().is_main:
+        return _train(cfg, resume, **kwargs)
+    with RunLock(out):
+        found = checkpoints_in(out)
+        if resume is None and found:
+            raise InputError(f"holds checkpoints of an earlier run ({', '.join(p.name for p in found[:3])}); a new "
+                             f"run would overwrite them: resume it ({out / 'last.pt'}) or train into another "
+                             "folder", out)
+        return _train(cfg, resume, **kwargs)
+
+
+def _save(state: dict, path: Path, log, step: int) -> Path:
+    """``save_checkpoint``; a failed write (full disk, no permission) stops training with a clear message
+    -- the file it was replacing is intact (written to a temporary file, moved into place only when whole)."""
+    try:
+        return save_checkpoint(state, path)
+    except OSError as exc:
+        msg = (f"could not write the checkpoint {path} at step {step} ({exc.strerror or exc}); the previous "
+               f"{path.name} (if any) is intact: free space or choose another run folder, then resume from it")
+        try:
+            log.write(event="error", step=step, error=msg)
+        except OSError:
+            pass
+        raise TrainingError(msg) from None
+
+
+def _train(cfg: PPIIConfig, resume, *, progress, images, stop_after, masks) -> TrainResult:
     dist = DistContext.from_env()
     t = cfg.training
     if t.num_threads:
@@ -279,15 +314,15 @@ def train(cfg: PPIIConfig, resume: str | Path | None = None, *, progress: bool =
                 if dist.is_main:
                     state = checkpoint_state(dice)
                     state["select_score"] = score
-                    last_path = save_checkpoint(state, out / "last.pt")
+                    last_path = _save(state, out / "last.pt", log, step)
                     saved_step = step
                     if is_best:
-                        best_path = save_checkpoint(state, out / "best.pt")
+                        best_path = _save(state, out / "best.pt", log, step)
                     log.write(event="val", step=step, val_dice=dice, val_loss=vloss, best_dice=best, loss=loss_val,
                               lr=sched.get_last_lr()[0], images_per_s=ips, eta_s=eta, select=t.select,
                               select_score=score, **extra)
             if t.keep_every and step % t.keep_every == 0 and dist.is_main:
-                kept = save_checkpoint(state if saved_step == step else checkpoint_state(None), out / f"step_{step:07d}.pt")
+                kept = _save(state if saved_step == step else checkpoint_state(None), out / f"step_{step:07d}.pt", log, step)
                 log.write(event="kept", step=step, path=str(kept))
     except torch.cuda.OutOfMemoryError:
         msg = (f"out of GPU memory at step {step + 1} (batch_size {t.batch_size}, image_size {cfg.data.image_size}, "
@@ -300,7 +335,7 @@ def train(cfg: PPIIConfig, resume: str | Path | None = None, *, progress: bool =
         if bar is not None:
             bar.close()
     if step != saved_step and dist.is_main:  # stopped between validations: keep the state to resume from
-        last_path = save_checkpoint(checkpoint_state(None), out / "last.pt")
+        last_path = _save(checkpoint_state(None), out / "last.pt", log, step)
     stopped = step < t.steps
     log.write(event="stopped" if stopped else "done", step=step, best_dice=best, loss=loss_val)
     if dist.enabled:

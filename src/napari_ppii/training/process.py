@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,15 +27,17 @@ class TrainingProcess:
         self.out = Path(cfg.training.out_dir)
         self.resume = resume
         self.proc: subprocess.Popen | None = None
-        self.stderr_path = self.out / "stderr.log"
+        # the request (configuration) and stderr live outside the run folder: nothing is written there
+        # before the trainer holds the folder's lock (a refused second training leaves it untouched)
+        self._tmp = Path(tempfile.mkdtemp(prefix="ppii-train-"))
+        self.stderr_path = self._tmp / "stderr.log"
 
     @property
     def log_path(self) -> Path:
         return self.out / "log.jsonl"
 
     def start(self) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
-        cfg_path = self.out / "config.yaml"
+        cfg_path = self._tmp / "config.yaml"
         self.cfg.save(cfg_path)
         cmd = [sys.executable, "-m", "napari_ppii.cli", "train", "--config", str(cfg_path), "--quiet"]
         if self.resume:
@@ -75,6 +78,23 @@ class TrainingProcess:
         except (ProcessLookupError, PermissionError):
             pass
         return self.proc.returncode
+
+    def failure_text(self) -> str:
+        """Why the process ended unsuccessfully: its exit code, or the signal that killed it, and the end
+        of its stderr."""
+        rc = self.returncode
+        err = self.error_text()
+        if rc is not None and rc < 0:
+            try:
+                name = signal.Signals(-rc).name
+            except ValueError:
+                name = f"signal {-rc}"
+            hint = (" -- often the system's out-of-memory killer: lower training.batch_size, data.image_size or "
+                    "model.base_channels" if -rc == signal.SIGKILL else "")
+            head = f"training process was killed by {name}{hint}; resume from {self.out / 'last.pt'} if it exists"
+        else:
+            head = f"training failed (exit {rc})"
+        return f"{head}\n{err}" if err else head
 
     def error_text(self, lines: int = 20) -> str:
         """The end of the process's stderr: the reason a run failed."""
