@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ppii train --config configs/demo_nih_unet.yaml --quiet
 mkdir -p resources/models
-.venv/bin/python -m napari_ppii.training.checkpoint runs/demo_nih_unet/best.pt resources/models/nih_unet_demo.pt
+.venv/bin/python -m napari_ppii.checkpoint runs/demo_nih_unet/best.pt resources/models/nih_unet_demo.pt

@@ -310,16 +310,17 @@ def test_predict_cli_2d_and_3d_keep_geometry(tmp_path, pool):
     ck = tmp_path / "run" / "last.pt"
     assert main(["predict", str(RESOURCES / "nih-cxr" / "00013751_003.png"), "--checkpoint", str(ck),
                  "--out", str(tmp_path / "p2"), "--samples", "3"]) == 0
-    m = read_scan(tmp_path / "p2" / "anomaly_map.tif")
+    m = read_scan(tmp_path / "p2" / "00013751_003_anomaly_map.tif")
     assert m.shape == (512, 512) and 0 <= m.array.min() and m.array.max() <= 1
-    assert read_scan(tmp_path / "p2" / "variance.tif").array.max() > 0
+    assert read_scan(tmp_path / "p2" / "00013751_003_variance.tif").array.max() > 0
     meta = json.loads((tmp_path / "p2" / "predict.json").read_text())
-    assert meta["samples"] == 3 and meta["backbone"] == "mc_unet"
+    assert meta["predicted"] == 1 and meta["backbone"] == "mc_unet"
+    assert "samples" in (tmp_path / "p2" / "index.csv").read_text()
     vol = (smooth_image((6, 40, 36), seed=1) * 1000 - 900).astype(np.float32)
     scan = Scan(vol, (2.5, 0.8, 0.7), (-10.0, 3.0, 4.0), np.eye(3), "CT")
     p = write_array(vol, tmp_path / "ct", like=scan, fmt="nifti")
     assert main(["predict", str(p), "--checkpoint", str(ck), "--out", str(tmp_path / "p3")]) == 0
-    out = read_scan(tmp_path / "p3" / "anomaly_map.nii.gz")
+    out = read_scan(tmp_path / "p3" / "ct_anomaly_map.nii.gz")
     assert out.shape == (6, 40, 36)
     assert out.spacing == pytest.approx((2.5, 0.8, 0.7)) and out.origin == pytest.approx((-10.0, 3.0, 4.0))
 

@@ -169,22 +169,36 @@ def cmd_train(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .io import read_scan, write_array
-    from .predict import Predictor
+    from .predict import Predictor, expand_inputs, predict_batch
 
     pred = Predictor(args.checkpoint, device=args.device or "cpu")
-    scan = read_scan(args.input, args.series)
-    amap = pred.predict_scan(scan, samples=args.samples)
+    if args.series and len(args.inputs) == 1 and Path(args.inputs[0]).is_dir():
+        from .predict import ScanSource
+
+        sources, bad = [ScanSource(Path(args.inputs[0]), args.series, Path(args.inputs[0]).name)], []
+    else:
+        sources, bad = expand_inputs(args.inputs, args.split)
+    if not sources and not bad:
+        raise InputError("no scans to predict")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    fmt = args.format or ("nifti" if scan.ndim == 3 else "tiff")
-    a = write_array(amap.mean, out / "anomaly_map", like=scan, fmt=fmt)
-    v = write_array(amap.variance, out / "variance", like=scan, fmt=fmt)
+
+    def progress(i, n, name, status):
+        if not args.quiet:
+            print(f"[{i}/{n}] {name}: {status}", file=sys.stderr, flush=True)
+
+    res = predict_batch(pred, sources, out, samples=args.samples, fmt=args.format, progress=progress, skipped=bad)
+    ok = [r for r in res.rows if r["status"] == "ok"]
     (out / "predict.json").write_text(json.dumps({
-        "checkpoint": str(args.checkpoint), "step": pred.step, "input": str(args.input), "samples": amap.samples,
-        "backbone": pred.cfg.model.backbone, "shape": list(scan.shape), "spacing": list(scan.spacing),
-        "origin": list(scan.origin), "max": float(amap.mean.max()), "files": [a.name, v.name]}, indent=2))
-    print(f"{pred.cfg.model.backbone} ({amap.samples} sample{'s' if amap.samples != 1 else ''}): wrote {a.name}, {v.name} to {out}")
+        "checkpoint": str(args.checkpoint), "step": pred.step, "backbone": pred.cfg.model.backbone,
+        "inputs": [str(i) for i in args.inputs], "predicted": len(ok), "skipped": len(res.skipped),
+        "index": res.index.name}, indent=2))
+    print(f"{pred.cfg.model.backbone}: {len(ok)} scan{'s' if len(ok) != 1 else ''} predicted into {out} "
+          f"(index: {res.index.name})")
+    if res.skipped:
+        print(f"ppii: {len(res.skipped)} input{'s' if len(res.skipped) != 1 else ''} skipped:", file=sys.stderr)
+        for inp, reason in res.skipped:
+            print(f"  {inp}: {reason}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -290,8 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("predict", help="anomaly map and variance map of a scan from a checkpoint")
-    p.add_argument("input", help="radiograph file, volume file or DICOM series folder")
+    p = sub.add_parser("predict", help="anomaly and variance maps of scans from a checkpoint (files, folders, a CSV)")
+    p.add_argument("inputs", nargs="+", help="radiographs, volume files, DICOM series folders, folders of scans, or "
+                   "an annotations CSV (its rows' images; --split to pick rows)")
+    p.add_argument("--split", help="annotations CSV: only rows of this split (e.g. test)")
+    p.add_argument("--quiet", action="store_true", help="no per-scan progress lines")
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--samples", type=int, help="MC-dropout / PHiSeg samples (default: the model's)")

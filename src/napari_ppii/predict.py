@@ -1,9 +1,12 @@
 """Inference: a checkpoint + a scan -> anomaly map and variance map in the scan's own geometry.
 
-The scan gets the training pre-processing (:func:`napari_ppii.training.data.model_input`: window or
+The scan gets the training pre-processing (:func:`napari_ppii.preprocess.model_input`: window or
 normalise, equalise, resize to the training size); each image / slice goes through
 ``model.predict(x, samples)``; the maps are resized back to the scan's grid, so they line up with the
-scan and its boxes (same spacing, origin, direction).
+scan and its boxes (same spacing, origin, direction).  A volume goes through in slabs of slices (the
+pre-processing fitted once on the whole scan), so memory stays near the scan and its two maps.
+Inference needs no part of the trainer: checkpoints and devices come from :mod:`napari_ppii.checkpoint`
+and :mod:`napari_ppii.device`.
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ class Predictor:
     """A loaded model ready to predict (keeps weights on ``device``)."""
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu"):
-        from .training.checkpoint import load_checkpoint
-        from .training.loop import resolve_device
+        from .checkpoint import load_checkpoint
+        from .device import resolve_device
 
         ck = load_checkpoint(checkpoint)
         self.path = Path(checkpoint)
@@ -66,15 +69,171 @@ class Predictor:
                 progress(min(i + batch, len(images)), len(images))
         return np.concatenate(means), np.concatenate(vars_)
 
-    def predict_scan(self, scan: Scan, samples: int | None = None, progress=None) -> AnomalyMap:
-        from .training.data import model_input
+    def predict_scan(self, scan: Scan, samples: int | None = None, progress=None, slab: int = 16) -> AnomalyMap:
+        """Maps of ``scan`` in its own grid.  Volumes go ``slab`` slices at a time: the maps are written
+        into preallocated arrays (the variance stays untouched -- unallocated zero pages -- for a
+        deterministic model), so peak memory is about the scan plus its maps."""
+        from .preprocess import InputMapping, model_input
 
-        x = model_input(scan, self.cfg)
-        mean, var = self.predict_images(x, samples, progress=progress)
+        n = self.cfg.model.samples if samples is None else samples
+        mapping = InputMapping(scan, self.cfg.preprocess)
+        depth = scan.shape[0] if scan.ndim == 3 else 1
         shape2d = scan.shape[-2:]
-        mean = np.stack([resize(m, shape2d) for m in mean])
-        var = np.stack([np.clip(resize(v, shape2d), 0, None) for v in var])
+        mean = np.zeros((depth,) + tuple(shape2d), np.float32)
+        var = np.zeros_like(mean)
+        for z0 in range(0, depth, slab):
+            z1 = min(depth, z0 + slab)
+            x = model_input(scan, self.cfg, slices=slice(z0, z1), mapping=mapping)
+            m, v = self.predict_images(x, samples)
+            for i in range(z1 - z0):
+                mean[z0 + i] = np.clip(resize(m[i], shape2d), 0, 1)
+                if self.model.stochastic:
+                    var[z0 + i] = np.clip(resize(v[i], shape2d), 0, None)
+            if progress is not None:
+                progress(z1, depth)
         if scan.ndim == 2:
             mean, var = mean[0], var[0]
-        n = self.cfg.model.samples if samples is None else samples
-        return AnomalyMap(np.clip(mean, 0, 1).astype(np.float32), var.astype(np.float32), scan, n if self.model.stochastic else 1)
+        return AnomalyMap(mean, var, scan, n if self.model.stochastic else 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Batch prediction: many files, folders, annotation CSVs -- one model load
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class ScanSource:
+    """One scan to predict: a file, a DICOM series (folder + series UID), and the name its outputs take."""
+
+    path: Path
+    series: str | None = None
+    name: str = ""
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suf in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".dcm", ".dicom", ".png", ".jpg", ".jpeg",
+                ".tif", ".tiff", ".ima"):
+        if name.lower().endswith(suf):
+            return name[: -len(suf)]
+    return name
+
+
+def expand_inputs(inputs, split: str | None = None) -> tuple[list[ScanSource], list[tuple[str, str]]]:
+    """Inputs -> scans to predict, and (input, reason) for inputs that hold none.
+
+    A file is one scan; an annotations CSV (``image`` column, paths relative to it) gives its rows' images
+    (only ``split`` rows when it has a split column and ``split`` is given); a folder of radiographs /
+    volume files gives each of them (sorted); a folder of DICOM gives each series (a folder of single-file
+    radiographs: each file)."""
+    import csv
+
+    from .io.readers import DICOM_SUFFIXES, ITK_SUFFIXES, RASTER_SUFFIXES, _suffix, is_dicom_file, list_series
+
+    out: list[ScanSource] = []
+    bad: list[tuple[str, str]] = []
+    for raw in inputs:
+        p = Path(raw)
+        if not p.exists():
+            bad.append((str(p), "no such file or folder"))
+        elif p.is_file() and p.suffix.lower() == ".csv":
+            try:
+                with p.open(newline="", encoding="utf-8-sig") as fh:
+                    rows = list(csv.DictReader(fh))
+            except (OSError, UnicodeDecodeError, csv.Error) as exc:
+                bad.append((str(p), f"unreadable CSV ({exc})"))
+                continue
+            if not rows or "image" not in rows[0]:
+                bad.append((str(p), "an annotations CSV needs an 'image' column"))
+                continue
+            seen = []
+            for r in rows:
+                if split and "split" in r and (r["split"] or "").strip().lower() != split.lower():
+                    continue
+                img = Path(r["image"])
+                img = img if img.is_absolute() else p.parent / img
+                if img not in seen:
+                    seen.append(img)
+            if not seen:
+                bad.append((str(p), f"no rows{f' with split={split}' if split else ''}"))
+            out += [ScanSource(i) for i in seen]
+        elif p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+            singles = [f for f in files if _suffix(f) in RASTER_SUFFIXES + ITK_SUFFIXES]
+            if singles:
+                out += [ScanSource(f) for f in singles]
+                continue
+            try:
+                series = list_series(p)
+            except InputError as exc:
+                bad.append((str(p), exc.reason))
+                continue
+            if len(series) > 1 and all(s.n_slices == 1 for s in series):
+                out += [ScanSource(s.files[0]) for s in series]
+            else:
+                out += [ScanSource(p, s.uid, p.name if len(series) == 1 else f"{p.name}_{s.uid}") for s in series]
+        elif p.is_file() and (_suffix(p) in RASTER_SUFFIXES + ITK_SUFFIXES + DICOM_SUFFIXES or is_dicom_file(p)):
+            out.append(ScanSource(p))
+        else:
+            out.append(ScanSource(p))  # the reader names what is wrong with it
+    names: dict[str, int] = {}
+    for s in out:
+        base = s.name or _stem(s.path)
+        k = names.get(base, 0)
+        names[base] = k + 1
+        s.name = base if k == 0 else f"{base}_{k + 1}"
+    return out, bad
+
+
+@dataclass
+class BatchResult:
+    rows: list[dict]
+    skipped: list[tuple[str, str]]
+    index: Path
+
+
+def predict_batch(predictor: Predictor, sources: list[ScanSource], out: str | Path, *, samples: int | None = None,
+                  fmt: str | None = None, progress: Callable[[int, int, str, str], None] | None = None,
+                  skipped: list[tuple[str, str]] | None = None) -> BatchResult:
+    """Predict every source with one loaded model; write ``<name>_anomaly_map`` and ``<name>_variance``
+    (TIFF for 2D, NIfTI for volumes, unless ``fmt``) and ``index.csv`` (one row per input, with the
+    reason for each skipped one).  An unreadable scan is skipped, never fatal.  ``progress(i, n, name,
+    status)`` after each scan."""
+    import csv
+    import time
+
+    from .io import read_scan, write_array
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    skipped = list(skipped or [])
+    for inp, reason in skipped:
+        rows.append({"input": inp, "status": "skipped", "reason": reason})
+    for i, src in enumerate(sources):
+        t0 = time.perf_counter()
+        label = str(src.path) + (f" (series {src.series})" if src.series else "")
+        try:
+            scan = read_scan(src.path, src.series)
+            amap = predictor.predict_scan(scan, samples=samples)
+            kind = fmt or ("nifti" if scan.ndim == 3 else "tiff")
+            a = write_array(amap.mean, out / f"{src.name}_anomaly_map", like=scan, fmt=kind)
+            v = write_array(amap.variance, out / f"{src.name}_variance", like=scan, fmt=kind)
+            rows.append({"input": label, "status": "ok", "anomaly_map": a.name, "variance": v.name,
+                         "shape": "x".join(str(n) for n in scan.shape), "max": f"{float(amap.mean.max()):.6f}",
+                         "samples": amap.samples, "seconds": f"{time.perf_counter() - t0:.2f}"})
+            status = "ok"
+            del scan, amap
+        except InputError as exc:
+            reason = exc.reason if exc.path is not None and Path(exc.path) in (src.path, Path(src.path)) else str(exc)
+            skipped.append((label, reason))
+            rows.append({"input": label, "status": "skipped", "reason": reason})
+            status = f"skipped: {reason}"
+        if progress is not None:
+            progress(i + 1, len(sources), src.name, status)
+    index = out / "index.csv"
+    cols = ["input", "status", "anomaly_map", "variance", "shape", "max", "samples", "seconds", "reason"]
+    with index.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k, "") for k in cols})
+    return BatchResult(rows, skipped, index)

@@ -63,16 +63,55 @@ def normalise(values: np.ndarray, method: str = "percentile", percentiles: tuple
 
 
 def equalise(values: np.ndarray, nbins: int = 256, mask: np.ndarray | None = None) -> np.ndarray:
-    """Histogram equalisation (``skimage.exposure.equalize_hist``) of an image in [0, 1].
+    """Histogram equalisation of an image in [0, 1] (``skimage.exposure.equalize_hist``; without a mask
+    computed by :class:`Equaliser`, which gives the same values and can be fed in chunks).
 
     A constant image is returned unchanged (equalisation of a single level is undefined).
     """
-    from skimage.exposure import equalize_hist
-
     x = np.asarray(values, dtype=np.float32)
     if float(x.max()) == float(x.min()):
         return x.copy()
-    return equalize_hist(x, nbins=nbins, mask=mask).astype(np.float32)
+    if mask is not None:
+        from skimage.exposure import equalize_hist
+
+        return equalize_hist(x, nbins=nbins, mask=mask).astype(np.float32)
+    return Equaliser(nbins).fit([x]).apply(x)
+
+
+class Equaliser:
+    """skimage's ``equalize_hist`` split in two: :meth:`fit` accumulates the histogram over chunks of one
+    image (same bin edges: the whole image's range), :meth:`apply` maps any chunk through the cumulative
+    distribution.  Chunk by chunk it gives exactly the values of the whole-image call."""
+
+    def __init__(self, nbins: int = 256):
+        self.nbins = nbins
+        self.centers = self.cdf = None
+
+    def fit(self, chunks) -> "Equaliser":
+        chunks = list(chunks)
+        return self.fit_stream(lambda i: chunks[i], len(chunks))
+
+    def fit_stream(self, chunk_fn, n_chunks: int) -> "Equaliser":
+        """:meth:`fit` over ``chunk_fn(i)`` for ``i < n_chunks``, holding one chunk at a time."""
+        lo, hi = np.inf, -np.inf
+        for i in range(n_chunks):
+            c = chunk_fn(i)
+            lo, hi = min(lo, float(c.min())), max(hi, float(c.max()))
+        if not hi > lo:
+            return self  # one level: equalisation is undefined, values pass unchanged
+        hist = edges = None
+        for i in range(n_chunks):
+            h, edges = np.histogram(np.asarray(chunk_fn(i), dtype=np.float32), bins=self.nbins, range=(np.float32(lo), np.float32(hi)))
+            hist = h if hist is None else hist + h
+        cdf = hist.cumsum()
+        self.cdf = (cdf / float(cdf[-1])).astype(np.float32)
+        self.centers = (edges[:-1] + edges[1:]) / 2.0
+        return self
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        if self.cdf is None:
+            return np.array(x, dtype=np.float32)
+        return np.interp(np.asarray(x, dtype=np.float32), self.centers, self.cdf).astype(np.float32)
 
 
 def resize(values: np.ndarray, shape: Sequence[int], order: int = 1) -> np.ndarray:
@@ -109,6 +148,12 @@ def resize_scan(scan: Scan, shape: Sequence[int], order: int = 1) -> Scan:
 MIN_INPUT_SIDE = 16
 
 
+def check_input_size(scan: Scan) -> None:
+    if min(scan.shape[-2:]) < MIN_INPUT_SIDE:
+        raise InputError(f"image of size {tuple(scan.shape)} is too small: at least {MIN_INPUT_SIDE} pixels per "
+                         "in-plane axis are needed (upsampling a few pixels would invent the scan)", scan.path)
+
+
 def is_ct(scan: Scan) -> bool:
     return scan.modality.upper() == "CT"
 
@@ -119,20 +164,56 @@ def prepare(scan: Scan, config: PreprocessConfig | None = None) -> Scan:
     For volumes, ``size`` resizes each slice (the slice axis keeps its length).
     """
     cfg = config or PreprocessConfig()
-    inplane = scan.shape[-2:]
-    if min(inplane) < MIN_INPUT_SIDE:
-        raise InputError(f"image of size {tuple(scan.shape)} is too small: at least {MIN_INPUT_SIDE} pixels per "
-                         "in-plane axis are needed (upsampling a few pixels would invent the scan)", scan.path)
-    if is_ct(scan) and cfg.window is not None:
-        lo, hi = window_limits(cfg.window, scan)
-        x = apply_window(scan.array, lo, hi)
-    else:
-        x = normalise(scan.array, cfg.normalise)
-    if cfg.equalise:
-        x = equalise(x)
-    out = scan.with_array(x)
+    check_input_size(scan)
+    out = scan.with_array(InputMapping(scan, cfg).apply(scan.array))
     out.metadata["preprocess"] = cfg.model_dump(mode="json")
     if cfg.size is not None:
         target = (cfg.size, cfg.size) if scan.ndim == 2 else (scan.shape[0], cfg.size, cfg.size)
         out = resize_scan(out, target)
     return out
+
+
+class InputMapping:
+    """A scan's values -> model-input values in [0, 1], pointwise: the CT window or the normalisation
+    limits, then the whole scan's histogram equalisation.  Fitted once per scan (in slabs of slices, so a
+    large volume is never copied whole), applied to any slab: the values are those of :func:`prepare`."""
+
+    def __init__(self, scan: Scan, config: PreprocessConfig, slab: int = 32):
+        cfg = config
+        arr = np.asarray(scan.array)
+        if is_ct(scan) and cfg.window is not None:
+            self.low, self.high = window_limits(cfg.window, scan)
+        elif cfg.normalise == "minmax":
+            self.low, self.high = float(arr.min()), float(arr.max())
+        else:
+            self.low, self.high = (float(v) for v in np.percentile(arr.astype(np.float32, copy=False), (0.5, 99.5)))
+            if self.high <= self.low:
+                self.low, self.high = float(arr.min()), float(arr.max())
+        self.eq = None
+        if cfg.equalise:
+            step = slab if arr.ndim == 3 else max(1, arr.shape[0])
+            n = -(-arr.shape[0] // step)
+            self.eq = Equaliser().fit_stream(lambda i: self.linear(arr[i * step:(i + 1) * step]), n)
+
+    def linear(self, values: np.ndarray) -> np.ndarray:
+        if self.high <= self.low:
+            return np.zeros(np.shape(values), np.float32)
+        return np.clip((np.asarray(values, dtype=np.float32) - self.low) / (self.high - self.low), 0.0, 1.0).astype(np.float32)
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        x = self.linear(values)
+        return self.eq.apply(x) if self.eq is not None else x
+
+
+def model_input(scan: Scan, cfg, slices: slice | None = None, mapping: InputMapping | None = None) -> np.ndarray:
+    """Scan -> ``(N, S, S)`` float32 in [0, 1]: pre-process at native resolution (window/normalise,
+    equalise over the whole scan), then resize each image / slice to ``cfg.data.image_size``.
+
+    ``slices`` (volumes): only those slices, with the whole volume's mapping (``mapping``, fitted once and
+    passed again for the next slab): a volume can be fed to a model slab by slab."""
+    check_input_size(scan)
+    mapping = mapping or InputMapping(scan, cfg.preprocess)
+    src = scan.array if scan.ndim == 3 else scan.array[None]
+    arr = mapping.apply(src[slices] if slices is not None else src)
+    s = cfg.data.image_size
+    return np.stack([resize(a, (s, s)) for a in arr]).astype(np.float32)

@@ -178,7 +178,7 @@ def load_realism_data(data: str | Path, boxes: str | Path | None, cfg, labels: S
     """
     from .io import read_boxes, read_scan
     from .io.readers import DICOM_SUFFIXES, ITK_SUFFIXES, RASTER_SUFFIXES, _suffix
-    from .training.data import model_input
+    from .preprocess import model_input
 
     path = Path(data)
     if not path.exists():

@@ -332,7 +332,7 @@ class TrainingWidget(QWidget):
 
     def _layer_stack(self, cfg: PPIIConfig, out: Path) -> Path:
         from .._layers import layer_to_scan
-        from ..training.data import model_input
+        from ..preprocess import model_input
 
         names = [self.layer_list.item(i).text() for i in range(self.layer_list.count())
                  if self.layer_list.item(i).checkState() == Qt.CheckState.Checked]

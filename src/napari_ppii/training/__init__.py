@@ -1,6 +1,6 @@
 """Training: data, augmentations, on-the-fly synthesis, losses, the step loop, checkpoints, logs."""
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
 from .log import JsonlLog, read_log
 from .loop import TrainingError, TrainResult, config_from_checkpoint, train
 

@@ -1,73 +1,10 @@
-"""Checkpoints: written atomically, loaded safely.
+"""Checkpoint I/O lives in :mod:`napari_ppii.checkpoint` (inference needs it without the trainer)."""
 
-A checkpoint is a plain dict of tensors and primitives -- model, optimiser and scheduler state, the
-step, every RNG state and the full configuration -- saved with ``torch.save`` to a temporary file in the
-same folder and moved into place with ``os.replace`` (a crash never leaves half a file).  Loading uses
-``torch.load(weights_only=True)``: a checkpoint carrying any other pickled object (code that would run
-on load) is refused with :class:`~napari_ppii.errors.InputError`.
-"""
+from ..checkpoint import FORMAT, VERSION, export_weights, load_checkpoint, save_checkpoint
 
-from __future__ import annotations
+__all__ = ["FORMAT", "VERSION", "export_weights", "load_checkpoint", "save_checkpoint"]
 
-import os
-import pickle
-import tempfile
-from pathlib import Path
-from typing import Any
-
-import torch
-
-from ..errors import InputError
-
-FORMAT = "napari-ppii-checkpoint"
-VERSION = 1
-
-
-def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"format": FORMAT, "version": VERSION, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("checkpoint not found", path)
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc) or "global" in str(exc).lower():
-            raise InputError("refused to load this checkpoint: it holds pickled objects other than weights, which "
-                             "could run code on loading (only weights-only napari-ppii checkpoints are loaded)", path) from None
-        raise InputError("not a readable checkpoint (corrupt, truncated or not a torch file)", path) from None
-    except Exception as exc:
-        raise InputError(f"not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})", path) from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise InputError("not a napari-ppii checkpoint (missing format marker)", path)
-    return state
-
-
-def export_weights(src: str | Path, dst: str | Path, half: bool = False) -> Path:
-    """A slim, inference-only copy of a checkpoint: weights, configuration, step and selection score
-    (no optimiser, scheduler or RNG state); ``half`` stores floating weights as float16."""
-    ck = load_checkpoint(src)
-    model = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ck["model"].items()}
-    keep = {k: ck[k] for k in ("config", "step", "backbone", "val_dice", "select_score") if k in ck}
-    return save_checkpoint({"model": model, **keep, "exported_from": str(src)}, dst)
-
-
-if __name__ == "__main__":  # python -m napari_ppii.training.checkpoint SRC DST
+if __name__ == "__main__":  # python -m napari_ppii.training.checkpoint SRC DST (kept for old scripts)
     import sys
 
     print(export_weights(sys.argv[1], sys.argv[2]))

@@ -9,7 +9,7 @@ Sources of normal images (``data.train``):
 * a CT series folder or a volume file: every slice, except -- with ``data.boxes`` -- slices within
   ``lesion_margin`` slices of an annotated lesion (the paper: ~5 slices either side count as context).
 
-Every image goes through :func:`model_input` -- the same pre-processing :mod:`napari_ppii.predict` uses.
+Every image goes through :func:`~napari_ppii.preprocess.model_input` -- the same pre-processing :mod:`napari_ppii.predict` uses.
 """
 
 from __future__ import annotations
@@ -27,17 +27,8 @@ from ..errors import InputError
 from ..io import read_boxes, read_scan
 from ..io.readers import DICOM_SUFFIXES, ITK_SUFFIXES, RASTER_SUFFIXES, _suffix
 from ..io.scan import Scan
-from ..preprocess import prepare, resize
+from ..preprocess import model_input, resize  # noqa: F401 - model_input re-exported
 from ..synthesis import make_synthesizer
-
-
-def model_input(scan: Scan, cfg: PPIIConfig) -> np.ndarray:
-    """Scan -> ``(N, S, S)`` float32 in [0, 1]: pre-process at native resolution (window/normalise,
-    equalise), then resize each image / slice to ``data.image_size``."""
-    prep = prepare(scan, cfg.preprocess.model_copy(update={"size": None}))
-    s = cfg.data.image_size
-    arr = prep.array if prep.ndim == 3 else prep.array[None]
-    return np.stack([resize(a, (s, s)) for a in arr]).astype(np.float32)
 
 
 def normal_slices(n_slices: int, lesion_z: list[tuple[float, float]], margin: int) -> list[int]:

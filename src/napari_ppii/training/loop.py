@@ -25,7 +25,8 @@ from torch import nn
 from ..config import PPIIConfig
 from ..errors import InputError
 from ..models import build_model
-from .checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..device import resolve_device  # noqa: F401 - re-exported for callers of training.loop
 from .data import SyntheticBatches, load_training_set, split_indices, training_masks, validation_set
 from .select import Selector
 from .log import JsonlLog
@@ -54,19 +55,6 @@ class DistContext:
     def from_env(cls) -> "DistContext":
         ws = int(os.environ.get("WORLD_SIZE", "1"))
         return cls(int(os.environ.get("RANK", "0")), ws, int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InputError(f"device {spec!r} asked for, but no CUDA device is available (use --device cpu)")
-        idx = int(spec.split(":")[1]) if ":" in spec else local_rank
-        if idx >= torch.cuda.device_count():
-            raise InputError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA device(s) found")
-        return torch.device("cuda", idx)
-    return torch.device("cpu")
 
 
 def lr_lambda(cfg: PPIIConfig):

@@ -63,7 +63,7 @@ def load_reference(cfg: PPIIConfig) -> tuple[np.ndarray, np.ndarray]:
     from ..evaluation.evaluate import load_csv_test_set
     from ..evaluation.metrics import lesion_mask
     from ..io import read_scan
-    from .data import model_input
+    from ..preprocess import model_input
 
     items = load_csv_test_set(cfg.training.reference, labels=cfg.training.reference_labels, split="all")
     s = cfg.data.image_size

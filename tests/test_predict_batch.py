@@ -1,0 +1,106 @@
+"""Batch prediction over files, folders and CSVs with one model load; slab-wise volumes; preprocessing
+that is the same chunk by chunk as whole."""
+
+import csv
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import RESOURCES, smooth_image
+from napari_ppii.cli import main
+from napari_ppii.config import PPIIConfig, PreprocessConfig
+from napari_ppii.io import Scan, read_scan, write_array
+
+TINY = ["model.base_channels=4", "model.levels=3", "data.image_size=32", "training.batch_size=4",
+        "data.val_samples=4", "training.warmup_steps=2", "synthesis.placement=anywhere"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from napari_ppii.training import train
+
+    tmp = tmp_path_factory.mktemp("ck")
+    cfg = PPIIConfig().with_overrides(TINY + [f"training.out_dir={tmp}", "training.steps=2", "training.val_every=2"])
+    train(cfg, images=np.stack([smooth_image((32, 32), seed=s) for s in range(6)]))
+    return tmp / "last.pt"
+
+
+def test_equalisation_in_slabs_equals_skimage_on_the_whole_volume():
+    from skimage.exposure import equalize_hist
+
+    from napari_ppii.preprocess import InputMapping, apply_window, normalise, prepare
+
+    rng = np.random.default_rng(0)
+    vol = (smooth_image((37, 40, 36), seed=3) * 1500 - 1100 + rng.normal(0, 20, (37, 40, 36))).astype(np.float32)
+    scan = Scan(vol, (1, 1, 1), (0, 0, 0), np.eye(3), "CT")
+    want = equalize_hist(apply_window(vol, -1350, 150), nbins=256).astype(np.float32)
+    m = InputMapping(scan, PreprocessConfig(window="lung"), slab=5)
+    got = np.concatenate([m.apply(vol[z:z + 5]) for z in range(0, 37, 5)])
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(prepare(scan, PreprocessConfig(window="lung")).array, want)
+    # radiographs: percentile normalisation then equalisation, as before
+    img = (smooth_image((50, 60), seed=4) * 4000).astype(np.float32)
+    r = Scan(img, (1, 1), (0, 0), np.eye(2), "DX")
+    np.testing.assert_array_equal(prepare(r).array, equalize_hist(normalise(img), nbins=256).astype(np.float32))
+
+
+def test_volume_prediction_in_slabs_equals_whole(checkpoint):
+    from napari_ppii.predict import Predictor
+
+    vol = (smooth_image((11, 40, 36), seed=1) * 1000 - 900).astype(np.float32)
+    scan = Scan(vol, (2.5, 0.8, 0.7), (0, 0, 0), np.eye(3), "CT")
+    p = Predictor(checkpoint)
+    a = p.predict_scan(scan, slab=3)
+    b = p.predict_scan(scan, slab=100)
+    np.testing.assert_allclose(a.mean, b.mean, atol=1e-6)
+    assert a.mean.shape == vol.shape and a.mean.max() > 0
+
+
+def test_batch_predict_files_folder_csv_with_a_bad_input(tmp_path, checkpoint, capsys, monkeypatch):
+    from napari_ppii import checkpoint as ck_mod
+    from napari_ppii import predict as predict_mod
+
+    loads = []
+    real = ck_mod.load_checkpoint
+    monkeypatch.setattr(ck_mod, "load_checkpoint", lambda *a, **k: loads.append(1) or real(*a, **k))
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for name in ("00000002_000.png", "00000005_000.png"):
+        shutil.copy(RESOURCES / "nih-cxr" / name, folder / name)
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    vol = (smooth_image((5, 40, 36), seed=1) * 1000 - 900).astype(np.float32)
+    ct = write_array(vol, tmp_path / "ct", like=Scan(vol, (2.5, 0.8, 0.7), (0, 0, 0), np.eye(3), "CT"), fmt="nifti")
+    out = tmp_path / "out"
+    rc = main(["predict", "--checkpoint", str(checkpoint), "--out", str(out), str(folder), str(ct),
+               str(RESOURCES / "nih-cxr" / "00013751_003.png"), str(tmp_path / "missing.png")])
+    err = capsys.readouterr().err
+    assert rc == 1  # something was skipped
+    assert len(loads) == 1  # one model for every scan
+    assert "[1/5]" in err and "[5/5]" in err and "broken.png" in err and "missing.png" in err
+    rows = list(csv.DictReader((out / "index.csv").open()))
+    status = {r["input"].split("/")[-1]: r["status"] for r in rows}
+    assert status == {"missing.png": "skipped", "00000002_000.png": "ok", "00000005_000.png": "ok",
+                      "broken.png": "skipped", "ct.nii.gz": "ok", "00013751_003.png": "ok"}
+    assert all(r["reason"] for r in rows if r["status"] == "skipped")
+    assert read_scan(out / "00000002_000_anomaly_map.tif").shape == read_scan(folder / "00000002_000.png").shape
+    assert read_scan(out / "ct_anomaly_map.nii.gz").shape == (5, 40, 36)
+    assert (out / "ct_variance.nii.gz").exists()
+    # an annotations CSV with a split: only those rows
+    rc = main(["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "csv"), "--quiet",
+               str(RESOURCES / "nih-cxr" / "annotations.csv")])
+    assert rc == 0
+    n_images = len({r["image"] for r in csv.DictReader((RESOURCES / "nih-cxr" / "annotations.csv").open())})
+    assert len(list((tmp_path / "csv").glob("*_anomaly_map.tif"))) == n_images
+    # names never collide
+    srcs, bad = predict_mod.expand_inputs([str(folder / "00000002_000.png"), str(folder / "00000002_000.png")])
+    assert [s.name for s in srcs] == ["00000002_000", "00000002_000_2"] and bad == []
+
+
+def test_folder_of_dicom_series_and_empty_folder(tmp_path, checkpoint, dicom_series):
+    from napari_ppii.predict import expand_inputs
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    srcs, bad = expand_inputs([str(dicom_series), str(empty)])
+    assert len(srcs) == 1 and srcs[0].series and bad and "empty" in bad[0][1]
