@@ -254,13 +254,66 @@ def test_screenshot_shows_the_map_over_the_implanted_lesion(predict_setup, qtbot
     assert inside.mean() > 0.9, inside.mean()
 
 
-def test_prediction_bad_checkpoint_notifies(predict_setup, tmp_path):
+def test_prediction_bad_checkpoint_notifies(predict_setup, tmp_path, qtbot):
     v, w, _ = predict_setup
     (tmp_path / "bad.pt").write_bytes(b"junk")
     w.checkpoint.setText(str(tmp_path / "bad.pt"))
     n_layers = len(v.layers)
-    w.predict()
+    w.predict()  # the model loads in the background: the error arrives from the worker
+    qtbot.waitUntil(lambda: not w.busy, timeout=20000)
     assert "checkpoint" in w.last_error and len(v.layers) == n_layers
+    assert w.predict_button.isEnabled()
+
+
+def test_predict_all_layers_and_a_folder_in_the_background(predict_setup, qtbot, tmp_path):
+    import csv
+    import shutil
+
+    from conftest import RESOURCES
+
+    v, w, box = predict_setup
+    v.add_image(v.layers["scan"].data[::-1].copy(), name="flipped")
+    assert w.predict_all()
+    qtbot.waitUntil(lambda: not w.busy, timeout=60000)
+    assert w.last_error is None
+    assert {"anomaly map: scan", "anomaly map: flipped", "anomaly map"} <= {ly.name for ly in v.layers}
+    a, b = v.layers["anomaly map: scan"].data, v.layers["anomaly map: flipped"].data
+    assert a.shape == b.shape == (64, 64) and not np.array_equal(a, b)
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(RESOURCES / "nih-cxr" / "00000002_000.png", folder)
+    (folder / "bad.png").write_bytes(b"not a png")
+    n_layers = len(v.layers)
+    assert w.predict_folder(folder, tmp_path / "maps")
+    qtbot.waitUntil(lambda: not w.busy, timeout=60000)
+    assert w.last_error is None and len(v.layers) == n_layers  # written to disk, the viewer untouched
+    rows = {r["input"].split("/")[-1]: r for r in csv.DictReader((tmp_path / "maps" / "index.csv").open())}
+    assert rows["00000002_000.png"]["status"] == "ok" and rows["bad.png"]["status"] == "skipped"
+    assert (tmp_path / "maps" / "00000002_000_anomaly_map.tif").exists()
+    assert "1 scan(s) predicted" in w.counts.text() and "bad.png" in w.counts.text()
+
+
+def test_overlay_keeps_the_scan_readable_away_from_detections(predict_setup, qtbot):
+    v, w, box = predict_setup
+    _predict(w, qtbot)
+    for ly in v.layers:
+        ly.visible = ly.name in ("scan", "anomaly map")
+    w.threshold.setValue(0.5)
+    assert tuple(v.layers["anomaly map"].contrast_limits) == (0.5, 1.0)  # the threshold is what shows
+    v.reset_view()
+    with_map = v.screenshot(canvas_only=True, flash=False)[..., :3].astype(float)
+    v.layers["anomaly map"].visible = False
+    scan_only = v.screenshot(canvas_only=True, flash=False)[..., :3].astype(float)
+    v.layers["anomaly map"].visible = True
+    diff = np.abs(with_map - scan_only).max(-1)
+    changed = diff > 8
+    # far from the lesion (and so from every detection) the scan keeps its grey values
+    amap = v.layers["anomaly map"].data
+    assert changed.any()  # the lesion is tinted
+    assert changed.mean() < 0.1, changed.mean()
+    far = scan_only.mean(-1) > 0  # pixels showing the scan
+    assert np.median(np.abs(with_map - scan_only).max(-1)[far & ~changed]) == 0
+    assert float(amap.max()) > 0.5
 
 
 # ------------------------------------------------------------------------------------------------

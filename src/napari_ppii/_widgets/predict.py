@@ -2,10 +2,14 @@
 MC-dropout U-Net and PHiSeg, an uncertainty layer) over the scan, with the scan's scale and translate so
 they line up with the ground-truth boxes.  A threshold turns the map into candidate detections, shown
 as boxes beside the ground truth, with hits and false positives counted for the current image / slice.
+"All layers" predicts every image layer; "Folder..." predicts a folder of scans to disk (maps named after
+the scans, an index CSV, unreadable scans skipped with their reason).  Loading the model and predicting
+run in the background; the model stays loaded between runs.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import Qt, Signal
@@ -32,6 +36,18 @@ from ..io.boxes import Box
 MAP = "anomaly map"
 VAR = "uncertainty"
 DET = "detections"
+
+
+def overlay_style() -> dict:
+    """How an anomaly map sits over the scan: a hot colormap that starts at exact black (matplotlib's
+    ``hot`` starts at a dark red, which would tint every pixel) with additive blending, so map values at
+    or below the threshold (the low contrast limit) add nothing -- the scan keeps its grey values -- and
+    only the values above it tint the scan, red to yellow to white."""
+    from napari.utils.colormaps import Colormap
+
+    cmap = Colormap([[0, 0, 0, 1], [1, 0, 0, 1], [1, 1, 0, 1], [1, 1, 1, 1]], controls=[0, 0.4, 0.8, 1],
+                    name="ppii anomaly")
+    return {"colormap": cmap, "opacity": 0.9, "blending": "additive", "contrast_limits": (0.0, 1.0)}
 
 
 def shapes_to_boxes(layer) -> list[Box]:
@@ -118,7 +134,17 @@ class PredictWidget(QWidget):
         outer.addLayout(form)
         self.predict_button = QPushButton("Predict")
         self.predict_button.clicked.connect(self.predict)
-        outer.addWidget(self.predict_button)
+        self.all_button = QPushButton("All layers")
+        self.all_button.setToolTip("predict every image layer (a map layer each)")
+        self.all_button.clicked.connect(self.predict_all)
+        self.folder_button = QPushButton("Folder...")
+        self.folder_button.setToolTip("predict every scan of a folder into an output folder (maps + index.csv)")
+        self.folder_button.clicked.connect(self._folder_clicked)
+        brow = QHBoxLayout()
+        for b in (self.predict_button, self.all_button, self.folder_button):
+            brow.addWidget(b)
+        outer.addLayout(brow)
+        self.last_batch = None
         self.progress = QProgressBar()
         outer.addWidget(self.progress)
         self.progress_changed.connect(lambda i, n: (self.progress.setRange(0, n), self.progress.setValue(i)))
@@ -172,51 +198,147 @@ class PredictWidget(QWidget):
     def busy(self) -> bool:
         return self.worker is not None
 
-    def predict(self):
+    def _loader(self):
+        """A function returning the loaded model for the current checkpoint and device; it loads (in the
+        worker thread, never blocking the viewer) only when they changed."""
+        key = (self.checkpoint.text(), self.device.currentText())
+        if not key[0]:
+            raise InputError("choose a checkpoint (best.pt / last.pt of a run)")
+
+        def get():
+            if self._predictor_key != key:
+                from ..predict import Predictor
+
+                self.predictor = Predictor(key[0], device=key[1])
+                self._predictor_key = key
+            return self.predictor
+
+        return get
+
+    def _start(self, job, on_result) -> bool:
+        """Run ``job`` in a worker thread; ``on_result`` gets its value on the GUI thread."""
         from napari.qt.threading import create_worker
 
-        from ..predict import Predictor
-
-        name = self.image_combo.currentText()
-        if not name:
-            self._fail("open a scan first")
-            return
-        try:
-            layer = self.viewer.layers[name]
-            scan = layer_to_scan(layer)
-            key = (self.checkpoint.text(), self.device.currentText())
-            if self._predictor_key != key:
-                self.predictor = Predictor(self.checkpoint.text(), device=self.device.currentText())
-                self._predictor_key = key
-        except (InputError, KeyError) as exc:
-            self._fail(str(exc))
-            return
-        pred, samples = self.predictor, self.samples.value()
-        geo = {"scale": tuple(layer.scale), "translate": tuple(layer.translate)}
-
-        def job():  # the progress signal crosses threads as a queued connection
-            return pred.predict_scan(scan, samples=samples, progress=self.progress_changed.emit)
-
-        self.progress.setRange(0, 0)  # busy until the first batch of slices is done
+        self.progress.setRange(0, 0)  # busy until the first progress report
         self.last_error = None
         worker = create_worker(job, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(lambda amap: self._show(amap, geo))
+        worker.returned.connect(on_result)
         worker.errored.connect(lambda e: self._fail(str(e) if isinstance(e, InputError) else f"prediction failed: {type(e).__name__}: {e}"))
         worker.finished.connect(self._finished)
         self.worker = worker
-        self.predict_button.setEnabled(False)
+        for b in (self.predict_button, self.all_button, self.folder_button):
+            b.setEnabled(False)
         worker.start()
+        return True
+
+    def _image_layers(self) -> list[str]:
+        from napari.layers import Image
+
+        return [ly.name for ly in self.viewer.layers if isinstance(ly, Image) and not ly.name.startswith((MAP, VAR, "P-PII"))
+                and ly.name != DET]
+
+    def predict(self) -> bool:
+        name = self.image_combo.currentText()
+        if not name:
+            self._fail("open a scan first")
+            return False
+        try:
+            layer = self.viewer.layers[name]
+            scan = layer_to_scan(layer)
+            get = self._loader()
+        except (InputError, KeyError) as exc:
+            self._fail(str(exc))
+            return False
+        samples = self.samples.value()
+        geo = {"scale": tuple(layer.scale), "translate": tuple(layer.translate)}
+
+        def job():  # the progress signal crosses threads as a queued connection
+            return get().predict_scan(scan, samples=samples, progress=self.progress_changed.emit)
+
+        return self._start(job, lambda amap: self._show(amap, geo))
+
+    def predict_all(self) -> bool:
+        """Every image layer, one after the other in the background: a map layer ``anomaly map: <name>``
+        each (the current scan's map is also the main ``anomaly map`` layer)."""
+        names = self._image_layers()
+        if not names:
+            self._fail("open a scan first")
+            return False
+        try:
+            items = [(n, layer_to_scan(self.viewer.layers[n]),
+                      {"scale": tuple(self.viewer.layers[n].scale), "translate": tuple(self.viewer.layers[n].translate)})
+                     for n in names]
+            get = self._loader()
+        except InputError as exc:
+            self._fail(str(exc))
+            return False
+        samples = self.samples.value()
+
+        def job():
+            pred, out = get(), []
+            for i, (name, scan, geo) in enumerate(items):
+                out.append((name, pred.predict_scan(scan, samples=samples), geo))
+                self.progress_changed.emit(i + 1, len(items))
+            return out
+
+        return self._start(job, self._show_all)
+
+    def _show_all(self, results):
+        current = self.image_combo.currentText()
+        for name, amap, geo in results:
+            set_image_layer(self.viewer, f"{MAP}: {name}", amap.mean, geo, **overlay_style())
+        for name, amap, geo in results:
+            if name == current or len(results) == 1:
+                self._show(amap, geo)
+
+    def _folder_clicked(self):
+        folder = QFileDialog.getExistingDirectory(self, "Folder of scans")
+        if not folder:
+            return
+        out = QFileDialog.getExistingDirectory(self, "Write the maps to")
+        if out:
+            self.predict_folder(folder, out)
+
+    def predict_folder(self, folder, out) -> bool:
+        """Every scan of ``folder`` (radiographs, volumes, DICOM series, or an annotations CSV) to ``out``."""
+        from ..predict import expand_inputs, predict_batch
+
+        try:
+            get = self._loader()
+        except InputError as exc:
+            self._fail(str(exc))
+            return False
+        samples = self.samples.value()
+
+        def job():
+            sources, bad = expand_inputs([str(folder)])
+            return predict_batch(get(), sources, out, samples=samples, skipped=bad,
+                                 progress=lambda i, n, name, status: self.progress_changed.emit(i, n))
+
+        return self._start(job, self._batch_done)
+
+    def _batch_done(self, res):
+        self.last_batch = res
+        ok = sum(r["status"] == "ok" for r in res.rows)
+        text = f"{ok} scan(s) predicted to {res.index.parent} (index.csv)"
+        if res.skipped:
+            text += f"; {len(res.skipped)} skipped: " + "; ".join(f"{Path(i).name}: {r}" for i, r in res.skipped[:3])
+        self.counts.setText(text)
+        self.counts.setToolTip("\n".join(f"{i}: {r}" for i, r in res.skipped))
+        if self.progress.maximum() == 0:
+            self.progress.setRange(0, 1)
+            self.progress.setValue(1)
 
     def _finished(self):
         self.worker = None
-        self.predict_button.setEnabled(True)
+        for b in (self.predict_button, self.all_button, self.folder_button):
+            b.setEnabled(True)
         if self.progress.maximum() == 0:  # failed before any progress: leave no busy bar
             self.progress.setRange(0, 1)
             self.progress.setValue(0)
 
     def _show(self, amap, geo):
-        self.map_layer = set_image_layer(self.viewer, MAP, amap.mean, geo, colormap="hot", opacity=0.5, blending="translucent",
-                                         contrast_limits=(0.0, 1.0))
+        self.map_layer = set_image_layer(self.viewer, MAP, amap.mean, geo, **overlay_style())
         if amap.samples > 1:
             set_image_layer(self.viewer, VAR, amap.variance, geo, colormap="viridis", opacity=0.5, blending="additive", visible=False,
                             contrast_limits=(0.0, max(float(amap.variance.max()), 1e-6)))
@@ -241,7 +363,10 @@ class PredictWidget(QWidget):
         amap, z = self._current_map()
         if amap is None:
             return
-        dets = detect(amap, self.threshold.value())
+        thr = self.threshold.value()
+        # the threshold is visible: map values below it are black, which additive blending leaves out
+        self.map_layer.contrast_limits = (min(thr, 0.999), 1.0)
+        dets = detect(amap, thr)
         truth_name = self.truth_combo.currentText()
         truth = []
         if truth_name and truth_name != "(none)" and truth_name in self.viewer.layers:
