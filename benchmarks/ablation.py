@@ -33,7 +33,7 @@ from _realdata import ROOT, SHARED, load_datasets, score_checkpoint, table, trai
 NAMES = {"fpi": "FPI U-Net", "pii": "PII U-Net", "nsa": "NSA U-Net", "ppii": "P-PII U-Net"}
 
 
-def method_config(method: str, args) -> "PPIIConfig":  # noqa: F821
+def method_config(method: str, args):
     """One method's training configuration: its own synthesis defaults, the shared budget and rule."""
     from napari_ppii.config import PPIIConfig
 

@@ -377,3 +377,42 @@ def test_generated_realism_controls_round_trip(widget, qtbot):
         assert getattr(got, name) == pytest.approx(getattr(cfg.synthesis, name)), name
     # the tooltip is the configuration's own description
     assert widget.realism_controls["source_smoothing"].widget.toolTip().startswith("P-PII: Gaussian sigma")
+
+
+def test_preview_cache_follows_the_layer_not_its_id(widget, viewer_with_cxr, qtbot):
+    # replacing the target's data renews its cached scan, pre-processing and lungs: the preview redraws
+    # from the new data (a cache keyed on id(layer.data) could serve the old scan)
+    v = viewer_with_cxr
+    widget.method_combo.setCurrentText("ppii")
+    _wait(qtbot, widget)
+    layer = v.layers[widget.target_combo.currentText()]
+    before = widget.last_result.target.array.copy()
+    tok = widget._token(layer)
+    assert any(k[1] == tok for k in widget.engine._cache)
+    layer.data = np.ascontiguousarray(layer.data[::-1])
+    qtbot.waitUntil(lambda: widget.last_result is not None and not np.array_equal(widget.last_result.target.array, before),
+                    timeout=60000)
+    _wait(qtbot, widget)
+    np.testing.assert_allclose(widget.last_result.target.array, before[::-1], atol=1e-6)
+    assert not any(k[1] == tok for k in widget.engine._cache)  # the old version's entries are gone
+    # a removed layer's entries go with it
+    name = layer.name
+    v.layers.remove(name)
+    _wait(qtbot, widget)
+    assert all(k[1][0] != id(layer) for k in widget.engine._cache)
+
+
+def test_preview_engine_is_qt_free_and_caches_per_token():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from napari_ppii.preview import PreviewEngine, PreviewRequest; "
+            "from napari_ppii.config import PPIIConfig; from napari_ppii.io import Scan; "
+            "e = PreviewEngine(); s = Scan(np.random.default_rng(0).random((64, 64)).astype('float32'), (1, 1), (0, 0), np.eye(2), 'DX'); "
+            "cfg = PPIIConfig().with_overrides(['synthesis.placement=anywhere']); "
+            "r = e.compute(PreviewRequest(1, s, None, cfg, None, ('t', None))); "
+            "assert r.result.image.shape == (64, 64); n = len(e._cache); e.compute(PreviewRequest(2, s, None, cfg, None, ('t', None))); "
+            "assert len(e._cache) == n; e.forget('t'); assert not e._cache; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('qtpy', 'PyQt6', 'PyQt5', 'napari')]; assert not bad, bad")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -215,10 +215,17 @@ class PredictWidget(QWidget):
 
         return get
 
-    def _start(self, job, on_result) -> bool:
-        """Run ``job`` in a worker thread; ``on_result`` gets its value on the GUI thread."""
+    def _launch(self, prepare, on_result) -> bool:
+        """``prepare(get_model, samples)`` checks the inputs on the GUI thread (an :class:`InputError` is
+        shown and nothing starts) and returns the job; the job runs in a worker thread and ``on_result``
+        gets its value on the GUI thread."""
         from napari.qt.threading import create_worker
 
+        try:
+            job = prepare(self._loader(), self.samples.value())
+        except (InputError, KeyError) as exc:
+            self._fail(str(exc))
+            return False
         self.progress.setRange(0, 0)  # busy until the first progress report
         self.last_error = None
         worker = create_worker(job, _start_thread=False, _ignore_errors=True)
@@ -237,25 +244,24 @@ class PredictWidget(QWidget):
         return [ly.name for ly in self.viewer.layers if isinstance(ly, Image) and not ly.name.startswith((MAP, VAR, "P-PII"))
                 and ly.name != DET]
 
+    def _scan_of(self, name: str):
+        layer = self.viewer.layers[name]
+        return layer_to_scan(layer), {"scale": tuple(layer.scale), "translate": tuple(layer.translate)}
+
     def predict(self) -> bool:
         name = self.image_combo.currentText()
         if not name:
             self._fail("open a scan first")
             return False
-        try:
-            layer = self.viewer.layers[name]
-            scan = layer_to_scan(layer)
-            get = self._loader()
-        except (InputError, KeyError) as exc:
-            self._fail(str(exc))
-            return False
-        samples = self.samples.value()
-        geo = {"scale": tuple(layer.scale), "translate": tuple(layer.translate)}
+        geo = {}
 
-        def job():  # the progress signal crosses threads as a queued connection
-            return get().predict_scan(scan, samples=samples, progress=self.progress_changed.emit)
+        def prepare(get, samples):
+            scan, g = self._scan_of(name)
+            geo.update(g)
+            # the progress signal crosses threads as a queued connection
+            return lambda: get().predict_scan(scan, samples=samples, progress=self.progress_changed.emit)
 
-        return self._start(job, lambda amap: self._show(amap, geo))
+        return self._launch(prepare, lambda amap: self._show(amap, geo))
 
     def predict_all(self) -> bool:
         """Every image layer, one after the other in the background: a map layer ``anomaly map: <name>``
@@ -264,24 +270,20 @@ class PredictWidget(QWidget):
         if not names:
             self._fail("open a scan first")
             return False
-        try:
-            items = [(n, layer_to_scan(self.viewer.layers[n]),
-                      {"scale": tuple(self.viewer.layers[n].scale), "translate": tuple(self.viewer.layers[n].translate)})
-                     for n in names]
-            get = self._loader()
-        except InputError as exc:
-            self._fail(str(exc))
-            return False
-        samples = self.samples.value()
 
-        def job():
-            pred, out = get(), []
-            for i, (name, scan, geo) in enumerate(items):
-                out.append((name, pred.predict_scan(scan, samples=samples), geo))
-                self.progress_changed.emit(i + 1, len(items))
-            return out
+        def prepare(get, samples):
+            items = [(n, *self._scan_of(n)) for n in names]
 
-        return self._start(job, self._show_all)
+            def job():
+                pred, out = get(), []
+                for i, (name, scan, geo) in enumerate(items):
+                    out.append((name, pred.predict_scan(scan, samples=samples), geo))
+                    self.progress_changed.emit(i + 1, len(items))
+                return out
+
+            return job
+
+        return self._launch(prepare, self._show_all)
 
     def _show_all(self, results):
         current = self.image_combo.currentText()
@@ -303,19 +305,15 @@ class PredictWidget(QWidget):
         """Every scan of ``folder`` (radiographs, volumes, DICOM series, or an annotations CSV) to ``out``."""
         from ..predict import expand_inputs, predict_batch
 
-        try:
-            get = self._loader()
-        except InputError as exc:
-            self._fail(str(exc))
-            return False
-        samples = self.samples.value()
+        def prepare(get, samples):
+            def job():
+                sources, bad = expand_inputs([str(folder)])
+                return predict_batch(get(), sources, out, samples=samples, skipped=bad,
+                                     progress=lambda i, n, name, status: self.progress_changed.emit(i, n))
 
-        def job():
-            sources, bad = expand_inputs([str(folder)])
-            return predict_batch(get(), sources, out, samples=samples, skipped=bad,
-                                 progress=lambda i, n, name, status: self.progress_changed.emit(i, n))
+            return job
 
-        return self._start(job, self._batch_done)
+        return self._launch(prepare, self._batch_done)
 
     def _batch_done(self, res):
         self.last_batch = res

@@ -1,16 +1,16 @@
 """Live P-PII preview: pick a scan layer and the generator's parameters; every change recomputes the
 synthetic sample in a background worker and updates the preview layers in place.
 
-Only wiring: the work is :func:`compute_preview` (Qt-free) on the core's pre-processing and synthesis.
+Only wiring: the work is :class:`napari_ppii.preview.PreviewEngine` (Qt-free) on the core's
+pre-processing and synthesis; its caches are keyed on a token per layer and data version, renewed on
+the layer's data event (a replaced or edited layer never shows an old result).
 Stale results are dropped (a generation counter), at most one worker runs, and the newest request runs
 next.  Bad input becomes a napari notification; the viewer and the user's layers stay as they were.
 """
 
 from __future__ import annotations
 
-import time
 import typing
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,8 +33,9 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible, QLabeledDoubleRangeSlider, QLabeledRangeSlider
 
 from .._layers import layer_to_scan, write_image_data
-from ..config import Method, PPIIConfig, PreprocessConfig, SynthesisConfig
+from ..config import Method, PPIIConfig, SynthesisConfig
 from ..errors import InputError
+from ..preview import PreviewEngine, PreviewRequest, PreviewResult, realism_text
 
 PREFIX = "P-PII"
 SAME = "(same image)"
@@ -45,138 +46,6 @@ MASK_LAYER = f"{PREFIX} placement mask"
 REALISM_FIELDS = ("placement", "placement_min_inside", "source_in_mask", "mask_blend", "patch_distribution",
                   "source_rescale", "gradient_scale_distribution", "source_smoothing", "clip", "label_mode",
                   "label_k", "label_x0", "nsa_patches", "label_median_radius")
-
-
-@dataclass
-class PreviewRequest:
-    generation: int
-    target: Any  # Scan
-    source: Any  # Scan or None
-    config: PPIIConfig
-    slice_index: int | None  # volume: preview this slice; None: the whole image / volume
-    cache_key: tuple
-    mask: Any = None  # placement mask in the target layer's grid (the Labels layer), or None
-    reference_boxes: Any = None  # real lesion boxes (target data coordinates) to compare realism with
-
-
-@dataclass
-class PreviewResult:
-    generation: int
-    target: Any  # pre-processed Scan the sample was drawn on (2D slice or the volume)
-    result: Any  # SynthesisResult
-    config: PPIIConfig
-    slice_index: int | None
-    seconds: float
-    mask: Any = None  # the placement mask of the whole target (computed lungs, or the one given)
-    realism: Any = None  # {"synthetic": summary, "reference": summary or None}
-
-
-_PREP_CACHE: dict[tuple, Any] = {}
-
-
-def _prepared(scan, pre: PreprocessConfig, key: tuple):
-    from ..preprocess import prepare
-
-    k = key + (pre.model_dump_json(),)
-    if k not in _PREP_CACHE:
-        if len(_PREP_CACHE) > 8:
-            _PREP_CACHE.clear()
-        _PREP_CACHE[k] = prepare(scan, pre.model_copy(update={"size": None}))
-    return _PREP_CACHE[k]
-
-
-def compute_preview(req: PreviewRequest) -> PreviewResult:
-    """Pre-process (cached), take the slice, synthesise.  Raises InputError on bad input."""
-    from ..synthesis import make_synthesizer
-
-    t0 = time.perf_counter()
-    cfg = req.config
-    target = _prepared(req.target, cfg.preprocess, req.cache_key + ("target",))
-    source = None if req.source is None else _prepared(req.source, cfg.preprocess, req.cache_key + ("source",))
-    if source is not None and source.ndim != target.ndim:
-        raise InputError(f"source is {source.ndim}D but the target is {target.ndim}D")
-    if req.slice_index is not None and target.ndim == 3:
-        z = int(np.clip(req.slice_index, 0, target.shape[0] - 1))
-        t_img = target.array[z]
-        s_img = None if source is None else source.array[min(z, source.shape[0] - 1)]
-        from ..io.scan import Scan
-
-        target = Scan(t_img, target.spacing[1:], target.origin[1:], np.eye(2), target.modality, target.path)
-    else:
-        t_img = target.array
-        s_img = None if source is None else source.array
-    if s_img is not None and s_img.shape != t_img.shape:
-        from ..preprocess import resize
-
-        s_img = resize(s_img, t_img.shape)
-    synth = make_synthesizer(cfg.synthesis)
-    mask = full_mask = None
-    if cfg.synthesis.placement != "anywhere":
-        full_mask = req.mask
-        if full_mask is None and cfg.synthesis.placement == "lungs":
-            full_mask = _lungs(req.target, req.cache_key)
-        if full_mask is None:
-            raise InputError("placement 'mask' needs a placement mask: paint the 'P-PII placement mask' Labels "
-                             "layer (or choose placement lungs / anywhere)")
-        full_mask = np.asarray(full_mask) > 0
-        mask = full_mask
-        if req.slice_index is not None and full_mask.ndim == 3:
-            mask = full_mask[int(np.clip(req.slice_index, 0, full_mask.shape[0] - 1))]
-        if mask.shape != t_img.shape:
-            raise InputError(f"the placement mask {mask.shape} does not match the target {t_img.shape}")
-    result = synth.sample(t_img, s_img, rng=np.random.default_rng(cfg.seed), mask=mask)
-    realism = None
-    if t_img.ndim == 2:
-        realism = _realism(t_img, result, mask, req)
-    return PreviewResult(req.generation, target, result, cfg, req.slice_index, time.perf_counter() - t0, full_mask, realism)
-
-
-_LUNG_CACHE: dict[tuple, np.ndarray] = {}
-
-
-def _lungs(scan, key: tuple) -> np.ndarray:
-    """The lung mask of the target scan (radiograph or CT in HU), cached per target."""
-    from ..anatomy import lung_mask
-
-    k = key[:2]
-    if k not in _LUNG_CACHE:
-        if len(_LUNG_CACHE) > 8:
-            _LUNG_CACHE.clear()
-        _LUNG_CACHE[k] = lung_mask(scan)
-    return _LUNG_CACHE[k]
-
-
-def _realism(img, result, mask, req) -> dict:
-    """Realism statistics of the sample's anomalies and, with reference boxes, of the real lesions."""
-    from ..realism import box_stats, result_stats, summarise
-
-    out = {"synthetic": summarise(result_stats(result, mask)), "reference": None}
-    boxes = req.reference_boxes
-    if boxes:
-        if req.slice_index is not None:
-            boxes = [b.to_2d() for b in boxes if b.ndim == 3 and b.lo[0] <= req.slice_index <= b.hi[0]] + \
-                    [b for b in boxes if b.ndim == 2]
-        out["reference"] = summarise(box_stats(img, boxes, mask))
-    return out
-
-
-def realism_text(realism: dict | None) -> str:
-    """One line: median contrast, gradient energy ratio, diameter and fraction in the lungs."""
-    if not realism:
-        return ""
-
-    def part(summ):
-        if not summ or not summ.get("n"):
-            return "none"
-        inl = summ.get("in_lungs")
-        lung = "" if inl is None or not np.isfinite(inl) else f", {100 * inl:.0f}% in lungs"
-        return (f"contrast {summ['abs_contrast']['median']:.3f}, gradient x{summ['gradient_ratio']['median']:.2f}, "
-                f"size {summ['diameter_frac']['median']:.3f}{lung} (n={summ['n']})")
-
-    text = f"Synthetic: {part(realism['synthetic'])}"
-    if realism.get("reference") is not None:
-        text += f"\nReference lesions: {part(realism['reference'])}"
-    return text
 
 
 class PreviewWidget(QWidget):
@@ -196,6 +65,8 @@ class PreviewWidget(QWidget):
         self._deferred: dict[str, Any] = {}  # data for hidden preview layers, applied when shown
         self._buffers: dict[str, np.ndarray] = {}  # float32 arrays the preview layers display (updated in place)
         self._mask_for: str | None = None  # the target layer the placement-mask Labels layer belongs to
+        self.engine = PreviewEngine()
+        self._tokens: dict[int, tuple[Any, int]] = {}  # id(layer) -> (layer, data version)
         self._building = True
         self._build()
         self._building = False
@@ -203,8 +74,37 @@ class PreviewWidget(QWidget):
         ev = self.viewer.layers.events
         ev.inserted.connect(self._refresh_layer_choices)
         ev.removed.connect(self._refresh_layer_choices)
+        ev.removed.connect(self._layer_removed)
         self.viewer.dims.events.current_step.connect(self._on_slice_change)
         self.request_update()
+
+    # ------------------------------------------------------------------ data tokens
+    def _token(self, layer):
+        """The token of ``layer``'s current data: cached work is keyed on it."""
+        ent = self._tokens.get(id(layer))
+        if ent is None or ent[0] is not layer:
+            ent = (layer, 0)
+            self._tokens[id(layer)] = ent
+            layer.events.data.connect(lambda *_, ly=layer: self._data_changed(ly))
+        return (id(layer), ent[1])
+
+    def _data_changed(self, layer):
+        ent = self._tokens.get(id(layer))
+        if ent is not None and ent[0] is layer:
+            self.engine.forget((id(layer), ent[1]))
+            self._tokens[id(layer)] = (layer, ent[1] + 1)
+            if layer.name in (self.target_combo.currentText(), self.source_combo.currentText()):
+                self.request_update()  # the scan changed under the preview
+
+    def _layer_removed(self, event):
+        layer = event.value
+        ent = self._tokens.pop(id(layer), None)
+        if ent is not None and ent[0] is layer:
+            self.engine.forget((id(layer), ent[1]))
+
+    def _scan(self, layer):
+        """The layer's Scan (validated once per data version: no finite check of a volume per change)."""
+        return self.engine.cached("scan", self._token(layer), None, lambda: layer_to_scan(layer))
 
     # ------------------------------------------------------------------ UI
     def _build(self):
@@ -508,10 +408,10 @@ class PreviewWidget(QWidget):
             return None
         try:
             cfg = self.config()
-            target = layer_to_scan(layer)
+            target = self._scan(layer)
             src_name = self.source_combo.currentText()
             src_layer = None if src_name in ("", SAME) else self._layer(src_name)
-            source = layer_to_scan(src_layer) if src_layer is not None and src_layer is not layer else None
+            source = self._scan(src_layer) if src_layer is not None and src_layer is not layer else None
         except InputError as exc:
             self._notify(str(exc))
             return None
@@ -519,7 +419,7 @@ class PreviewWidget(QWidget):
         mlayer = self._layer(MASK_LAYER)
         if cfg.synthesis.placement != "anywhere" and mlayer is not None and self._mask_for == layer.name:
             if tuple(mlayer.data.shape) == tuple(layer.data.shape[:target.ndim]):
-                mask = np.asarray(mlayer.data) > 0
+                mask = mlayer.data  # as it is: the engine thresholds the previewed slice only
         refs = None
         ref_layer = self._layer(self.reference_combo.currentText())
         if ref_layer is not None:
@@ -527,7 +427,7 @@ class PreviewWidget(QWidget):
 
             refs = shapes_to_boxes(ref_layer, layer)
         self._generation += 1
-        key = (id(layer.data), layer.name, None if src_layer is None else id(src_layer.data))
+        key = (self._token(layer), None if source is None else self._token(src_layer))
         return PreviewRequest(self._generation, target, source, cfg, None if whole_volume else self._current_slice(layer),
                               key, mask, refs)
 
@@ -583,7 +483,7 @@ class PreviewWidget(QWidget):
         req, self._pending = self._pending, None
         if req is None:
             return
-        worker = create_worker(compute_preview, req, _start_thread=False, _ignore_errors=True)
+        worker = create_worker(self.engine.compute, req, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(self._on_result)
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
@@ -702,7 +602,7 @@ class PreviewWidget(QWidget):
 
         def job():
             yield 1
-            res = compute_preview(req)
+            res = self.engine.compute(req)
             yield 3
             return res
 

@@ -145,7 +145,6 @@ def nsa_label_of(diff, cfg):
 def nsa_labels(images, out, plan, n_out, cfg):
     """:func:`nsa_label_of` of each target image, computed on windows around its patches (the label is
     zero further than 2 pixels from a changed pixel; each window carries the filters' full reach)."""
-    nd = images.ndim - 1
     label = out * 0.0
     reach = MASK_MEDIAN // 2
     pad = reach + cfg.label_median_radius + reach  # the window must see every input of the label inside
