@@ -1,4 +1,8 @@
-"""napari sample data: real scans shipped in ``resources/`` with their ground-truth boxes."""
+"""napari sample data: real scans shipped in ``resources/`` with their ground-truth boxes.
+
+Installed from a wheel, the data is the package ``napari_ppii.resources`` (read with
+:mod:`importlib.resources`); in a source checkout it is the top-level ``resources/`` folder.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,20 @@ from pathlib import Path
 
 from ._layers import boxes_shapes_data, geometry_kwargs, scan_layer_data
 
-RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+
+def _resources_root() -> Path:
+    from importlib.resources import files
+
+    try:
+        root = files("napari_ppii.resources")
+        if root.joinpath("nih-cxr").is_dir():
+            return Path(str(root))
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parents[2] / "resources"
+
+
+RESOURCES = _resources_root()
 
 
 def _res(*parts) -> Path:
