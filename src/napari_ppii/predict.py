@@ -32,9 +32,6 @@ class AnomalyMap:
     scan: Scan  # geometry the maps belong to
     samples: int
 
-    def as_scan(self, which: str = "mean") -> Scan:
-        return self.scan.with_array(getattr(self, which).astype(np.float32))
-
 
 class Predictor:
     """A loaded model ready to predict (keeps weights on ``device``)."""

@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
-from .._layers import layer_to_scan, set_image_layer
+from .._layers import layer_to_scan, set_image_layer, shapes_to_boxes
 from ._common import last_run_checkpoint, report_error
 from ..errors import InputError
 from ..io.boxes import Box
@@ -50,19 +50,6 @@ def overlay_style() -> dict:
     return {"colormap": cmap, "opacity": 0.9, "blending": "additive", "contrast_limits": (0.0, 1.0)}
 
 
-def shapes_to_boxes(layer) -> list[Box]:
-    """Rectangles of a Shapes layer back to inclusive boxes (the inverse of boxes_shapes_data)."""
-    out = []
-    for verts in layer.data:
-        v = np.asarray(verts)
-        lo, hi = v.min(0), v.max(0)
-        if v.shape[1] == 3:
-            out.append(Box((lo[0], lo[1] + 0.5, lo[2] + 0.5), (hi[0], hi[1] - 0.5, hi[2] - 0.5)))
-        else:
-            out.append(Box((lo[0] + 0.5, lo[1] + 0.5), (hi[0] - 0.5, hi[1] - 0.5)))
-    return out
-
-
 def detect(amap: np.ndarray, threshold: float) -> list[Box]:
     """Connected components of ``map > threshold`` (2D) as boxes, with their peak value."""
     from skimage.measure import label, regionprops
@@ -77,19 +64,15 @@ def detect(amap: np.ndarray, threshold: float) -> list[Box]:
 
 
 def count_hits(dets: list[Box], truth: list[Box]) -> tuple[int, int, int]:
-    """(lesions hit, false-positive detections, lesions): a detection hits a lesion when its peak lies
-    in the lesion's box; each lesion counts once (the evaluation's hit rule)."""
-    hit, fp = set(), 0
-    for d in sorted(dets, key=lambda b: -b.properties.get("peak", 0)):
-        p = (d.properties["peak_y"], d.properties["peak_x"])
-        inside = [i for i, t in enumerate(truth) if t.contains(p)]
-        if not inside:
-            fp += 1
-            continue
-        fresh = [i for i in inside if i not in hit]
-        if fresh:
-            hit.add(fresh[0])
-    return len(hit), fp, len(truth)
+    """(lesions hit, false-positive detections, lesions) by the evaluation's hit rule
+    (:func:`~napari_ppii.evaluation.metrics.match_candidates`: a detection's peak inside a lesion's box,
+    strongest first, each lesion once, repeats ignored)."""
+    from ..evaluation.metrics import Candidates, match_candidates
+
+    dets = sorted(dets, key=lambda b: -b.properties.get("peak", 0))
+    pts = np.array([[d.properties["peak_y"], d.properties["peak_x"]] for d in dets], dtype=float).reshape(-1, 2)
+    h = match_candidates(Candidates(pts, np.array([d.properties["peak"] for d in dets], dtype=float)), truth)
+    return int((h.lesion >= 0).sum()), int((h.lesion == -1).sum()), h.n_lesions
 
 
 class PredictWidget(QWidget):
@@ -368,7 +351,7 @@ class PredictWidget(QWidget):
         truth_name = self.truth_combo.currentText()
         truth = []
         if truth_name and truth_name != "(none)" and truth_name in self.viewer.layers:
-            truth = shapes_to_boxes(self.viewer.layers[truth_name])
+            truth = shapes_to_boxes(self.viewer.layers[truth_name], self.map_layer)
             if z is not None:
                 truth = [b.to_2d() for b in truth if b.ndim == 3 and b.lo[0] <= z <= b.hi[0]]
         boxes3 = [Box((z, *b.lo), (z, *b.hi), label=b.label, properties=b.properties) for b in dets] if z is not None else dets

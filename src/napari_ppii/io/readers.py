@@ -42,10 +42,6 @@ def check_finite(array: np.ndarray, path: Path | None) -> None:
         raise InputError(f"contains {n} NaN/Inf value(s); the scan cannot be used as it is", path)
 
 
-def _identity(nd: int) -> np.ndarray:
-    return np.eye(nd)
-
-
 def check_size(shape: Sequence[int], path: Path | None) -> None:
     """Refuse a declared size beyond :data:`MAX_VOXELS` (or with a non-positive extent) before reading pixels."""
     dims = [int(n) for n in shape]
@@ -102,7 +98,7 @@ def read_raster(path: str | Path) -> Scan:
     bits = arr.dtype.itemsize * 8 if arr.dtype.kind in "ui" else None
     out = arr.astype(np.float32)
     check_finite(out, path)
-    return Scan(out, (1.0, 1.0), (0.0, 0.0), _identity(2), modality="OT", path=path,
+    return Scan(out, (1.0, 1.0), (0.0, 0.0), np.eye(2), modality="OT", path=path,
                 metadata={"format": suffix[1:], "dtype": str(arr.dtype), "bits": bits})
 
 
@@ -218,7 +214,7 @@ def read_dicom_file(path: str | Path) -> Scan:
         "study_instance_uid": str(getattr(ds, "StudyInstanceUID", "")),
         **_window_meta(ds),
     }
-    return Scan(values, spacing, origin, _identity(2), modality=str(getattr(ds, "Modality", "OT") or "OT"), path=path, metadata=meta)
+    return Scan(values, spacing, origin, np.eye(2), modality=str(getattr(ds, "Modality", "OT") or "OT"), path=path, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -457,6 +453,3 @@ def _read_scan(path: Path, series_uid: str | None) -> Scan:
         f"unsupported file type {suffix or '(no extension)'}; expected a DICOM file or series folder, "
         "NIfTI, MHD/MHA, NRRD, PNG, JPEG or TIFF", path)
 
-
-def read_scans(paths: Sequence[str | Path]) -> list[Scan]:
-    return [read_scan(p) for p in paths]

@@ -61,10 +61,6 @@ class Scan:
         return tuple(self.array.shape)
 
     @property
-    def is_volume(self) -> bool:
-        return self.ndim == 3
-
-    @property
     def slice_positions(self) -> np.ndarray | None:
         """Positions (mm) of the slices along the slice normal, in array order (volumes)."""
         pos = self.metadata.get("slice_positions")

@@ -5,8 +5,6 @@ from __future__ import annotations
 from .phiseg import PHiSeg
 from .unet import AnomalyModel, MCDropoutUNet, UNet
 
-BACKBONES = ("unet", "mc_unet", "phiseg")
-
 
 def build_model(cfg) -> AnomalyModel:
     """The backbone a :class:`~napari_ppii.config.ModelConfig` describes."""
@@ -20,4 +18,4 @@ def build_model(cfg) -> AnomalyModel:
     raise ValueError(f"unknown backbone {cfg.backbone!r}")
 
 
-__all__ = ["AnomalyModel", "BACKBONES", "MCDropoutUNet", "PHiSeg", "UNet", "build_model"]
+__all__ = ["AnomalyModel", "MCDropoutUNet", "PHiSeg", "UNet", "build_model"]

@@ -87,7 +87,6 @@ class PHiSeg(AnomalyModel):
             str(i): ConvBlock(2 * ch[i] if i in self.latent_idx else ch[i], ch[i]) for i in range(self.levels - 1)
         })
         self.head = nn.Conv2d(ch[0], out_channels, 1)
-        self.last_kl = torch.zeros(())
 
     def _hierarchy(self, heads: _LatentHeads, feats, *, teacher=None):
         """Walk the latent levels coarse -> fine; return samples and (mu, logvar) per level.
@@ -126,5 +125,4 @@ class PHiSeg(AnomalyModel):
         zq, dq = self._hierarchy(self.post, self.post_enc(torch.cat([x, y], 1)))
         _, dp = self._hierarchy(self.prior, self.prior_enc(x), teacher=zq)
         kl = sum(_kl(*dq[i], *dp[i]).sum(dim=(1, 2, 3)) for i in self.latent_idx).mean() / float(h * w)
-        self.last_kl = kl.detach()
         return self._decode(zq)[..., :h, :w], self.beta * kl

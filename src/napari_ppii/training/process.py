@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -131,12 +130,3 @@ class LogFollower:
             except json.JSONDecodeError:
                 continue
         return out
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
