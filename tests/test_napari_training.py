@@ -121,7 +121,8 @@ def test_train_on_layers(make_napari_viewer, qtbot, tmp_path):
     w.steps.setValue(3)
     w.val_every.setValue(3)
     w.out_dir.setText(str(tmp_path / "run"))
-    w.show_batch()
+    with qtbot.waitSignal(w.batch_shown, timeout=120000):
+        assert w.show_batch()  # in a worker: the viewer stays responsive
     assert v.layers["P-PII batch image"].data.shape == (2, 32, 32)
     # a placement mask painted for "normal 0" (as the preview's Labels layer is): training uses it
     painted = np.zeros((40, 40), np.uint8)
@@ -331,9 +332,11 @@ def test_evaluation_widget_table_froc_and_browsing(make_napari_viewer, qtbot, tm
     w.checkpoint.setText(str(ckpt))
     w.data.setText(str(test_csv))
     w.n_boot.setValue(20)
-    with qtbot.waitSignal(w.evaluation_done, timeout=120000):
+    with qtbot.waitSignals([w.evaluation_done, w.item_shown], timeout=600000):
         w.run()
     assert w.last_error is None
+    # only what is shown is kept: no map and no scan of the other test images
+    assert w.evaluation.maps == [] and all(it.scan is None for it in w.items)
     for i in range(4):
         assert 0 <= float(w.table.item(i, 0).text()) <= 1
         assert w.table.item(i, 1).text().startswith("[")
@@ -344,8 +347,14 @@ def test_evaluation_widget_table_froc_and_browsing(make_napari_viewer, qtbot, tm
     assert w.froc_plot.ax.lines  # the FROC curve is drawn
     assert w.index.maximum() == 5
     first = v.layers["eval map"].data.copy()
-    w.index.setValue(4)  # a test image with a nodule box
+    with qtbot.waitSignal(w.item_shown, timeout=60000):
+        w.index.setValue(4)  # a test image with a nodule box
     assert not np.array_equal(first, v.layers["eval map"].data)
+    from napari_ppii.io import read_scan
+    from napari_ppii.predict import Predictor
+
+    want = Predictor(ckpt).predict_scan(read_scan(w.items[4].path)).mean
+    np.testing.assert_allclose(v.layers["eval map"].data, want, atol=1e-6)
     assert len(v.layers["eval boxes"].data) == 1 and len(v.layers["eval candidates"].data) >= 1
 
 

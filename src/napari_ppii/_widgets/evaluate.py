@@ -31,13 +31,23 @@ ROWS = (("pixel_auroc", "Pixel AUROC"), ("sample_auroc", "Sample AUROC"), ("samp
 
 
 class EvaluationWidget(QWidget):
+    """Metrics with CIs beside the floors, the FROC curve, and a browser over the test scans.
+
+    Only what is shown is kept: the evaluation keeps no scan and no map (a JSRT run at full size would
+    hold gigabytes); browsing to a test scan reads and predicts that one in the background."""
+
     evaluation_done = Signal(object)
     progress_changed = Signal(int, int)  # test scans done, total
+    item_shown = Signal(int)
 
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.evaluation = None
+        self.items = []  # the test items (paths and boxes; no scans, no maps)
+        self._predictor = None
+        self._shown = None  # (index, scan, map) of the scan on show: the only one kept
+        self._item_worker = None
         self.worker = None
         self.last_error: str | None = None
         outer = QVBoxLayout(self)
@@ -79,7 +89,7 @@ class EvaluationWidget(QWidget):
         self.floors_table = QTableWidget(len(ROWS), 0)
         self.floors_table.setVerticalHeaderLabels([r[1] for r in ROWS])
         outer.addWidget(self.floors_table)
-        from .training import CurvePlot
+        from ._plots import CurvePlot
 
         self.froc_plot = CurvePlot()
         outer.addWidget(self.froc_plot)
@@ -136,7 +146,9 @@ class EvaluationWidget(QWidget):
                 from ..training.data import load_normal_images
 
                 atlas = training_atlas(load_normal_images(pred.cfg))
-            return evaluate(pred, items, opts, progress=self.progress_changed.emit, keep_maps=len(items), atlas=atlas)
+            return evaluate(pred, items, opts, progress=self.progress_changed.emit, keep_maps=0, atlas=atlas)
+
+        self.items, self._predictor, self._shown = items, pred, None
 
         self.progress.setRange(0, 0)
         self.last_error = None
@@ -183,20 +195,44 @@ class EvaluationWidget(QWidget):
         p.ax.set_ylim(0, 1.02)
         p.ax2.set_yticks([])
         p.canvas.draw_idle()
-        self.index.setRange(0, max(0, len(ev.items) - 1))
+        self.index.setRange(0, max(0, len(self.items) - 1))
         self.show_item(self.index.value())
         self.evaluation_done.emit(ev)
 
     def show_item(self, i: int):
-        """Show test item ``i``: the scan, its map, its boxes and its candidates as layers."""
+        """Show test item ``i``: the scan, its map, its boxes and its candidates as layers (the scan is
+        read and predicted in a worker; only this one is kept)."""
+        from napari.qt.threading import create_worker
+
+        if self.evaluation is None or not (0 <= i < len(self.items)):
+            return
+        if self._shown is not None and self._shown[0] == i:
+            self._display(*self._shown)
+            return
+        it, pred = self.items[i], self._predictor
+
+        def job():
+            from ..io import read_scan
+
+            scan = it.scan if it.scan is not None else read_scan(it.path)
+            return i, scan, pred.predict_scan(scan).mean
+
+        w = create_worker(job, _start_thread=False, _ignore_errors=True)
+        w.returned.connect(lambda r: self._display(*r))
+        w.errored.connect(lambda e: self._fail(f"cannot show test scan {i}: {e}"))
+        w.finished.connect(lambda: setattr(self, "_item_worker", None))
+        self._item_worker = w
+        self.item_label.setText(f"{it.name}: predicting...")
+        w.start()
+
+    def _display(self, i: int, scan, amap):
         from .._layers import boxes_shapes_data, geometry_kwargs, set_image_layer
         from ..evaluation.metrics import extract_candidates
 
-        ev = self.evaluation
-        if ev is None or not (0 <= i < len(ev.items)):
-            return
-        it, amap = ev.items[i], ev.maps[i]
-        scan = it.scan
+        if i != self.index.value():
+            return  # the user has moved on: a newer request shows its own scan
+        self._shown = (i, scan, amap)
+        it = self.items[i]
         geo = geometry_kwargs(scan)
         set_image_layer(self.viewer, "eval scan", scan.array, geo, colormap="gray").reset_contrast_limits()
         set_image_layer(self.viewer, "eval map", amap, geo, colormap="hot", opacity=0.5, contrast_limits=(0.0, 1.0))
@@ -208,3 +244,4 @@ class EvaluationWidget(QWidget):
         cands = extract_candidates(amap, max_candidates=10)
         self.viewer.add_points(cands.points, name="eval candidates", symbol="cross", face_color="lime", size=8, **geo)
         self.item_label.setText(f"{it.name}: {len(it.boxes)} lesion(s)")
+        self.item_shown.emit(i)

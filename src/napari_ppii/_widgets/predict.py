@@ -106,7 +106,7 @@ class PredictWidget(QWidget):
         self.samples.setRange(1, 200)
         self.samples.setValue(10)
         self.device = QComboBox()
-        from .training import cuda_devices
+        from ._common import cuda_devices
 
         self.device.addItems(["cpu"] + cuda_devices())
         form.addRow("Checkpoint", row)

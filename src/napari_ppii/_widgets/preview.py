@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible, QLabeledDoubleRangeSlider, QLabeledRangeSlider
 
 from .._layers import layer_to_scan, write_image_data
+from ._common import report_error
 from ..config import Method, PPIIConfig, SynthesisConfig
 from ..errors import InputError
 from ..preview import PreviewEngine, PreviewRequest, PreviewResult, realism_text
@@ -381,7 +382,6 @@ class PreviewWidget(QWidget):
         self.status.setToolTip(text)
 
     def _notify(self, msg: str) -> None:
-        from ._common import report_error
 
         report_error(self, msg, self.status)
         self.preview_failed.emit(msg)

@@ -40,19 +40,8 @@ from qtpy.QtCore import Qt
 
 from ..config import Method, PPIIConfig
 from ..errors import InputError
-
-#: the checkpoint of the most recent run started from a widget (the prediction widget offers it)
-LAST_RUN: dict[str, Path] = {}
-
-
-def cuda_devices() -> list[str]:
-    try:
-        import torch
-
-        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    except Exception:  # torch missing or broken: CPU only
-        return []
-
+from ._common import LAST_RUN, cuda_devices, report_error
+from ._plots import CurvePlot
 
 class _CloseGuard(QObject):
     """Event filter on the main window: ask before closing while a run is going."""
@@ -70,50 +59,10 @@ class _CloseGuard(QObject):
         return False
 
 
-class CurvePlot(QWidget):
-    """Loss and validation Dice against step (matplotlib in the dock)."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        self.figure = Figure(figsize=(4, 2.6), tight_layout=True)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.ax = self.figure.add_subplot(111)
-        self.ax2 = self.ax.twinx()
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.canvas)
-        self.loss: list[tuple[int, float]] = []
-        self.dice: list[tuple[int, float]] = []
-
-    def clear(self):
-        self.loss.clear()
-        self.dice.clear()
-        self.redraw()
-
-    def redraw(self):
-        self.ax.clear()
-        self.ax2.clear()
-        if self.loss:
-            s, v = zip(*self.loss)
-            self.ax.plot(s, v, color="C0", lw=1, label="loss")
-        if self.dice:
-            s, v = zip(*self.dice)
-            self.ax2.plot(s, v, "o-", color="C1", ms=3, lw=1, label="val Dice")
-            self.ax2.set_ylim(0, max(0.05, max(v) * 1.2))
-        self.ax.set_xlabel("step", fontsize=8)
-        self.ax.set_ylabel("loss", color="C0", fontsize=8)
-        self.ax2.set_ylabel("val Dice", color="C1", fontsize=8)
-        self.ax.tick_params(labelsize=7)
-        self.ax2.tick_params(labelsize=7)
-        self.canvas.draw_idle()
-
-
 class TrainingWidget(QWidget):
     run_finished = Signal(int)  # return code
     record_received = Signal(dict)
+    batch_shown = Signal()
 
     def __init__(self, napari_viewer, parent=None, confirm: Callable[[], bool] | None = None):
         super().__init__(parent)
@@ -325,7 +274,6 @@ class TrainingWidget(QWidget):
         return self.process is not None and self.process.running
 
     def _fail(self, msg: str) -> None:
-        from ._common import report_error
 
         self.errors.setVisible(True)
         report_error(self, msg, self.errors)
@@ -471,32 +419,49 @@ class TrainingWidget(QWidget):
         self.record_received.emit(r)
 
     # ------------------------------------------------------------------ batch preview
-    def show_batch(self):
-        """Draw one synthetic batch with the current settings and show it as image layers."""
-        from ..training.data import SyntheticBatches, load_training_set
-
+    def show_batch(self) -> bool:
+        """Draw one synthetic batch with the current settings and show it as image layers.  The layers'
+        model inputs are taken here; loading the data and synthesising run in a worker thread
+        (``batch_shown`` when the layers are there)."""
         import tempfile
+
+        from napari.qt.threading import create_worker
 
         try:
             cfg = self.config()
             if self.use_layers.isChecked():  # never into the run folder: a training may be using it
                 cfg = self._with_layer_data(cfg, Path(tempfile.mkdtemp(prefix="ppii-batch-")))
-            images, masks = load_training_set(cfg)
-            import torch
-
-            b = SyntheticBatches(images, cfg, torch.device("cpu"), masks=masks).draw(
-                np.random.default_rng(), min(cfg.training.batch_size, 8))
         except InputError as exc:
             self._fail(str(exc))
-            return
-        for name, t, kw in (("batch image", b.image, {"colormap": "gray"}),
-                            ("batch label", b.label, {"colormap": "inferno", "blending": "additive", "opacity": 0.7})):
-            data = t[:, 0].numpy()
+            return False
+
+        def job():
+            import torch
+
+            from ..training.data import SyntheticBatches, load_training_set
+
+            images, masks = load_training_set(cfg)
+            b = SyntheticBatches(images, cfg, torch.device("cpu"), masks=masks).draw(
+                np.random.default_rng(), min(cfg.training.batch_size, 8))
+            return b.image[:, 0].numpy(), b.label[:, 0].numpy()
+
+        w = create_worker(job, _start_thread=False, _ignore_errors=True)
+        w.returned.connect(self._show_batch_layers)
+        w.errored.connect(lambda e: self._fail(str(e) if isinstance(e, InputError) else f"batch failed: {type(e).__name__}: {e}"))
+        w.finished.connect(lambda: setattr(self, "_batch_worker", None))
+        self._batch_worker = w
+        w.start()
+        return True
+
+    def _show_batch_layers(self, arrays):
+        for name, data, kw in (("batch image", arrays[0], {"colormap": "gray"}),
+                               ("batch label", arrays[1], {"colormap": "inferno", "blending": "additive", "opacity": 0.7})):
             full = f"P-PII {name}"
             if full in self.viewer.layers:
                 self.viewer.layers[full].data = data
             else:
                 self.viewer.add_image(data, name=full, **kw)
+        self.batch_shown.emit()
 
     # ------------------------------------------------------------------ closing
     def confirm_stop(self) -> bool:
