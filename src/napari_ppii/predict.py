@@ -77,7 +77,7 @@ class Predictor:
         depth = scan.shape[0] if scan.ndim == 3 else 1
         shape2d = scan.shape[-2:]
         mean = np.zeros((depth,) + tuple(shape2d), np.float32)
-        var = np.zeros_like(mean)
+        var = np.zeros((depth,) + tuple(shape2d), np.float32)  # np.zeros: untouched pages stay unallocated
         for z0 in range(0, depth, slab):
             z1 = min(depth, z0 + slab)
             x = model_input(scan, self.cfg, slices=slice(z0, z1), mapping=mapping)
