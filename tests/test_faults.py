@@ -156,7 +156,7 @@ def test_a_new_run_never_overwrites_earlier_checkpoints(tmp_path, pool, capsys):
 
 
 def test_full_disk_while_writing_a_checkpoint(tmp_path, pool, monkeypatch):
-    from napari_ppii.training import checkpoint as ck_mod
+    from napari_ppii import checkpoint as ck_mod
 
     out = tmp_path / "run"
     cfg = PPIIConfig().with_overrides(TINY + [f"training.out_dir={out}", "training.steps=12", "training.val_every=4"])
