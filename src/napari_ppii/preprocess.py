@@ -165,7 +165,14 @@ def prepare(scan: Scan, config: PreprocessConfig | None = None) -> Scan:
     """
     cfg = config or PreprocessConfig()
     check_input_size(scan)
-    out = scan.with_array(InputMapping(scan, cfg).apply(scan.array))
+    mapping = InputMapping(scan, cfg)
+    if scan.ndim == 3:  # slab by slab: the float64 temporaries of one slab, never of the whole volume
+        x = np.empty(scan.shape, np.float32)
+        for z in range(0, scan.shape[0], 32):
+            x[z:z + 32] = mapping.apply(scan.array[z:z + 32])
+    else:
+        x = mapping.apply(scan.array)
+    out = scan.with_array(x)
     out.metadata["preprocess"] = cfg.model_dump(mode="json")
     if cfg.size is not None:
         target = (cfg.size, cfg.size) if scan.ndim == 2 else (scan.shape[0], cfg.size, cfg.size)
