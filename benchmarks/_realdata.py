@@ -101,3 +101,14 @@ def training_atlas_of(checkpoint: Path):
     from napari_ppii.training.data import load_normal_images
 
     return training_atlas(load_normal_images(PPIIConfig.from_dict(load_checkpoint(checkpoint)["config"])))
+
+
+def write_outputs(out: Path, name: str, md: list[str], results: dict) -> dict:
+    """``<name>.md`` and ``<name>.json`` into ``out``; print the JSON as the last line; return it."""
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.md").write_text("\n".join(md) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results))
+    return results

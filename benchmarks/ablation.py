@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _realdata import ROOT, SHARED, load_datasets, score_checkpoint, table, training_atlas_of  # noqa: E402
+from _realdata import ROOT, SHARED, load_datasets, score_checkpoint, table, training_atlas_of, write_outputs  # noqa: E402
 
 NAMES = {"fpi": "FPI U-Net", "pii": "PII U-Net", "nsa": "NSA U-Net", "ppii": "P-PII U-Net"}
 
@@ -121,12 +121,7 @@ def main(argv=None) -> dict:
     print(budget)
     rows = [(f"{NAMES[m]} (step {e['step']})", e) for m, e in results.items()]
     md = ["# Method ablation (FPI, PII, NSA, P-PII)", "", budget, ""] + table(datasets, rows, floors)
-    res = {"budget": budget, "table": results, "floors": floors}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ablation.md").write_text("\n".join(md) + "\n")
-    (args.out / "ablation.json").write_text(json.dumps(res, indent=2))
-    print(json.dumps(res))
-    return res
+    return write_outputs(args.out, "ablation", md, {"budget": budget, "table": results, "floors": floors})
 
 
 if __name__ == "__main__":

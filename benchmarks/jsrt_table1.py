@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _realdata import ROOT, load_datasets, score_checkpoint, table, training_atlas_of  # noqa: E402
+from _realdata import ROOT, load_datasets, score_checkpoint, table, training_atlas_of, write_outputs  # noqa: E402
 
 from napari_ppii.evaluation import EvalOptions, evaluate  # noqa: E402
 from napari_ppii.evaluation.report import PAPER_TABLE1  # noqa: E402
@@ -117,12 +117,7 @@ def main(argv=None) -> dict:
         for r in traj:
             print(f"{r['step']:>6d} " + " ".join(f"{r[k]:>20.3f}" if r[k] is not None else f"{'n/a':>20s}" for k in keys))
         print()
-    results = {"table": results, "floors": floors, "trajectories": trajectories}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "table1.md").write_text("\n".join(md) + "\n")
-    (args.out / "table1.json").write_text(json.dumps(results, indent=2))
-    print(json.dumps(results))
-    return results
+    return write_outputs(args.out, "table1", md, {"table": results, "floors": floors, "trajectories": trajectories})
 
 
 def _val_dice(path: Path) -> float | None:
