@@ -48,8 +48,15 @@ class PPII(Synthesizer):
     def render(self, images, plan, n_out, masks=None):
         cfg = self.config
         mean, var = render_poisson(images, plan, n_out, cfg, masks)
-        diff = (images[:n_out] - mean).abs() if hasattr(mean, "abs") else np.abs(images[:n_out] - mean)
-        return mean, change_label(diff, cfg), var
+        # the change is zero outside the (non-overlapping) target boxes, and so is its label: label only
+        # the boxes (the whole-image label costs the preview several ms per change at 512x512)
+        label = mean * 0.0
+        for spec in plan:
+            if spec.target_index < n_out:
+                sl = spec.target_slices
+                d = mean[spec.target_index][sl] - images[spec.target_index][sl]
+                label[spec.target_index][sl] = change_label(d.abs() if hasattr(d, "abs") else np.abs(d), cfg)
+        return mean, label, var
 
 
 def change_label(diff, cfg):
