@@ -348,25 +348,16 @@ class PPIIConfig(_Model):
 
     def with_overrides(self, overrides: list[str] | None) -> "PPIIConfig":
         """Apply ``section.key=value`` overrides (values parsed as YAML: ``[1, 5]``, ``true``, ``0.1``)."""
-        data = self.to_dict()
+        values: dict[str, Any] = {}
         for item in overrides or []:
             if "=" not in item:
                 raise InputError(f"override {item!r} is not of the form key=value")
             key, raw = item.split("=", 1)
             try:
-                value = yaml.safe_load(raw)
+                values[key.strip()] = yaml.safe_load(raw)
             except yaml.YAMLError:
-                value = raw
-            node = data
-            parts = key.strip().split(".")
-            for p in parts[:-1]:
-                if not isinstance(node.get(p), dict):
-                    raise InputError(f"unknown configuration section {p!r} in override {item!r}")
-                node = node[p]
-            if parts[-1] not in node:
-                raise InputError(f"unknown configuration key {key!r} (known: {', '.join(sorted(node))})")
-            node[parts[-1]] = value
-        return PPIIConfig.from_dict(data)
+                values[key.strip()] = raw
+        return self.with_values(values)
 
 
 def _format_validation(exc: ValidationError) -> str:

@@ -205,7 +205,7 @@ class InputMapping:
     def linear(self, values: np.ndarray) -> np.ndarray:
         if self.high <= self.low:
             return np.zeros(np.shape(values), np.float32)
-        return np.clip((np.asarray(values, dtype=np.float32) - self.low) / (self.high - self.low), 0.0, 1.0).astype(np.float32)
+        return apply_window(values, self.low, self.high)
 
     def apply(self, values: np.ndarray) -> np.ndarray:
         x = self.linear(values)
