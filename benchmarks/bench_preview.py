@@ -72,10 +72,10 @@ def measure(n_changes: int, compare: bool = True, block: int = 10) -> dict[str, 
 
         wait()
         changes = [
-            lambda i: widget.seed_spin.setValue(i + 1),
-            lambda i: widget.n_raters.setValue((1, 2 + i % 8)),
-            lambda i: widget.n_anomalies.setValue((1, 3 + i % 8)),
-            lambda i: widget.gradient_scale.setValue((5.0 + i % 5, 20.0)),
+            lambda i: widget.set_value("seed", i + 1),
+            lambda i: widget.set_value("synthesis.n_raters", (1, 2 + i % 8)),
+            lambda i: widget.set_value("synthesis.n_anomalies", (1, 3 + i % 8)),
+            lambda i: widget.set_value("synthesis.gradient_scale", (5.0 + i % 5, 20.0)),
         ]
         i = 0
         names = list(modes)

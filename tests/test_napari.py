@@ -144,12 +144,12 @@ def test_preview_layers_created_and_updated_on_change(widget, viewer_with_cxr, q
         assert name in v.layers
     n_layers = len(v.layers)
     before = v.layers["P-PII label"].data.copy()
-    widget.seed_spin.setValue(5)
+    widget.set_value("seed", 5)
     _wait(qtbot, widget)
     after = v.layers["P-PII label"].data
     assert not np.array_equal(before, after)
     assert len(v.layers) == n_layers  # updated in place, not added
-    widget.n_raters.setValue((4, 4))
+    widget.set_value("synthesis.n_raters", (4, 4))
     _wait(qtbot, widget)
     assert all(len(s.radii) == 4 for s in widget.last_result.result.plan)
     assert widget.config().synthesis.n_raters == (4, 4)
@@ -169,7 +169,7 @@ def test_preview_updates_in_place_without_touching_results(widget, viewer_with_c
     data_events, redraws = [], []
     layer.events.data.connect(lambda e: data_events.append(e))  # each one makes napari re-check every layer's extent
     layer.events.set_data.connect(lambda e: redraws.append(np.asarray(layer._slice.image.raw).copy()))
-    widget.seed_spin.setValue(widget.seed_spin.value() + 3)
+    widget.set_value("seed", widget.config().seed + 3)
     _wait(qtbot, widget)
     new = widget.last_result.result
     assert layer.data is buffer and buffer.dtype == np.float32  # the same buffer, rewritten
@@ -184,23 +184,23 @@ def test_preview_updates_in_place_without_touching_results(widget, viewer_with_c
 
 def test_preview_same_seed_same_layers(widget, viewer_with_cxr, qtbot):
     v = viewer_with_cxr
-    widget.seed_spin.setValue(11)
+    widget.set_value("seed", 11)
     _wait(qtbot, widget)
     first = v.layers["P-PII image"].data.copy(), v.layers["P-PII label"].data.copy()
-    widget.seed_spin.setValue(12)
+    widget.set_value("seed", 12)
     _wait(qtbot, widget)
-    widget.seed_spin.setValue(11)
+    widget.set_value("seed", 11)
     _wait(qtbot, widget)
     np.testing.assert_array_equal(v.layers["P-PII image"].data, first[0])
     np.testing.assert_array_equal(v.layers["P-PII label"].data, first[1])
 
 
 def test_preview_source_layer_and_methods(widget, viewer_with_cxr, qtbot):
-    widget.source_combo.setCurrentText(viewer_with_cxr.layers[1].name)
+    widget.source_combo.value = viewer_with_cxr.layers[1].name
     _wait(qtbot, widget)
     assert widget.last_result is not None
     for m in ("pii", "fpi", "nsa"):
-        widget.method_combo.setCurrentText(m)
+        widget.set_value("synthesis.method", m)
         _wait(qtbot, widget)
         assert widget.last_result.config.synthesis.method == m
         assert widget.last_result.result.label.max() > 0
@@ -221,7 +221,7 @@ def test_preview_volume_current_slice_and_whole_volume(make_napari_viewer, qtbot
     v.dims.set_point(0, z_world)
     _wait(qtbot, w)
     assert w.last_result.slice_index == 7
-    w.window_combo.setCurrentText("mediastinum")  # the preset also switches the CT layer's display window
+    w.set_value("preprocess.window", "mediastinum")  # the preset also switches the CT layer's display window
     assert tuple(layer.contrast_limits) == pytest.approx((-125.0, 225.0))
     _wait(qtbot, w)
     w.run_whole_volume()
@@ -250,8 +250,8 @@ def test_screenshot_shows_label_where_boxes_are(make_napari_viewer, qtbot):
     v.add_image(data, **kw)
     w = PreviewWidget(v)
     qtbot.addWidget(w)
-    w.n_anomalies.setValue((3, 3))
-    w.gradient_scale.setValue((15.0, 15.0))
+    w.set_value("synthesis.n_anomalies", (3, 3))
+    w.set_value("synthesis.gradient_scale", (15.0, 15.0))
     _wait(qtbot, w)
     # show only the label overlay, in a plain colormap
     for ly in v.layers:
@@ -307,7 +307,7 @@ def test_bad_input_notifies_and_keeps_layers(make_napari_viewer, qtbot, kind):
     w = PreviewWidget(v)
     qtbot.addWidget(w)
     if kind == "huge_min_patch":
-        w.min_patch_side.setValue(64)
+        w.set_value("synthesis.min_patch_side", 64)
     _wait(qtbot, w)
     assert w.last_error, kind
     assert [ly.name for ly in v.layers] == ["bad"]
@@ -336,7 +336,7 @@ def test_preview_placement_mask_is_an_editable_labels_layer(widget, viewer_with_
     plan = widget.last_result.result.plan
     assert plan and all(small[s.target_slices].mean() >= 0.7 for s in plan)
     # anywhere ignores the mask
-    widget.realism_controls["placement"].set("anywhere")
+    widget.set_value("synthesis.placement", "anywhere")
     _wait(qtbot, widget)
     assert widget.config().synthesis.placement == "anywhere"
     assert any(small[s.target_slices].mean() < 0.7 for s in widget.last_result.result.plan)
@@ -353,8 +353,8 @@ def test_preview_realism_against_reference_lesions(viewer_with_cxr, qtbot):
     w = PreviewWidget(v)
     qtbot.addWidget(w)
     _wait(qtbot, w)
-    w.target_combo.setCurrentText(ikw["name"])
-    w.reference_combo.setCurrentText(bkw["name"])
+    w.target_combo.value = ikw["name"]
+    w.reference_combo.value = bkw["name"]
     _wait(qtbot, w)
     ref = w.last_result.realism["reference"]
     assert ref["n"] == 1 and ref["abs_contrast"]["median"] > 0
@@ -376,16 +376,16 @@ def test_generated_realism_controls_round_trip(widget, qtbot):
     for name in REALISM_FIELDS:
         assert getattr(got, name) == pytest.approx(getattr(cfg.synthesis, name)), name
     # the tooltip is the configuration's own description
-    assert widget.realism_controls["source_smoothing"].widget.toolTip().startswith("P-PII: Gaussian sigma")
+    assert widget.control("synthesis.source_smoothing").widget.tooltip.startswith("P-PII: Gaussian sigma")
 
 
 def test_preview_cache_follows_the_layer_not_its_id(widget, viewer_with_cxr, qtbot):
     # replacing the target's data renews its cached scan, pre-processing and lungs: the preview redraws
     # from the new data (a cache keyed on id(layer.data) could serve the old scan)
     v = viewer_with_cxr
-    widget.method_combo.setCurrentText("ppii")
+    widget.set_value("synthesis.method", "ppii")
     _wait(qtbot, widget)
-    layer = v.layers[widget.target_combo.currentText()]
+    layer = v.layers[widget.target_combo.value]
     before = widget.last_result.target.array.copy()
     tok = widget._token(layer)
     assert any(k[1] == tok for k in widget.engine._cache)

@@ -28,19 +28,19 @@ def train_widget(make_napari_viewer, qtbot):
     v = make_napari_viewer()
     w = TrainingWidget(v, confirm=lambda: True)
     qtbot.addWidget(w)
-    w.size.setValue(32)
-    w.batch.setValue(2)
-    w.base_channels.setValue(4)
+    w.set_value("data.image_size", 32)
+    w.set_value("training.batch_size", 2)
+    w.set_value("model.base_channels", 4)
     yield w
     if w.running:
         w.stop()
 
 
 def _tiny(w, tmp_path, steps, val_every):
-    w.data_path.setText(str(_write_pngs(tmp_path / "data")))
-    w.out_dir.setText(str(tmp_path / "run"))
-    w.steps.setValue(steps)
-    w.val_every.setValue(val_every)
+    w.set_value("data.train", str(_write_pngs(tmp_path / "data")))
+    w.set_value("training.out_dir", str(tmp_path / "run"))
+    w.set_value("training.steps", steps)
+    w.set_value("training.val_every", val_every)
 
 
 def test_training_widget_runs_a_subprocess_and_follows_the_log(train_widget, tmp_path, qtbot):
@@ -85,9 +85,9 @@ def test_failing_run_shows_its_error(train_widget, tmp_path, qtbot):
     w = train_widget
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no images here")
-    w.data_path.setText(str(tmp_path / "empty"))
-    w.out_dir.setText(str(tmp_path / "run"))
-    w.steps.setValue(5)
+    w.set_value("data.train", str(tmp_path / "empty"))
+    w.set_value("training.out_dir", str(tmp_path / "run"))
+    w.set_value("training.steps", 5)
     assert w.start()
     with qtbot.waitSignal(w.run_finished, timeout=120000) as blocker:
         pass
@@ -115,12 +115,12 @@ def test_train_on_layers(make_napari_viewer, qtbot, tmp_path):
     for i in range(w.layer_list.count()):
         w.layer_list.item(i).setCheckState(Qt.CheckState.Checked)
     w.use_layers.setChecked(True)
-    w.size.setValue(32)
-    w.batch.setValue(2)
-    w.base_channels.setValue(4)
-    w.steps.setValue(3)
-    w.val_every.setValue(3)
-    w.out_dir.setText(str(tmp_path / "run"))
+    w.set_value("data.image_size", 32)
+    w.set_value("training.batch_size", 2)
+    w.set_value("model.base_channels", 4)
+    w.set_value("training.steps", 3)
+    w.set_value("training.val_every", 3)
+    w.set_value("training.out_dir", str(tmp_path / "run"))
     with qtbot.waitSignal(w.batch_shown, timeout=120000):
         assert w.show_batch()  # in a worker: the viewer stays responsive
     assert v.layers["P-PII batch image"].data.shape == (2, 32, 32)
@@ -202,9 +202,9 @@ def predict_setup(make_napari_viewer, qtbot, lesion_model):
     w = PredictWidget(v)
     qtbot.addWidget(w)
     w.checkpoint.setText(str(ck))
-    w.image_combo.setCurrentText("scan")
-    w.truth_combo.setCurrentText("truth")
-    w.samples.setValue(4)
+    w.image_combo.value = "scan"
+    w.truth_combo.value = "truth"
+    w.set_value("model.samples", 4)
     return v, w, box
 
 
@@ -376,9 +376,9 @@ def test_closing_asks_then_stops_the_run(make_napari_viewer, qtbot, tmp_path):
     answers = []
     w = TrainingWidget(v, confirm=lambda: answers.pop(0))
     qtbot.addWidget(w)
-    w.size.setValue(32)
-    w.batch.setValue(2)
-    w.base_channels.setValue(4)
+    w.set_value("data.image_size", 32)
+    w.set_value("training.batch_size", 2)
+    w.set_value("model.base_channels", 4)
     _tiny(w, tmp_path, steps=100000, val_every=100000)
     assert w.start()
     qtbot.waitUntil(lambda: w.progress.value() >= 1, timeout=120000)

@@ -77,7 +77,7 @@ def _run_viewer(inputs, sample, screenshot, seed, timeout) -> int:
         getattr(viewer, f"add_{kind}")(data, **kw)
     widget = PreviewWidget(viewer)
     viewer.window.add_dock_widget(widget, name="P-PII synthesis preview", area="right")
-    widget.seed_spin.setValue(seed)
+    widget.set_value("seed", seed)
     app = QApplication.instance()
     ok = _wait_for(app, lambda: not widget.busy and widget.last_result is not None, timeout)
     # ground truth boxes on top, the synthetic label visible over the scan
@@ -136,7 +136,7 @@ def _run_demo(out: Path, steps: int, size: int, timeout: float, headless: bool) 
     # 1. preview synthesis on a normal radiograph
     preview = PreviewWidget(viewer)
     dock = viewer.window.add_dock_widget(preview, name="P-PII preview", area="right")
-    preview.target_combo.setCurrentText("NIH 00000002_000")
+    preview.target_combo.value = "NIH 00000002_000"
     _wait_for(app, lambda: not preview.busy and preview.last_result is not None, 60)
     for ly in viewer.layers:
         ly.visible = ly.name.startswith("P-PII") and ly.name != "P-PII variance" or ly.name == "NIH 00000002_000"
@@ -152,12 +152,12 @@ def _run_demo(out: Path, steps: int, size: int, timeout: float, headless: bool) 
         item = trainer.layer_list.item(i)
         item.setCheckState(Qt.CheckState.Checked if "0013751" not in item.text() else Qt.CheckState.Unchecked)
     trainer.use_layers.setChecked(True)
-    trainer.size.setValue(size)
-    trainer.steps.setValue(steps)
-    trainer.val_every.setValue(max(1, steps // 3))
-    trainer.batch.setValue(8)
-    trainer.base_channels.setValue(8)
-    trainer.out_dir.setText(str(out / "run"))
+    trainer.set_value("data.image_size", size)
+    trainer.set_value("training.steps", steps)
+    trainer.set_value("training.val_every", max(1, steps // 3))
+    trainer.set_value("training.batch_size", 8)
+    trainer.set_value("model.base_channels", 8)
+    trainer.set_value("training.out_dir", str(out / "run"))
     if not trainer.start():
         print(f"training did not start: {trainer.last_error}")
         return 1
@@ -174,8 +174,8 @@ def _run_demo(out: Path, steps: int, size: int, timeout: float, headless: bool) 
     predictor = PredictWidget(viewer)
     viewer.window.add_dock_widget(predictor, name="Prediction", area="right")
     predictor.checkpoint.setText(str(out / "run" / "best.pt"))
-    predictor.image_combo.setCurrentText("NIH 00013751_003")
-    predictor.truth_combo.setCurrentText("NIH 00013751_003 boxes")
+    predictor.image_combo.value = "NIH 00013751_003"
+    predictor.truth_combo.value = "NIH 00013751_003 boxes"
     predictor.predict()
     _wait_for(app, lambda: not predictor.busy and "anomaly map" in viewer.layers, 120)
     # after a brief training the map is poorly calibrated: show the top half-percent as detections
@@ -192,8 +192,8 @@ def _run_demo(out: Path, steps: int, size: int, timeout: float, headless: bool) 
         for ly in viewer.layers:
             ly.visible = "00020774" in ly.name
         predictor.checkpoint.setText(str(pretrained))
-        predictor.image_combo.setCurrentText("NIH 00020774_000")
-        predictor.truth_combo.setCurrentText("NIH 00020774_000 boxes")
+        predictor.image_combo.value = "NIH 00020774_000"
+        predictor.truth_combo.value = "NIH 00020774_000 boxes"
         predictor.predict()
         _wait_for(app, lambda: not predictor.busy, 120)
         amap = viewer.layers["anomaly map"].data

@@ -35,3 +35,40 @@ def last_run_checkpoint() -> Path | None:
         if p is not None and Path(p).exists():
             return Path(p)
     return None
+
+
+def launch(job, *args, returned=None, errored=None, finished=None, yielded=None):
+    """Run ``job(*args)`` in a napari worker thread (a generator's yields go to ``yielded``); the
+    callbacks run on the GUI thread.  Errors never propagate into napari's handler: ``errored`` gets them."""
+    from napari.qt.threading import create_worker
+
+    worker = create_worker(job, *args, _start_thread=False, _ignore_errors=True)
+    for signal, slot in (("returned", returned), ("errored", errored), ("finished", finished), ("yielded", yielded)):
+        if slot is not None:
+            getattr(worker, signal).connect(slot)
+    worker.start()
+    return worker
+
+
+def layer_picker(viewer, kinds, *, extra: tuple[str, ...] = (), exclude=lambda layer: False, label: str = "",
+                 tooltip: str = ""):
+    """A magicgui ``ComboBox`` of the viewer's layer names of ``kinds`` (plus ``extra`` entries first),
+    kept current as layers come and go; the chosen name survives while its layer exists."""
+    from magicgui.widgets import ComboBox
+
+    def names(_widget=None):
+        return list(extra) + [ly.name for ly in viewer.layers if isinstance(ly, kinds) and not exclude(ly)]
+
+    combo = ComboBox(choices=names, label=label, tooltip=tooltip)
+    events = (viewer.layers.events.inserted, viewer.layers.events.removed)
+
+    def refresh(*_):
+        try:
+            combo.reset_choices()
+        except RuntimeError:  # the dock was closed and its Qt widget deleted: stop following the viewer
+            for e in events:
+                e.disconnect(refresh)
+
+    for e in events:
+        e.connect(refresh)
+    return combo

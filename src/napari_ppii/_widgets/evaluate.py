@@ -24,13 +24,14 @@ from qtpy.QtWidgets import (
 
 from ..errors import InputError
 from ._common import last_run_checkpoint, report_error
+from ._config import FormsMixin
 
 ROWS = (("pixel_auroc", "Pixel AUROC"), ("sample_auroc", "Sample AUROC"), ("sample_ap", "Sample AP"),
         ("froc_at_10fp", "FROC @ 10 FP/image"), ("pixel_auroc_lung", "Pixel AUROC in lungs"),
         ("froc_centre_at_10fp", "FROC @ 10 FP (centre rule)"))
 
 
-class EvaluationWidget(QWidget):
+class EvaluationWidget(FormsMixin, QWidget):
     """Metrics with CIs beside the floors, the FROC curve, and a browser over the test scans.
 
     Only what is shown is kept: the evaluation keeps no scan and no map (a JSRT run at full size would
@@ -73,6 +74,15 @@ class EvaluationWidget(QWidget):
         form.addRow("Labels", self.labels)
         form.addRow("Bootstrap", self.n_boot)
         outer.addLayout(form)
+        from ._common import cuda_devices
+        from ._config import ConfigForm, shared_config
+
+        # samples (MC-dropout / PHiSeg) and the device: the viewer's shared configuration
+        self.shared = shared_config(napari_viewer)
+        self.form = ConfigForm(self.shared, ("model.samples", "training.device"), on_error=self._fail,
+                               extra_choices={"training.device": lambda: ["auto", "cpu"] + cuda_devices()})
+        self.forms = [self.form]
+        outer.addWidget(self.form.native)
         self.run_button = QPushButton("Evaluate")
         self.run_button.clicked.connect(self.run)
         outer.addWidget(self.run_button)
@@ -118,13 +128,15 @@ class EvaluationWidget(QWidget):
         return self.worker is not None
 
     def run(self):
-        from napari.qt.threading import create_worker
+        from ._common import launch
 
         from ..evaluation import EvalOptions, evaluate, load_csv_test_set, load_volume_test_set
         from ..predict import Predictor
 
         try:
-            pred = Predictor(self.checkpoint.text())
+            if not self.checkpoint.text():
+                raise InputError("choose a checkpoint (best.pt / last.pt of a run)")
+            pred = Predictor(self.checkpoint.text(), device=self.shared.config.training.device)
             data = Path(self.data.text())
             if not self.data.text():
                 raise InputError("choose test data (an annotations CSV or a CT series)")
@@ -136,7 +148,7 @@ class EvaluationWidget(QWidget):
         except InputError as exc:
             self._fail(str(exc))
             return
-        opts = EvalOptions(n_boot=self.n_boot.value())
+        opts = EvalOptions(n_boot=self.n_boot.value(), samples=self.shared.config.model.samples)
 
         def job():  # the progress signal crosses threads as a queued connection
             atlas = None
@@ -152,13 +164,9 @@ class EvaluationWidget(QWidget):
 
         self.progress.setRange(0, 0)
         self.last_error = None
-        w = create_worker(job, _start_thread=False, _ignore_errors=True)
-        w.returned.connect(self._show)
-        w.errored.connect(lambda e: self._fail(str(e) if isinstance(e, InputError) else f"evaluation failed: {type(e).__name__}: {e}"))
-        w.finished.connect(self._finished)
-        self.worker = w
         self.run_button.setEnabled(False)
-        w.start()
+        self.worker = launch(job, returned=self._show, finished=self._finished, errored=lambda e: self._fail(
+            str(e) if isinstance(e, InputError) else f"evaluation failed: {type(e).__name__}: {e}"))
 
     def _finished(self):
         self.worker = None
@@ -202,7 +210,7 @@ class EvaluationWidget(QWidget):
     def show_item(self, i: int):
         """Show test item ``i``: the scan, its map, its boxes and its candidates as layers (the scan is
         read and predicted in a worker; only this one is kept)."""
-        from napari.qt.threading import create_worker
+        from ._common import launch
 
         if self.evaluation is None or not (0 <= i < len(self.items)):
             return
@@ -215,15 +223,12 @@ class EvaluationWidget(QWidget):
             from ..io import read_scan
 
             scan = it.scan if it.scan is not None else read_scan(it.path)
-            return i, scan, pred.predict_scan(scan).mean
+            return i, scan, pred.predict_scan(scan, samples=samples).mean
 
-        w = create_worker(job, _start_thread=False, _ignore_errors=True)
-        w.returned.connect(lambda r: self._display(*r))
-        w.errored.connect(lambda e: self._fail(f"cannot show test scan {i}: {e}"))
-        w.finished.connect(lambda: setattr(self, "_item_worker", None))
-        self._item_worker = w
+        samples = self.shared.config.model.samples
         self.item_label.setText(f"{it.name}: predicting...")
-        w.start()
+        self._item_worker = launch(job, returned=lambda r: self._display(*r), finished=lambda: setattr(
+            self, "_item_worker", None), errored=lambda e: self._fail(f"cannot show test scan {i}: {e}"))
 
     def _display(self, i: int, scan, amap):
         from .._layers import boxes_shapes_data, geometry_kwargs, set_image_layer
@@ -235,7 +240,9 @@ class EvaluationWidget(QWidget):
         it = self.items[i]
         geo = geometry_kwargs(scan)
         set_image_layer(self.viewer, "eval scan", scan.array, geo, colormap="gray").reset_contrast_limits()
-        set_image_layer(self.viewer, "eval map", amap, geo, colormap="hot", opacity=0.5, contrast_limits=(0.0, 1.0))
+        from .predict import overlay_style
+
+        set_image_layer(self.viewer, "eval map", amap, geo, **overlay_style())  # the scan stays readable
         for name in ("eval boxes", "eval candidates"):
             if name in self.viewer.layers:
                 self.viewer.layers.remove(name)

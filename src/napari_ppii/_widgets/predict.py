@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
-    QComboBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -22,7 +21,6 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -30,6 +28,7 @@ from superqt import QLabeledDoubleSlider
 
 from .._layers import layer_to_scan, set_image_layer, shapes_to_boxes
 from ._common import last_run_checkpoint, report_error
+from ._config import FormsMixin
 from ..errors import InputError
 from ..io.boxes import Box
 
@@ -75,7 +74,7 @@ def count_hits(dets: list[Box], truth: list[Box]) -> tuple[int, int, int]:
     return int((h.lesion >= 0).sum()), int((h.lesion == -1).sum()), h.n_lesions
 
 
-class PredictWidget(QWidget):
+class PredictWidget(FormsMixin, QWidget):
     prediction_done = Signal(object)
     progress_changed = Signal(int, int)  # images / slices done, total
 
@@ -100,21 +99,25 @@ class PredictWidget(QWidget):
         row.addWidget(self.checkpoint)
         row.addWidget(b1)
         row.addWidget(b2)
-        self.image_combo = QComboBox()
-        self.truth_combo = QComboBox()
-        self.samples = QSpinBox()
-        self.samples.setRange(1, 200)
-        self.samples.setValue(10)
-        self.device = QComboBox()
-        from ._common import cuda_devices
+        from napari.layers import Image, Shapes
 
-        self.device.addItems(["cpu"] + cuda_devices())
+        from ._common import cuda_devices, layer_picker
+        from ._config import ConfigForm, shared_config
+
+        mine = lambda ly: ly.name in (MAP, VAR, DET) or ly.name.startswith((MAP, "P-PII"))  # noqa: E731
+        self.image_combo = layer_picker(self.viewer, Image, exclude=mine, label="Scan layer")
+        self.truth_combo = layer_picker(self.viewer, Shapes, extra=("(none)",), exclude=mine, label="Ground truth")
         form.addRow("Checkpoint", row)
-        form.addRow("Scan layer", self.image_combo)
-        form.addRow("Ground truth", self.truth_combo)
-        form.addRow("Samples (MC / PHiSeg)", self.samples)
-        form.addRow("Device", self.device)
         outer.addLayout(form)
+        from magicgui.widgets import Container
+
+        outer.addWidget(Container(widgets=[self.image_combo, self.truth_combo], labels=True).native)
+        # samples (MC-dropout / PHiSeg) and the device: the viewer's shared configuration
+        self.shared = shared_config(napari_viewer)
+        self.form = ConfigForm(self.shared, ("model.samples", "training.device"), on_error=self._fail,
+                               extra_choices={"training.device": lambda: ["auto", "cpu"] + cuda_devices()})
+        self.forms = [self.form]
+        outer.addWidget(self.form.native)
         self.predict_button = QPushButton("Predict")
         self.predict_button.clicked.connect(self.predict)
         self.all_button = QPushButton("All layers")
@@ -142,11 +145,8 @@ class PredictWidget(QWidget):
         self.counts = QLabel("")
         outer.addWidget(self.counts)
         outer.addStretch(1)
-        ev = self.viewer.layers.events
-        ev.inserted.connect(self._refresh)
-        ev.removed.connect(self._refresh)
+        self.truth_combo.changed.connect(self.update_detections)
         self.viewer.dims.events.current_step.connect(self.update_detections)
-        self._refresh()
 
     def _browse(self):
         path, _ = QFileDialog.getOpenFileName(self, "Checkpoint", "", "Checkpoints (*.pt)")
@@ -160,20 +160,6 @@ class PredictWidget(QWidget):
         else:
             self.checkpoint.setText(str(p))
 
-    def _refresh(self, *_):
-        from napari.layers import Image, Shapes
-
-        for combo, kind, extra in ((self.image_combo, Image, []), (self.truth_combo, Shapes, ["(none)"])):
-            cur = combo.currentText()
-            names = [ly.name for ly in self.viewer.layers if isinstance(ly, kind)
-                     and ly.name not in (MAP, VAR, DET) and not ly.name.startswith("P-PII")]
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(extra + names)
-            if cur in extra + names:
-                combo.setCurrentText(cur)
-            combo.blockSignals(False)
-
     def _fail(self, msg: str):
         report_error(self, msg, self.counts)
 
@@ -184,7 +170,7 @@ class PredictWidget(QWidget):
     def _loader(self):
         """A function returning the loaded model for the current checkpoint and device; it loads (in the
         worker thread, never blocking the viewer) only when they changed."""
-        key = (self.checkpoint.text(), self.device.currentText())
+        key = (self.checkpoint.text(), self.shared.config.training.device)
         if not key[0]:
             raise InputError("choose a checkpoint (best.pt / last.pt of a run)")
 
@@ -202,23 +188,19 @@ class PredictWidget(QWidget):
         """``prepare(get_model, samples)`` checks the inputs on the GUI thread (an :class:`InputError` is
         shown and nothing starts) and returns the job; the job runs in a worker thread and ``on_result``
         gets its value on the GUI thread."""
-        from napari.qt.threading import create_worker
+        from ._common import launch
 
         try:
-            job = prepare(self._loader(), self.samples.value())
+            job = prepare(self._loader(), self.shared.config.model.samples)
         except (InputError, KeyError) as exc:
             self._fail(str(exc))
             return False
         self.progress.setRange(0, 0)  # busy until the first progress report
         self.last_error = None
-        worker = create_worker(job, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(on_result)
-        worker.errored.connect(lambda e: self._fail(str(e) if isinstance(e, InputError) else f"prediction failed: {type(e).__name__}: {e}"))
-        worker.finished.connect(self._finished)
-        self.worker = worker
         for b in (self.predict_button, self.all_button, self.folder_button):
             b.setEnabled(False)
-        worker.start()
+        self.worker = launch(job, returned=on_result, finished=self._finished, errored=lambda e: self._fail(
+            str(e) if isinstance(e, InputError) else f"prediction failed: {type(e).__name__}: {e}"))
         return True
 
     def _image_layers(self) -> list[str]:
@@ -232,7 +214,7 @@ class PredictWidget(QWidget):
         return layer_to_scan(layer), {"scale": tuple(layer.scale), "translate": tuple(layer.translate)}
 
     def predict(self) -> bool:
-        name = self.image_combo.currentText()
+        name = self.image_combo.value
         if not name:
             self._fail("open a scan first")
             return False
@@ -269,7 +251,7 @@ class PredictWidget(QWidget):
         return self._launch(prepare, self._show_all)
 
     def _show_all(self, results):
-        current = self.image_combo.currentText()
+        current = self.image_combo.value
         for name, amap, geo in results:
             set_image_layer(self.viewer, f"{MAP}: {name}", amap.mean, geo, **overlay_style())
         for name, amap, geo in results:
@@ -348,7 +330,7 @@ class PredictWidget(QWidget):
         # the threshold is visible: map values below it are black, which additive blending leaves out
         self.map_layer.contrast_limits = (min(thr, 0.999), 1.0)
         dets = detect(amap, thr)
-        truth_name = self.truth_combo.currentText()
+        truth_name = self.truth_combo.value
         truth = []
         if truth_name and truth_name != "(none)" and truth_name in self.viewer.layers:
             truth = shapes_to_boxes(self.viewer.layers[truth_name], self.map_layer)

@@ -10,31 +10,26 @@ next.  Bad input becomes a napari notification; the viewer and the user's layers
 
 from __future__ import annotations
 
-import typing
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
     QSizePolicy,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
-from superqt import QCollapsible, QLabeledDoubleRangeSlider, QLabeledRangeSlider
+from superqt import QCollapsible
 
 from .._layers import layer_to_scan, write_image_data
 from ._common import report_error
-from ..config import Method, PPIIConfig, SynthesisConfig
+from ._config import FormsMixin
+from ..config import PPIIConfig
 from ..errors import InputError
 from ..preview import PreviewEngine, PreviewRequest, PreviewResult, realism_text
 
@@ -43,13 +38,28 @@ SAME = "(same image)"
 NONE = "(none)"
 MASK_LAYER = f"{PREFIX} placement mask"
 
-#: Synthesis fields whose controls are generated from the configuration (anatomy and realism).
+#: The preview's controls: configuration keys, generated from the fields (``_config.ConfigForm``).
+MAIN_FIELDS = ("synthesis.method", "seed", "synthesis.patch_size", "synthesis.n_anomalies", "synthesis.n_raters",
+               "synthesis.gradient_scale", "synthesis.alpha", "synthesis.label_scale", "synthesis.mixed_gradients",
+               "synthesis.pairwise", "preprocess.window", "preprocess.equalise")
+#: Synthesis fields of the "Anatomy and realism" group.
 REALISM_FIELDS = ("placement", "placement_min_inside", "source_in_mask", "mask_blend", "patch_distribution",
-                  "source_rescale", "gradient_scale_distribution", "source_smoothing", "clip", "label_mode",
-                  "label_k", "label_x0", "nsa_patches", "label_median_radius")
+                  "patch_gamma", "source_rescale", "gradient_scale_distribution", "source_smoothing", "clip",
+                  "label_mode", "label_k", "label_x0", "nsa_patches", "label_median_radius")
 
 
-class PreviewWidget(QWidget):
+def _advanced_fields() -> tuple[str, ...]:
+    """Every other synthesis and pre-processing field (none is left without a control)."""
+    from ._config import leaf_keys
+
+    shown = set(MAIN_FIELDS) | {f"synthesis.{n}" for n in REALISM_FIELDS}
+    return tuple(k for k in leaf_keys() if k.startswith(("synthesis.", "preprocess.")) and k not in shown)
+
+
+ADVANCED_FIELDS = _advanced_fields()
+
+
+class PreviewWidget(FormsMixin, QWidget):
     """Dock widget: target/source layers, method, parameters, seed; live preview layers; export."""
 
     preview_updated = Signal(object)  # PreviewResult, after the layers changed
@@ -67,14 +77,15 @@ class PreviewWidget(QWidget):
         self._buffers: dict[str, np.ndarray] = {}  # float32 arrays the preview layers display (updated in place)
         self._mask_for: str | None = None  # the target layer the placement-mask Labels layer belongs to
         self.engine = PreviewEngine()
+        from ._config import shared_config
+
+        self.shared = shared_config(napari_viewer)
         self._tokens: dict[int, tuple[Any, int]] = {}  # id(layer) -> (layer, data version)
         self._building = True
         self._build()
         self._building = False
-        self._refresh_layer_choices()
         ev = self.viewer.layers.events
         ev.inserted.connect(self._refresh_layer_choices)
-        ev.removed.connect(self._refresh_layer_choices)
         ev.removed.connect(self._layer_removed)
         self.viewer.dims.events.current_step.connect(self._on_slice_change)
         self.request_update()
@@ -94,7 +105,7 @@ class PreviewWidget(QWidget):
         if ent is not None and ent[0] is layer:
             self.engine.forget((id(layer), ent[1]))
             self._tokens[id(layer)] = (layer, ent[1] + 1)
-            if layer.name in (self.target_combo.currentText(), self.source_combo.currentText()):
+            if layer.name in ((self.target_combo.value or ''), (self.source_combo.value or '')):
                 self.request_update()  # the scan changed under the preview
 
     def _layer_removed(self, event):
@@ -109,67 +120,36 @@ class PreviewWidget(QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build(self):
-        d = SynthesisConfig()
+        from napari.layers import Image, Shapes
+
+        from ._common import layer_picker
+        from ._config import ConfigForm
+
         outer = QVBoxLayout(self)
-        form = QFormLayout()
-        self.target_combo = QComboBox()
-        self.source_combo = QComboBox()
-        self.method_combo = QComboBox()
-        self.method_combo.addItems(list(typing.get_args(Method)))
-        self.seed_spin = QSpinBox()
-        self.seed_spin.setRange(0, 2**31 - 1)
+        own = lambda ly: ly.name.startswith(PREFIX)  # noqa: E731 - the preview's own layers
+        self.target_combo = layer_picker(self.viewer, Image, exclude=own, label="Target")
+        self.source_combo = layer_picker(self.viewer, Image, extra=(SAME,), exclude=own, label="Source")
+        self.reference_combo = layer_picker(
+            self.viewer, Shapes, extra=(NONE,), exclude=own, label="Reference lesions",
+            tooltip="a Shapes layer of real lesion boxes: the realism figures compare with them "
+                    "(reference lesions for tuning come from NIH or LIDC, never from JSRT test rows)")
+        from magicgui.widgets import Container
+
+        pickers = Container(widgets=[self.target_combo, self.source_combo], labels=True)
+        outer.addWidget(pickers.native)
+        # the generated controls of the viewer's shared configuration: what the preview shows is what trains
+        self.form = ConfigForm(self.shared, MAIN_FIELDS, on_error=self._notify)
         self.new_button = QPushButton("New sample")
-        seed_row = QHBoxLayout()
-        seed_row.addWidget(self.seed_spin)
-        seed_row.addWidget(self.new_button)
-        form.addRow("Target", self.target_combo)
-        form.addRow("Source", self.source_combo)
-        form.addRow("Method", self.method_combo)
-        form.addRow("Seed", seed_row)
-
-        self.patch_size = self._drange(0.01, 0.5, d.resolved().patch_size, 3)
-        self.n_anomalies = self._irange(1, 50, d.n_anomalies)
-        self.n_raters = self._irange(1, 32, d.n_raters)
-        self.gradient_scale = self._drange(0.0, 100.0, d.gradient_scale, 1)
-        self.alpha = self._drange(0.0, 1.0, d.alpha, 2)
-        self.label_scale = self._dspin(0.01, 100, d.label_scale, 2)
-        self.mixed = QCheckBox("mixed gradients")
-        self.mixed.setChecked(d.mixed_gradients)
-        self.pairwise = QCheckBox("pairwise (source from another image)")
-        self.pairwise.setChecked(d.pairwise)
-        form.addRow("Patch size", self.patch_size)
-        form.addRow("Anomalies", self.n_anomalies)
-        form.addRow("Raters", self.n_raters)
-        form.addRow("Gradient scale", self.gradient_scale)
-        form.addRow("Alpha (PII/FPI)", self.alpha)
-        form.addRow("Label scale", self.label_scale)
-        form.addRow(self.mixed)
-        form.addRow(self.pairwise)
-
-        self.window_combo = QComboBox()
-        self.window_combo.addItems(["lung", "mediastinum", "soft_tissue", "bone", "header"])
-        self.equalise = QCheckBox("histogram equalisation")
-        self.equalise.setChecked(True)
-        form.addRow("CT window", self.window_combo)
-        form.addRow(self.equalise)
-        outer.addLayout(form)
-
-        from ._fields import field_control
+        outer.addWidget(self.form.native)
+        outer.addWidget(self.new_button)
 
         self.realism_box = QCollapsible("Anatomy and realism")
-        rw = QWidget()
-        rf = QFormLayout(rw)
-        self.realism_controls = {n: field_control(SynthesisConfig, n) for n in REALISM_FIELDS}
-        for ctl in self.realism_controls.values():
-            rf.addRow(ctl.label, ctl.widget) if ctl.label else rf.addRow(ctl.widget)
-        self.reference_combo = QComboBox()
-        self.reference_combo.setToolTip("a Shapes layer of real lesion boxes: the realism figures compare with them "
-                                        "(reference lesions for tuning come from NIH or LIDC, never from JSRT test rows)")
-        rf.addRow("Reference lesions", self.reference_combo)
+        self.realism_form = ConfigForm(self.shared, [f"synthesis.{n}" for n in REALISM_FIELDS], on_error=self._notify)
+        self.realism_box.addWidget(self.realism_form.native)
+        self.realism_box.addWidget(Container(widgets=[self.reference_combo], labels=True).native)
         self.lungs_button = QPushButton("Lung mask -> placement mask layer")
         self.lungs_button.setToolTip("compute the lung fields of the target into the editable placement-mask Labels layer")
-        rf.addRow(self.lungs_button)
-        self.realism_box.addWidget(rw)
+        self.realism_box.addWidget(self.lungs_button)
         outer.addWidget(self.realism_box)
         self.realism_label = QLabel("")
         self.realism_label.setWordWrap(True)
@@ -177,25 +157,9 @@ class PreviewWidget(QWidget):
         self.realism_label.setMinimumHeight(self.realism_label.fontMetrics().height() * 2 + 4)
 
         self.advanced = QCollapsible("Advanced")
-        adv = QWidget()
-        af = QFormLayout(adv)
-        self.core_fraction = self._dspin(0.05, 1.0, d.core_fraction, 2)
-        self.rater_radius = self._dspin(0.01, 0.5, d.rater_radius, 3)
-        self.rater_radius_std = self._dspin(0.0, 20.0, d.rater_radius_std, 2)
-        self.rater_centre_std = self._dspin(0.0, 0.5, d.rater_centre_std, 3)
-        self.label_tolerance = self._dspin(0.0, 1.0, d.label_tolerance, 4)
-        self.min_patch_side = self._ispin(3, 64, d.min_patch_side)
-        self.size_step = self._ispin(1, 64, d.size_step)
-        self.max_tries = self._ispin(1, 1000, d.max_tries)
-        self.fast_sizes = QCheckBox("FFT-friendly patch sides")
-        self.fast_sizes.setChecked(d.fast_sizes)
-        for label, w in (("Core fraction", self.core_fraction), ("Rater radius", self.rater_radius),
-                         ("Rater radius std (px)", self.rater_radius_std), ("Rater centre std", self.rater_centre_std),
-                         ("Label tolerance", self.label_tolerance), ("Min patch side", self.min_patch_side),
-                         ("Size step", self.size_step), ("Placement tries", self.max_tries)):
-            af.addRow(label, w)
-        af.addRow(self.fast_sizes)
-        self.advanced.addWidget(adv)
+        self.advanced_form = ConfigForm(self.shared, ADVANCED_FIELDS, on_error=self._notify)
+        self.advanced.addWidget(self.advanced_form.native)
+        self.forms = [self.form, self.realism_form, self.advanced_form]
         outer.addWidget(self.advanced)
 
         buttons = QHBoxLayout()
@@ -217,147 +181,41 @@ class PreviewWidget(QWidget):
         outer.addWidget(self.realism_label)
         outer.addStretch(1)
 
-        self.method_combo.currentIndexChanged.connect(self._on_method_change)
-        for w in (self.target_combo, self.source_combo, self.method_combo, self.window_combo):
-            w.currentIndexChanged.connect(self.request_update)
-        self.window_combo.currentIndexChanged.connect(self.apply_window_to_target)
-        for w in (self.seed_spin, self.label_scale, self.core_fraction, self.rater_radius, self.rater_radius_std,
-                  self.rater_centre_std, self.label_tolerance, self.min_patch_side, self.size_step, self.max_tries):
-            w.valueChanged.connect(self.request_update)
-        for w in (self.patch_size, self.n_anomalies, self.n_raters, self.gradient_scale, self.alpha):
-            w.valueChanged.connect(self.request_update)
-        for w in (self.mixed, self.pairwise, self.equalise, self.fast_sizes):
-            w.toggled.connect(self.request_update)
-        for ctl in self.realism_controls.values():
-            ctl.connect(self.request_update)
-        self.reference_combo.currentIndexChanged.connect(self.request_update)
+        for picker in (self.target_combo, self.source_combo, self.reference_combo):
+            picker.changed.connect(self._picker_changed)
+        self.shared.changed.connect(self._config_changed)
         self.lungs_button.clicked.connect(self.reset_mask_to_lungs)
-        self.new_button.clicked.connect(lambda: self.seed_spin.setValue((self.seed_spin.value() + 1) % (2**31 - 1)))
+        self.new_button.clicked.connect(self.new_sample)
         self.volume_button.clicked.connect(self.run_whole_volume)
         self.export_button.clicked.connect(self._export_clicked)
 
-    @staticmethod
-    def _drange(lo, hi, value, decimals):
-        w = QLabeledDoubleRangeSlider(Qt.Orientation.Horizontal)
-        w.setRange(lo, hi)
-        w.setDecimals(decimals)
-        w.setValue(tuple(value))
-        return w
-
-    @staticmethod
-    def _irange(lo, hi, value):
-        w = QLabeledRangeSlider(Qt.Orientation.Horizontal)
-        w.setRange(lo, hi)
-        w.setValue(tuple(value))
-        return w
-
-    @staticmethod
-    def _dspin(lo, hi, value, decimals):
-        w = QDoubleSpinBox()
-        w.setDecimals(decimals)
-        w.setRange(lo, hi)
-        w.setSingleStep(10 ** -decimals * 5)
-        w.setValue(value)
-        return w
-
-    @staticmethod
-    def _ispin(lo, hi, value):
-        w = QSpinBox()
-        w.setRange(lo, hi)
-        w.setValue(value)
-        return w
+    def new_sample(self):
+        self.shared.update({"seed": (self.shared.config.seed + 1) % (2**31 - 1)})
 
     # ------------------------------------------------------------------ state
-    def _image_layers(self):
-        from napari.layers import Image
-
-        return [ly for ly in self.viewer.layers if isinstance(ly, Image) and not ly.name.startswith(PREFIX)]
-
-    def _refresh_layer_choices(self, *_):
-        names = [ly.name for ly in self._image_layers()]
-        before = (self.target_combo.currentText(), self.source_combo.currentText())
-        for combo, extra in ((self.target_combo, []), (self.source_combo, [SAME])):
-            cur = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(extra + names)
-            if cur in extra + names:
-                combo.setCurrentText(cur)
-            combo.blockSignals(False)
-        from napari.layers import Shapes
-
-        shapes = [NONE] + [ly.name for ly in self.viewer.layers if isinstance(ly, Shapes) and not ly.name.startswith(PREFIX)]
-        cur = self.reference_combo.currentText()
-        self.reference_combo.blockSignals(True)
-        self.reference_combo.clear()
-        self.reference_combo.addItems(shapes)
-        if cur in shapes:
-            self.reference_combo.setCurrentText(cur)
-        self.reference_combo.blockSignals(False)
-        after = (self.target_combo.currentText(), self.source_combo.currentText())
-        if not self._building and (after != before or self.last_result is None):
+    def _picker_changed(self, *_):
+        if not self._building:
             self.request_update()
 
-    def _on_method_change(self, *_):
-        """Show the chosen method's own patch sizes (P-PII/NSA per axis, PII/FPI square) before it previews."""
-        if self._building:
+    def _config_changed(self, cfg, keys):
+        if getattr(self, "_closed", False):
             return
-        d = SynthesisConfig(method=self.method_combo.currentText()).resolved()
-        self._building = True
-        try:
-            self.patch_size.setValue(tuple(d.patch_size))
-        finally:
-            self._building = False
+        if "preprocess.window" in keys:
+            self.apply_window_to_target()
+        if any(k == "seed" or k.startswith(("synthesis.", "preprocess.")) for k in keys):
+            self.request_update()
+
+    def _refresh_layer_choices(self, *_):
+        if not self._building and self.last_result is None:
+            self.request_update()
 
     def config(self) -> PPIIConfig:
-        """The widget's state as the one configuration object (validated)."""
-        syn = {
-            "method": self.method_combo.currentText(),
-            "patch_size": list(self.patch_size.value()),
-            "n_anomalies": [int(round(v)) for v in self.n_anomalies.value()],
-            "n_raters": [int(round(v)) for v in self.n_raters.value()],
-            "gradient_scale": list(self.gradient_scale.value()),
-            "alpha": list(self.alpha.value()),
-            "label_scale": self.label_scale.value(),
-            "mixed_gradients": self.mixed.isChecked(),
-            "pairwise": self.pairwise.isChecked(),
-            "core_fraction": self.core_fraction.value(),
-            "rater_radius": self.rater_radius.value(),
-            "rater_radius_std": self.rater_radius_std.value(),
-            "rater_centre_std": self.rater_centre_std.value(),
-            "label_tolerance": self.label_tolerance.value(),
-            "min_patch_side": self.min_patch_side.value(),
-            "size_step": self.size_step.value(),
-            "max_tries": self.max_tries.value(),
-            "fast_sizes": self.fast_sizes.isChecked(),
-        }
-        syn.update({n: ctl.get() for n, ctl in self.realism_controls.items()})
-        pre = {"window": self.window_combo.currentText(), "equalise": self.equalise.isChecked()}
-        return PPIIConfig.from_dict({"synthesis": syn, "preprocess": pre, "seed": self.seed_spin.value()})
+        """The viewer's shared configuration (validated; the preview renders exactly this)."""
+        return self.shared.config
 
     def set_config(self, cfg: PPIIConfig) -> None:
-        """Show ``cfg`` in the controls (one update afterwards)."""
-        s = cfg.synthesis.resolved()
-        self._building = True
-        try:
-            self.method_combo.setCurrentText(s.method)
-            self.patch_size.setValue(tuple(s.patch_size))
-            self.n_anomalies.setValue(tuple(s.n_anomalies))
-            self.n_raters.setValue(tuple(s.n_raters))
-            self.gradient_scale.setValue(tuple(s.gradient_scale))
-            self.alpha.setValue(tuple(s.alpha))
-            self.label_scale.setValue(s.label_scale)
-            self.mixed.setChecked(s.mixed_gradients)
-            self.pairwise.setChecked(s.pairwise)
-            for n, ctl in self.realism_controls.items():
-                ctl.set(getattr(s, n))
-            self.seed_spin.setValue(cfg.seed)
-            if cfg.preprocess.window:
-                self.window_combo.setCurrentText(cfg.preprocess.window)
-            self.equalise.setChecked(cfg.preprocess.equalise)
-        finally:
-            self._building = False
-        self.request_update()
+        """Make ``cfg`` the shared configuration: every widget shows it, the preview redraws once."""
+        self.shared.set(cfg)
 
     def _layer(self, name):
         ly = [x for x in self.viewer.layers if x.name == name]
@@ -370,7 +228,7 @@ class PreviewWidget(QWidget):
         return int(np.clip(round(float(data_pt[0])), 0, layer.data.shape[0] - 1))
 
     def _on_slice_change(self, *_):
-        target = self._layer(self.target_combo.currentText())
+        target = self._layer((self.target_combo.value or ''))
         if target is not None and target.ndim == 3 and self.last_result is not None and self.last_result.slice_index is not None:
             if self._current_slice(target) != self.last_result.slice_index:
                 self.request_update()
@@ -390,18 +248,19 @@ class PreviewWidget(QWidget):
         """The CT window preset also sets the target CT layer's display window."""
         from ..preprocess import is_ct, window_limits
 
-        layer = self._layer(self.target_combo.currentText())
+        layer = self._layer((self.target_combo.value or ''))
         if layer is None:
             return
         try:
             scan = layer_to_scan(layer)
-            if is_ct(scan):
-                layer.contrast_limits = window_limits(self.window_combo.currentText(), scan)
+            window = self.shared.config.preprocess.window
+            if is_ct(scan) and window is not None:
+                layer.contrast_limits = window_limits(window, scan)
         except InputError as exc:
             self._notify(str(exc))
 
     def _make_request(self, whole_volume: bool = False) -> PreviewRequest | None:
-        name = self.target_combo.currentText()
+        name = (self.target_combo.value or '')
         layer = self._layer(name)
         if layer is None:
             self._set_status("Open a scan (File > Open, or File > Open Sample > napari-ppii) to preview.")
@@ -409,7 +268,7 @@ class PreviewWidget(QWidget):
         try:
             cfg = self.config()
             target = self._scan(layer)
-            src_name = self.source_combo.currentText()
+            src_name = (self.source_combo.value or '')
             src_layer = None if src_name in ("", SAME) else self._layer(src_name)
             source = self._scan(src_layer) if src_layer is not None and src_layer is not layer else None
         except InputError as exc:
@@ -421,7 +280,7 @@ class PreviewWidget(QWidget):
             if tuple(mlayer.data.shape) == tuple(layer.data.shape[:target.ndim]):
                 mask = mlayer.data  # as it is: the engine thresholds the previewed slice only
         refs = None
-        ref_layer = self._layer(self.reference_combo.currentText())
+        ref_layer = self._layer((self.reference_combo.value or ''))
         if ref_layer is not None:
             from .._layers import shapes_to_boxes
 
@@ -435,7 +294,7 @@ class PreviewWidget(QWidget):
         """Compute the target's lung fields into the placement-mask Labels layer (editable)."""
         from ..anatomy import lung_mask
 
-        layer = self._layer(self.target_combo.currentText())
+        layer = self._layer((self.target_combo.value or ''))
         if layer is None:
             return
         try:
@@ -478,17 +337,13 @@ class PreviewWidget(QWidget):
             self._start_next()
 
     def _start_next(self):
-        from napari.qt.threading import create_worker
+        from ._common import launch
 
         req, self._pending = self._pending, None
         if req is None:
             return
-        worker = create_worker(self.engine.compute, req, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(self._on_result)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        worker.start()
+        self._worker = launch(self.engine.compute, req, returned=self._on_result, errored=self._on_error,
+                              finished=self._on_finished)
 
     def _on_finished(self):
         self._worker = None
@@ -568,7 +423,7 @@ class PreviewWidget(QWidget):
             if blayer is not None:
                 self.viewer.layers.remove(blayer)
             self.viewer.add_shapes(bdata, **{k: v for k, v in bkw.items() if k != "features"})
-        target_layer = self._layer(self.target_combo.currentText())
+        target_layer = self._layer((self.target_combo.value or ''))
         if res.mask is not None and target_layer is not None and (
                 self._layer(MASK_LAYER) is None or self._mask_for != target_layer.name):
             if tuple(np.shape(res.mask)) == tuple(target_layer.data.shape[:np.ndim(res.mask)]):
@@ -591,7 +446,7 @@ class PreviewWidget(QWidget):
 
     # ------------------------------------------------------------------ whole volume, export
     def run_whole_volume(self):
-        from napari.qt.threading import create_worker
+        from ._common import launch
 
         req = self._make_request(whole_volume=True)
         if req is None:
@@ -608,13 +463,8 @@ class PreviewWidget(QWidget):
 
         self.progress.setVisible(True)
         self.progress.setValue(0)
-        worker = create_worker(job, _start_thread=False, _ignore_errors=True)
-        worker.yielded.connect(self.progress.setValue)
-        worker.returned.connect(self._show)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(lambda: self.progress.setVisible(False))
-        self._volume_worker = worker
-        worker.start()
+        self._volume_worker = launch(job, yielded=self.progress.setValue, returned=self._show, errored=self._on_error,
+                                     finished=lambda: self.progress.setVisible(False))
 
     def export(self, folder) -> dict | None:
         """Write the shown sample like ``ppii synthesize`` does; returns the record."""
@@ -627,7 +477,7 @@ class PreviewWidget(QWidget):
             return None
         resolved = make_synthesizer(res.config.synthesis).config.model_dump(mode="json")
         return export_sample(folder, res.target, res.result, res.config, resolved=resolved, command="napari-preview",
-                             input=self.target_combo.currentText(), slice_index=res.slice_index)
+                             input=(self.target_combo.value or ''), slice_index=res.slice_index)
 
     def _export_clicked(self):
         folder = QFileDialog.getExistingDirectory(self, "Export the synthetic sample to")

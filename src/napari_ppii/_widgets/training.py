@@ -12,36 +12,39 @@ process, follow its log live (progress, ETA, loss and validation-Dice plot), sto
 from __future__ import annotations
 
 from pathlib import Path
-import typing
 from typing import Callable
 
 import numpy as np
 from qtpy.QtCore import QEvent, QObject, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 from qtpy.QtCore import Qt
 
-from ..config import Method, PPIIConfig
+from ..config import PPIIConfig
+from ._config import FormsMixin
 from ..errors import InputError
 from ._common import LAST_RUN, cuda_devices, report_error
 from ._plots import CurvePlot
+
+#: The training widget's first controls (configuration keys); every other model, data and training key is
+#: under "Advanced", the synthesis and pre-processing keys are the preview's (one shared configuration).
+MAIN_FIELDS = ("model.backbone", "synthesis.method", "training.steps", "training.batch_size", "data.image_size",
+               "model.base_channels", "training.lr", "training.val_every", "training.device", "data.augment.scaling",
+               "data.augment.rotation", "data.augment.elastic", "training.confidence_weighting", "data.train",
+               "training.out_dir")
+
 
 class _CloseGuard(QObject):
     """Event filter on the main window: ask before closing while a run is going."""
@@ -59,7 +62,7 @@ class _CloseGuard(QObject):
         return False
 
 
-class TrainingWidget(QWidget):
+class TrainingWidget(FormsMixin, QWidget):
     run_finished = Signal(int)  # return code
     record_received = Signal(dict)
     batch_shown = Signal()
@@ -67,7 +70,9 @@ class TrainingWidget(QWidget):
     def __init__(self, napari_viewer, parent=None, confirm: Callable[[], bool] | None = None):
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.base_config = PPIIConfig()
+        from ._config import shared_config
+
+        self.shared = shared_config(napari_viewer)
         self.process = None
         self.follower = None
         self.last_error: str | None = None
@@ -90,70 +95,26 @@ class TrainingWidget(QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build(self):
-        c = self.base_config
+        from superqt import QCollapsible
+
+        from ._config import ConfigForm, leaf_keys
+
         outer = QVBoxLayout(self)
-        form = QFormLayout()
-        self.backbone = QComboBox()
-        self.backbone.addItems(["unet", "mc_unet", "phiseg"])
-        self.method = QComboBox()
-        self.method.addItems(list(typing.get_args(Method)))
-        self.steps = QSpinBox()
-        self.steps.setRange(1, 10_000_000)
-        self.steps.setValue(2000)
-        self.batch = QSpinBox()
-        self.batch.setRange(1, 1024)
-        self.batch.setValue(8)
-        self.size = QSpinBox()
-        self.size.setRange(32, 2048)
-        self.size.setSingleStep(32)
-        self.size.setValue(256)
-        self.base_channels = QSpinBox()
-        self.base_channels.setRange(2, 256)
-        self.base_channels.setValue(16)
-        self.lr = QDoubleSpinBox()
-        self.lr.setDecimals(5)
-        self.lr.setRange(1e-6, 1.0)
-        self.lr.setSingleStep(1e-4)
-        self.lr.setValue(c.training.lr)
-        self.val_every = QSpinBox()
-        self.val_every.setRange(1, 1_000_000)
-        self.val_every.setValue(250)
-        self.device = QComboBox()
-        self.device.addItems(["cpu"] + cuda_devices())
-        self.aug_scaling = QCheckBox("scaling")
-        self.aug_rotation = QCheckBox("rotation ±10°")
-        self.aug_elastic = QCheckBox("elastic")
-        aug = QHBoxLayout()
-        for w in (self.aug_scaling, self.aug_rotation, self.aug_elastic):
-            aug.addWidget(w)
-        self.confidence = QCheckBox("confidence-weighted loss (rater variance)")
-        self.data_path = QLineEdit()
-        self.data_path.setPlaceholderText("folder of radiographs, annotations CSV, or CT series")
-        browse = QPushButton("...")
-        browse.clicked.connect(self._browse_data)
-        drow = QHBoxLayout()
-        drow.addWidget(self.data_path)
-        drow.addWidget(browse)
+        devices = {"training.device": lambda: ["auto", "cpu"] + cuda_devices()}
+        # the viewer's shared configuration: the synthesis is what the preview shows
+        self.form = ConfigForm(self.shared, MAIN_FIELDS, on_error=self._fail, extra_choices=devices)
+        outer.addWidget(self.form.native)
         self.use_layers = QCheckBox("train on the checked image layers instead")
         self.layer_list = QListWidget()
         self.layer_list.setMaximumHeight(80)
-        self.out_dir = QLineEdit(str(Path("runs") / "napari"))
-        obrowse = QPushButton("...")
-        obrowse.clicked.connect(self._browse_out)
-        orow = QHBoxLayout()
-        orow.addWidget(self.out_dir)
-        orow.addWidget(obrowse)
-        for label, w in (("Backbone", self.backbone), ("Synthesis", self.method), ("Steps", self.steps),
-                         ("Batch size", self.batch), ("Image size", self.size), ("Base channels", self.base_channels),
-                         ("Learning rate", self.lr), ("Validate every", self.val_every), ("Device", self.device)):
-            form.addRow(label, w)
-        form.addRow("Augment", aug)
-        form.addRow(self.confidence)
-        form.addRow("Data", drow)
-        form.addRow(self.use_layers)
-        form.addRow(self.layer_list)
-        form.addRow("Run folder", orow)
-        outer.addLayout(form)
+        outer.addWidget(self.use_layers)
+        outer.addWidget(self.layer_list)
+        self.advanced = QCollapsible("Advanced")
+        rest = [k for k in leaf_keys() if k.startswith(("model.", "data.", "training.")) and k not in MAIN_FIELDS]
+        self.advanced_form = ConfigForm(self.shared, rest, on_error=self._fail, extra_choices=devices)
+        self.advanced.addWidget(self.advanced_form.native)
+        outer.addWidget(self.advanced)
+        self.forms = [self.form, self.advanced_form]
         cfg_row = QHBoxLayout()
         self.save_button = QPushButton("Save config...")
         self.load_button = QPushButton("Load config...")
@@ -188,18 +149,6 @@ class TrainingWidget(QWidget):
         self.load_button.clicked.connect(self._load_clicked)
         self._update_buttons()
 
-    def _browse_data(self):
-        path, _ = QFileDialog.getOpenFileName(self, "Annotations CSV or an image", "", "CSV (*.csv);;All files (*)")
-        if not path:
-            path = QFileDialog.getExistingDirectory(self, "Folder of radiographs or a DICOM series")
-        if path:
-            self.data_path.setText(path)
-
-    def _browse_out(self):
-        path = QFileDialog.getExistingDirectory(self, "Run folder")
-        if path:
-            self.out_dir.setText(path)
-
     def _refresh_layers(self, *_):
         from napari.layers import Image
 
@@ -221,36 +170,12 @@ class TrainingWidget(QWidget):
 
     # ------------------------------------------------------------------ config
     def config(self) -> PPIIConfig:
-        data = self.base_config.to_dict()
-        data["model"].update(backbone=self.backbone.currentText(), base_channels=self.base_channels.value())
-        data["synthesis"]["method"] = self.method.currentText()
-        data["training"].update(steps=self.steps.value(), batch_size=self.batch.value(), lr=self.lr.value(),
-                                val_every=self.val_every.value(), device=self.device.currentText(),
-                                out_dir=self.out_dir.text(), confidence_weighting=self.confidence.isChecked(),
-                                lr_min=min(data["training"]["lr_min"], self.lr.value()))
-        data["data"].update(image_size=self.size.value(), train=self.data_path.text() or None)
-        data["data"]["augment"].update(scaling=self.aug_scaling.isChecked(), rotation=self.aug_rotation.isChecked(),
-                                       elastic=self.aug_elastic.isChecked())
-        return PPIIConfig.from_dict(data)
+        """The viewer's shared configuration: what the preview shows and what ``ppii train`` gets."""
+        return self.shared.config
 
     def set_config(self, cfg: PPIIConfig) -> None:
-        self.base_config = cfg
-        self.backbone.setCurrentText(cfg.model.backbone)
-        self.base_channels.setValue(cfg.model.base_channels)
-        self.method.setCurrentText(cfg.synthesis.method)
-        self.steps.setValue(cfg.training.steps)
-        self.batch.setValue(cfg.training.batch_size)
-        self.lr.setValue(cfg.training.lr)
-        self.val_every.setValue(cfg.training.val_every)
-        if self.device.findText(cfg.training.device) >= 0:
-            self.device.setCurrentText(cfg.training.device)
-        self.out_dir.setText(cfg.training.out_dir)
-        self.confidence.setChecked(cfg.training.confidence_weighting)
-        self.size.setValue(cfg.data.image_size)
-        self.data_path.setText(cfg.data.train or "")
-        self.aug_scaling.setChecked(cfg.data.augment.scaling)
-        self.aug_rotation.setChecked(cfg.data.augment.rotation)
-        self.aug_elastic.setChecked(cfg.data.augment.elastic)
+        """Make ``cfg`` the shared configuration (every widget shows it)."""
+        self.shared.set(cfg)
 
     def _save_clicked(self):
         path, _ = QFileDialog.getSaveFileName(self, "Save configuration", "ppii.yaml", "YAML (*.yaml *.yml)")
@@ -340,8 +265,8 @@ class TrainingWidget(QWidget):
             # to the next free folder, shown in the run-folder field
             out, note = plan_run_dir(cfg.training.out_dir, ckpt if resume else None)
             if note:
-                self.out_dir.setText(str(out))
-                cfg = cfg.with_values({"training.out_dir": out})
+                self.shared.update({"training.out_dir": str(out)})
+                cfg = self.config()
                 show_info(note)
             if self.use_layers.isChecked():
                 cfg = self._with_layer_data(cfg, out)
@@ -425,7 +350,7 @@ class TrainingWidget(QWidget):
         (``batch_shown`` when the layers are there)."""
         import tempfile
 
-        from napari.qt.threading import create_worker
+        from ._common import launch
 
         try:
             cfg = self.config()
@@ -445,12 +370,9 @@ class TrainingWidget(QWidget):
                 np.random.default_rng(), min(cfg.training.batch_size, 8))
             return b.image[:, 0].numpy(), b.label[:, 0].numpy()
 
-        w = create_worker(job, _start_thread=False, _ignore_errors=True)
-        w.returned.connect(self._show_batch_layers)
-        w.errored.connect(lambda e: self._fail(str(e) if isinstance(e, InputError) else f"batch failed: {type(e).__name__}: {e}"))
-        w.finished.connect(lambda: setattr(self, "_batch_worker", None))
-        self._batch_worker = w
-        w.start()
+        self._batch_worker = launch(
+            job, returned=self._show_batch_layers, finished=lambda: setattr(self, "_batch_worker", None),
+            errored=lambda e: self._fail(str(e) if isinstance(e, InputError) else f"batch failed: {type(e).__name__}: {e}"))
         return True
 
     def _show_batch_layers(self, arrays):
