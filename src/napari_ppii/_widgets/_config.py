@@ -287,6 +287,7 @@ def make_control(key: str, choices: dict[str, Callable[[], list[str]]] | None = 
             shown = v if v is not None else _shown_default(key, cfg, fallback)
             with slider.changed.blocked():
                 slider.value = tuple(shown)
+            box.changed.emit(box)  # one change for the pair (the form ignores it while it shows a config)
 
         ctl = Control(key, box, lambda: None if auto.value else conv(slider.value), set_range)
         return ctl if elem is int else _exact(ctl, 1e-6 * (hi - lo))
