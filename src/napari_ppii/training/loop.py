@@ -190,146 +190,191 @@ def _save(state: dict, path: Path, log, step: int) -> Path:
 
 
 def _train(cfg: PPIIConfig, resume, *, progress, images, stop_after, masks) -> TrainResult:
-    dist = DistContext.from_env()
-    t = cfg.training
-    if t.num_threads:
-        torch.set_num_threads(t.num_threads)
-    device = resolve_device(t.device, dist.local_rank)
-    if dist.enabled and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    torch.manual_seed(cfg.seed + dist.rank)
-    data_rng = np.random.default_rng([cfg.seed, dist.rank])
+    return Trainer(cfg, images=images, masks=masks).run(resume, progress=progress, stop_after=stop_after)
 
-    if images is None:
-        pool, pool_masks = load_training_set(cfg)
-    else:
-        pool = np.asarray(images, dtype=np.float32)
-        pool_masks = training_masks(cfg, pool, masks)
-    if pool.ndim != 3 or len(pool) == 0:
-        raise InputError(f"training images must be a non-empty (N, H, W) stack, got shape {pool.shape}")
-    tr_idx, va_idx = split_indices(len(pool), cfg)
-    train_imgs, val_imgs = pool[tr_idx], pool[va_idx]
-    tr_m = None if pool_masks is None else pool_masks[tr_idx]
-    va_m = None if pool_masks is None else pool_masks[va_idx]
-    val = validation_set(val_imgs, cfg, va_m)
-    selector = Selector(cfg, val_imgs, va_m)
-    batches = SyntheticBatches(train_imgs, cfg, device, on_device=t.synthesis_on_device, masks=tr_m)
 
-    model = build_model(cfg.model).to(device)
-    use_cuda_tricks = device.type == "cuda"
-    if use_cuda_tricks and t.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
-    step, best = 0, -1.0
-    if resume is not None:
-        ck = load_checkpoint(resume, map_location=device)
+class Trainer:
+    """One training run in five parts: set-up (``__init__``: device, data, model, optimiser), ``restore``
+    (a checkpoint, every RNG state included), ``step`` (one optimisation step), ``validate`` (validation,
+    selection, checkpoints) and ``finish`` (the state to resume from, the last log record).  ``run`` ties
+    them together.  The order of random draws is fixed, so N steps + resume + N steps gives the weights
+    of 2N uninterrupted steps."""
+
+    def __init__(self, cfg: PPIIConfig, *, images: np.ndarray | None = None, masks: np.ndarray | None = None):
+        self.cfg = cfg
+        self.dist = dist = DistContext.from_env()
+        t = self.t = cfg.training
+        if t.num_threads:
+            torch.set_num_threads(t.num_threads)
+        self.device = device = resolve_device(t.device, dist.local_rank)
+        if dist.enabled and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch.manual_seed(cfg.seed + dist.rank)
+        self.data_rng = np.random.default_rng([cfg.seed, dist.rank])
+
+        if images is None:
+            pool, pool_masks = load_training_set(cfg)
+        else:
+            pool = np.asarray(images, dtype=np.float32)
+            pool_masks = training_masks(cfg, pool, masks)
+        if pool.ndim != 3 or len(pool) == 0:
+            raise InputError(f"training images must be a non-empty (N, H, W) stack, got shape {pool.shape}")
+        tr_idx, va_idx = split_indices(len(pool), cfg)
+        self.n_train, self.n_val_images = int(len(tr_idx)), int(len(va_idx))
+        va_m = None if pool_masks is None else pool_masks[va_idx]
+        self.val = validation_set(pool[va_idx], cfg, va_m)
+        self.selector = Selector(cfg, pool[va_idx], va_m)
+        self.batches = SyntheticBatches(pool[tr_idx], cfg, device, on_device=t.synthesis_on_device,
+                                        masks=None if pool_masks is None else pool_masks[tr_idx])
+
+        self.model = model = build_model(cfg.model).to(device)
+        self.cuda_tricks = device.type == "cuda"
+        if self.cuda_tricks and t.channels_last:
+            self.model = model = model.to(memory_format=torch.channels_last)
+        self.opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
+        self.step_count, self.best = 0, -1.0
+        self.step_fn = _TrainStep(model)
+        if dist.enabled:
+            self.step_fn = nn.parallel.DistributedDataParallel(
+                self.step_fn, device_ids=[device.index] if device.type == "cuda" else None)
+        self.out = Path(t.out_dir)
+        self.log = JsonlLog(self.out / "log.jsonl" if dist.is_main else None)
+        self.last_path = self.best_path = None
+        self.saved_step = 0
+        self.loss = float("nan")
+        self._state: dict | None = None  # the state last written, for a kept copy at the same step
+
+    # ------------------------------------------------------------------ parts
+    def restore(self, path: str | Path) -> None:
+        """Continue from a checkpoint: weights, optimiser, schedule, step, best score and RNG states."""
+        ck = load_checkpoint(path, map_location=self.device)
         try:
-            model.load_state_dict(ck["model"])
+            self.model.load_state_dict(ck["model"])
         except RuntimeError as exc:
-            raise InputError(f"checkpoint does not fit the configured model ({str(exc).splitlines()[0]})", resume) from None
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        step, best = int(ck["step"]), float(ck.get("best_dice", -1.0))
-        _set_rng_state(data_rng, ck["rng"], device)
-    step_fn = _TrainStep(model)
-    if dist.enabled:
-        step_fn = nn.parallel.DistributedDataParallel(step_fn, device_ids=[device.index] if device.type == "cuda" else None)
+            raise InputError(f"checkpoint does not fit the configured model ({str(exc).splitlines()[0]})", path) from None
+        self.opt.load_state_dict(ck["optimizer"])
+        self.sched.load_state_dict(ck["scheduler"])
+        self.step_count, self.best = int(ck["step"]), float(ck.get("best_dice", -1.0))
+        self.saved_step = self.step_count
+        _set_rng_state(self.data_rng, ck["rng"], self.device)
 
-    out = Path(t.out_dir)
-    log = JsonlLog(out / "log.jsonl" if dist.is_main else None)
-    if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        cfg.save(out / "config.yaml")
-        log.write(event="start", step=step, steps=t.steps, backbone=cfg.model.backbone, device=str(device),
-                  world_size=dist.world_size, n_train=int(len(train_imgs)), n_val_images=int(len(val_imgs)),
-                  resumed_from=str(resume) if resume else None)
-    bar = None
-    if progress and dist.is_main:
-        from tqdm import tqdm
+    def state(self, val_dice: float | None) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "step": self.step_count,
+                "rng": _rng_state(self.data_rng, self.device), "config": self.cfg.to_dict(), "best_dice": self.best,
+                "val_dice": val_dice, "backbone": self.cfg.model.backbone}
 
-        bar = tqdm(total=t.steps, initial=step, desc=f"train {cfg.model.backbone}", unit="step", dynamic_ncols=True)
+    def step(self) -> float:
+        """One optimisation step on a fresh synthetic batch; returns the loss."""
+        t = self.t
+        b = self.batches.draw(self.data_rng, t.batch_size)
+        x, y = b.image, b.label
+        if self.cuda_tricks and t.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        self.model.train()
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cuda_tricks and t.amp):
+            logits, aux = self.step_fn(x, y)
+        loss = segmentation_loss(logits, y, b.variance, kind=t.loss, confidence_weighting=t.confidence_weighting,
+                                 gamma=t.confidence_gamma) + aux.float()
+        if not torch.isfinite(loss):
+            raise TrainingError(f"loss became {float(loss)} at step {self.step_count + 1}: lower training.lr "
+                                f"(now {t.lr}) or check the data")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        self.step_count += 1
+        self.loss = float(loss.detach())
+        return self.loss
 
-    last_path = best_path = None
-    saved_step = step
-    loss_val = float("nan")
-    t0, s0 = time.perf_counter(), step
-    amp = use_cuda_tricks and t.amp
+    def validate(self, **record) -> None:
+        """Validation Dice, the selection score, ``last.pt`` and (when it is the best) ``best.pt``."""
+        cfg, step = self.cfg, self.step_count
+        dice, vloss = evaluate_dice(self.model, self.val, self.device, samples=min(cfg.model.samples, 4))
+        score, extra = self.selector.score(self.model, self.device, dice)
+        is_best = score > self.best
+        self.best = max(self.best, score)
+        if self.dist.is_main:
+            state = self._state = self.state(dice)
+            state["select_score"] = score
+            self.last_path = _save(state, self.out / "last.pt", self.log, step)
+            self.saved_step = step
+            if is_best:
+                self.best_path = _save(state, self.out / "best.pt", self.log, step)
+            self.log.write(event="val", step=step, val_dice=dice, val_loss=vloss, best_dice=self.best, loss=self.loss,
+                           lr=self.sched.get_last_lr()[0], select=self.t.select, select_score=score, **record, **extra)
 
-    def checkpoint_state(val_dice):
-        return {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "step": step, "rng": _rng_state(data_rng, device), "config": cfg.to_dict(),
-                "best_dice": best, "val_dice": val_dice, "backbone": cfg.model.backbone}
+    def keep(self) -> None:
+        """A copy of the state as ``step_NNNNNNN.pt`` (checkpoint selection on real lesions afterwards)."""
+        step = self.step_count
+        state = self._state if self.saved_step == step and self._state is not None else self.state(None)
+        kept = _save(state, self.out / f"step_{step:07d}.pt", self.log, step)
+        self.log.write(event="kept", step=step, path=str(kept))
 
-    stopper = _StopRequest().__enter__()
-    try:
-        while step < t.steps:
-            if (stop_after is not None and step >= stop_after) or stopper.requested:
-                break
-            b = batches.draw(data_rng, t.batch_size)
-            x, y = b.image, b.label
-            if use_cuda_tricks and t.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            model.train()
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                logits, aux = step_fn(x, y)
-            loss = segmentation_loss(logits, y, b.variance, kind=t.loss, confidence_weighting=t.confidence_weighting,
-                                     gamma=t.confidence_gamma) + aux.float()
-            if not torch.isfinite(loss):
-                raise TrainingError(f"loss became {float(loss)} at step {step + 1}: lower training.lr "
-                                    f"(now {t.lr}) or check the data")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            loss_val = float(loss.detach())
+    def finish(self) -> TrainResult:
+        """Keep the state to resume from when stopped between validations; the last log record."""
+        step, out = self.step_count, self.out
+        if step != self.saved_step and self.dist.is_main:
+            self.last_path = _save(self.state(None), out / "last.pt", self.log, step)
+        self.log.write(event="stopped" if step < self.t.steps else "done", step=step, best_dice=self.best, loss=self.loss)
+        if self.dist.enabled:
+            torch.distributed.barrier()
+        best = self.best_path if self.best_path else (out / "best.pt" if (out / "best.pt").exists() else None)
+        return TrainResult(step, self.last_path, best, self.best, self.loss)
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, resume: str | Path | None = None, *, progress: bool = False, stop_after: int | None = None) -> TrainResult:
+        """Train to ``training.steps`` (or ``stop_after``, or SIGTERM/SIGINT: then ``last.pt`` is written)."""
+        cfg, t, dist = self.cfg, self.t, self.dist
+        if resume is not None:
+            self.restore(resume)
+        if dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.out / "config.yaml")
+            self.log.write(event="start", step=self.step_count, steps=t.steps, backbone=cfg.model.backbone,
+                           device=str(self.device), world_size=dist.world_size, n_train=self.n_train,
+                           n_val_images=self.n_val_images, resumed_from=str(resume) if resume else None)
+        bar = None
+        if progress and dist.is_main:
+            from tqdm import tqdm
+
+            bar = tqdm(total=t.steps, initial=self.step_count, desc=f"train {cfg.model.backbone}", unit="step",
+                       dynamic_ncols=True)
+        t0, s0 = time.perf_counter(), self.step_count
+        stopper = _StopRequest().__enter__()
+        try:
+            while self.step_count < t.steps:
+                if (stop_after is not None and self.step_count >= stop_after) or stopper.requested:
+                    break
+                loss = self.step()
+                step = self.step_count
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}")
+                elapsed = time.perf_counter() - t0
+                speed = {"images_per_s": (step - s0) * t.batch_size * dist.world_size / max(elapsed, 1e-9),
+                         "eta_s": (t.steps - step) * elapsed / max(step - s0, 1)}
+                if step % t.log_every == 0 or step == t.steps:
+                    self.log.write(event="step", step=step, loss=loss, lr=self.sched.get_last_lr()[0], **speed)
+                if step % t.val_every == 0 or step == t.steps:
+                    self.validate(**speed)
+                if t.keep_every and step % t.keep_every == 0 and dist.is_main:
+                    self.keep()
+        except torch.cuda.OutOfMemoryError:
+            msg = (f"out of GPU memory at step {self.step_count + 1} (batch_size {t.batch_size}, image_size "
+                   f"{cfg.data.image_size}, base_channels {cfg.model.base_channels}): lower training.batch_size "
+                   f"first, then data.image_size or model.base_channels; the last checkpoint ({self.out / 'last.pt'}) "
+                   "is intact")
+            self.log.write(event="error", step=self.step_count, error=msg)
+            raise TrainingError(msg) from None
+        finally:
+            stopper.__exit__()
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_val:.4f}")
-            elapsed = time.perf_counter() - t0
-            ips = (step - s0) * t.batch_size * dist.world_size / max(elapsed, 1e-9)
-            eta = (t.steps - step) * elapsed / max(step - s0, 1)
-            if step % t.log_every == 0 or step == t.steps:
-                log.write(event="step", step=step, loss=loss_val, lr=sched.get_last_lr()[0], images_per_s=ips, eta_s=eta)
-            if step % t.val_every == 0 or step == t.steps:
-                dice, vloss = evaluate_dice(model, val, device, samples=min(cfg.model.samples, 4))
-                score, extra = selector.score(model, device, dice)
-                is_best = score > best
-                best = max(best, score)
-                if dist.is_main:
-                    state = checkpoint_state(dice)
-                    state["select_score"] = score
-                    last_path = _save(state, out / "last.pt", log, step)
-                    saved_step = step
-                    if is_best:
-                        best_path = _save(state, out / "best.pt", log, step)
-                    log.write(event="val", step=step, val_dice=dice, val_loss=vloss, best_dice=best, loss=loss_val,
-                              lr=sched.get_last_lr()[0], images_per_s=ips, eta_s=eta, select=t.select,
-                              select_score=score, **extra)
-            if t.keep_every and step % t.keep_every == 0 and dist.is_main:
-                kept = _save(state if saved_step == step else checkpoint_state(None), out / f"step_{step:07d}.pt", log, step)
-                log.write(event="kept", step=step, path=str(kept))
-    except torch.cuda.OutOfMemoryError:
-        msg = (f"out of GPU memory at step {step + 1} (batch_size {t.batch_size}, image_size {cfg.data.image_size}, "
-               f"base_channels {cfg.model.base_channels}): lower training.batch_size first, then data.image_size "
-               f"or model.base_channels; the last checkpoint ({out / 'last.pt'}) is intact")
-        log.write(event="error", step=step, error=msg)
-        raise TrainingError(msg) from None
-    finally:
-        stopper.__exit__()
-        if bar is not None:
-            bar.close()
-    if step != saved_step and dist.is_main:  # stopped between validations: keep the state to resume from
-        last_path = _save(checkpoint_state(None), out / "last.pt", log, step)
-    stopped = step < t.steps
-    log.write(event="stopped" if stopped else "done", step=step, best_dice=best, loss=loss_val)
-    if dist.enabled:
-        torch.distributed.barrier()
-    return TrainResult(step, last_path, best_path if best_path else (out / "best.pt" if (out / "best.pt").exists() else None),
-                       best, loss_val)
+                bar.close()
+        return self.finish()
 
 
 def config_from_checkpoint(path: str | Path) -> PPIIConfig:
