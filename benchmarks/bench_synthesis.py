@@ -40,7 +40,7 @@ from napari_ppii.io import read_scan  # noqa: E402
 from napari_ppii.preprocess import prepare  # noqa: E402
 from napari_ppii.synthesis import PPII  # noqa: E402
 from napari_ppii.synthesis import poisson as P  # noqa: E402
-from napari_ppii.synthesis.base import disc_masks  # noqa: E402
+from napari_ppii.synthesis.render import disc_masks  # noqa: E402
 
 
 def timeit(fn, repeats: int) -> float:

@@ -10,7 +10,8 @@ from conftest import chest_phantom, smooth_image
 from napari_ppii.config import SynthesisConfig
 from napari_ppii.errors import InputError
 from napari_ppii.synthesis import make_synthesizer
-from napari_ppii.synthesis.base import sample_gradient_scale, smooth, soft_clip
+from napari_ppii.synthesis.backend import smooth, soft_clip
+from napari_ppii.synthesis.plan import sample_gradient_scale
 from napari_ppii.synthesis.ppii import change_label
 
 METHODS = ["ppii", "pii", "fpi", "nsa"]
@@ -130,7 +131,7 @@ def test_log_uniform_gradient_scale_and_gamma_sizes():
     assert np.median(v) == pytest.approx(4.0, rel=0.1)  # geometric mean of the range
     with pytest.raises(Exception, match="log-uniform"):
         SynthesisConfig(gradient_scale=(0.0, 5.0), gradient_scale_distribution="log_uniform")
-    from napari_ppii.synthesis.base import sample_fraction
+    from napari_ppii.synthesis.plan import sample_fraction
 
     g = SynthesisConfig(patch_size=(0.04, 0.16), patch_distribution="gamma")
     f = np.array([sample_fraction(g, rng) for _ in range(4000)])

@@ -8,7 +8,7 @@ from conftest import smooth_image
 from napari_ppii.config import SynthesisConfig
 from napari_ppii.errors import InputError
 from napari_ppii.synthesis import FPI, PII, PPII, make_synthesizer
-from napari_ppii.synthesis.base import boxes_overlap
+from napari_ppii.synthesis.plan import boxes_overlap
 
 METHODS = ["ppii", "pii", "fpi", "nsa"]
 
@@ -242,7 +242,7 @@ def test_baselines_on_a_single_image_take_the_patch_from_elsewhere(cls):
 
 
 def test_fast_sizes_give_smooth_dst_lengths(pair):
-    from napari_ppii.synthesis.base import _is_smooth
+    from napari_ppii.synthesis.plan import _is_smooth
 
     r = PPII(paper(n_anomalies=(10, 10))).sample(*pair, rng=0)
     assert all(_is_smooth(s - 1) or s == n for spec in r.plan for s, n in zip(spec.size, pair[0].shape))

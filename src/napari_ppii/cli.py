@@ -111,7 +111,7 @@ def cmd_synthesize(args) -> int:
 
     raw = read_scan(args.input, args.series)
     scan = prepare(raw, cfg.preprocess)
-    from .synthesis.base import validate_images
+    from .synthesis.plan import validate_images
 
     validate_images(scan.array[None], cfg.synthesis)  # size and values first: clearer than a mask error
     mask = _placement_mask(args, cfg, raw, scan.shape)

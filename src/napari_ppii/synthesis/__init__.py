@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 from ..config import SynthesisConfig
-from .base import AnomalySpec, Synthesizer, SynthesisResult
+from .base import Synthesizer, SynthesisResult
+from .plan import AnomalySpec
 from .fpi import FPI
 from .nsa import NSA
 from .pii import PII

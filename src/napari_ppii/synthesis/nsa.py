@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import AnomalySpec, Synthesizer, _is_torch, _source_patch, _stack, limit_range, round_side, sample_fraction
+from .backend import ops
+from .base import Synthesizer
+from .plan import AnomalySpec, round_side, sample_fraction
+from .render import limit_range, source_patch
 from . import poisson
 
 #: Side of the square (cube) median filter that cleans NSA's binary change mask (OpenCV medianBlur 5).
@@ -60,19 +63,20 @@ class NSA(Synthesizer):
         use_mask = masks is not None and cfg.mask_blend and cfg.placement != "anywhere"
         if plan:
             flat = images.reshape(images.shape[0], -1)
-            lows, highs = (flat.amin(1), flat.amax(1)) if _is_torch(flat) else (flat.min(1), flat.max(1))
+            xp = ops(images)
+            lows, highs = xp.amin(flat, 1), xp.amax(flat, 1)
             groups: dict[tuple, list[AnomalySpec]] = {}
             for spec in plan:
                 groups.setdefault(tuple(spec.size), []).append(spec)
             for size, specs in groups.items():
-                tgt = _stack([images[s.target_index][s.target_slices] for s in specs], images)
-                src = _stack([_source_patch(images, s) for s in specs], images)
+                tgt = xp.stack([images[s.target_index][s.target_slices] for s in specs])
+                src = xp.stack([source_patch(images, s) for s in specs])
                 gt = poisson.forward_gradients(tgt, nd)
                 gs = poisson.forward_gradients(src, nd)
                 guidance = [poisson.mixed(b, a) for a, b in zip(gt, gs)] if cfg.mixed_gradients else gs
                 blends = poisson.poisson_solve(tgt, guidance)
                 if use_mask:
-                    m = _stack([masks[s.target_index][s.target_slices] for s in specs], images)
+                    m = xp.stack([masks[s.target_index][s.target_slices] for s in specs])
                     blends = tgt + (blends - tgt) * m
                 blends = limit_range(blends, lows, highs, [s.target_index for s in specs], cfg, images, tgt)
                 for s, b in zip(specs, blends):
@@ -105,14 +109,10 @@ def median_filter(x, offsets: np.ndarray, max_elements: int = 4_000_000):
     nd = x.ndim
     shape = tuple(x.shape)
     idx = [np.clip(np.arange(-r, n + r), 0, n - 1) for n in shape]
-    if _is_torch(x):
-        import torch
-
-        xp = x
-        for ax, ix in enumerate(idx):
-            xp = torch.index_select(xp, ax, torch.as_tensor(ix, device=x.device))
-    else:
-        xp = x[np.ix_(*idx)]
+    xo = ops(x)
+    xp = x
+    for ax, ix in enumerate(idx):
+        xp = xo.take(xp, ix, ax)
     plane = int(np.prod(shape[1:])) if nd > 1 else 1
     step = max(1, max_elements // max(1, plane * len(offsets)))
     parts = []
@@ -122,24 +122,20 @@ def median_filter(x, offsets: np.ndarray, max_elements: int = 4_000_000):
         for o in offsets:
             sl = (slice(r + o[0] + a, r + o[0] + b),) + tuple(slice(r + oi, r + oi + n) for oi, n in zip(o[1:], shape[1:]))
             views.append(xp[sl])
-        stack = _stack(views, x)
-        parts.append(stack.median(0).values if _is_torch(stack) else np.median(stack, 0))
-    if _is_torch(x):
-        import torch
-
-        return torch.cat(parts, 0)
-    return np.concatenate(parts, 0)
+        parts.append(xo.median(xo.stack(views), 0))
+    return xo.concat(parts, 0)
 
 
 def nsa_label_of(diff, cfg):
     """NSA's logistic-intensity label of an absolute change ``diff`` (one 2D/3D array)."""
     nd = diff.ndim
     changed = diff > cfg.label_tolerance
-    changed = changed.to(diff.dtype) if _is_torch(diff) else changed.astype(diff.dtype)
+    xp = ops(diff)
+    changed = xp.cast(changed, diff)
     m = median_filter(changed, square_offsets(MASK_MEDIAN, nd))
     inten = median_filter(m * diff, ball_offsets(cfg.label_median_radius, nd))
     z = -cfg.label_k * (inten - cfg.label_x0)
-    return m / (1.0 + (z.exp() if _is_torch(z) else np.exp(z)))
+    return m / (1.0 + xp.exp(z))
 
 
 def nsa_labels(images, out, plan, n_out, cfg):
@@ -156,11 +152,11 @@ def nsa_labels(images, out, plan, n_out, cfg):
         outer = [(max(0, lo - pad), min(n, hi + pad)) for (lo, hi), n in zip(inner, spatial)]
         win = tuple(slice(lo, hi) for lo, hi in outer)
         diff = out[s.target_index][win] - images[s.target_index][win]
-        diff = diff.abs() if _is_torch(diff) else np.abs(diff)
+        diff = ops(diff).abs(diff)
         lab = nsa_label_of(diff, cfg)
         keep = tuple(slice(ilo - olo, ihi - olo) for (ilo, ihi), (olo, _) in zip(inner, outer))
         dst = tuple(slice(lo, hi) for lo, hi in inner)
         cur = label[s.target_index][dst]
         new = lab[keep]
-        label[s.target_index][dst] = new.maximum(cur) if _is_torch(new) else np.maximum(new, cur)
+        label[s.target_index][dst] = ops(new).maximum(new, cur)
     return label

@@ -11,7 +11,9 @@ zero on the image border.  No raters: the variance is zero.
 
 from __future__ import annotations
 
-from .base import AnomalySpec, Synthesizer, boxes_overlap, render_poisson, sample_size, sample_start, zero_border
+from .base import Synthesizer
+from .plan import AnomalySpec, boxes_overlap, sample_size, sample_start
+from .render import render_poisson, zero_border
 
 
 def alpha_labels(images, mean, plan, n_out, tolerance):

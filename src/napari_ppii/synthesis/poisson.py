@@ -24,18 +24,15 @@ whole image, as the original PII implementation did; it is the reference in test
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import scipy.fft
 import scipy.sparse
 import scipy.sparse.linalg
 
-Array = Any  # numpy.ndarray or torch.Tensor
-
-
-def _is_torch(x: Array) -> bool:
-    return type(x).__module__.startswith("torch")
+from .backend import Array, ops
+from .backend import is_torch as _is_torch
 
 
 def _axis_slice(ndim_total: int, axis: int, sl: slice) -> tuple:
@@ -49,15 +46,11 @@ def _spatial_axes(x: Array, ndim: int) -> list[int]:
 
 
 def _where(cond, a, b):
-    if _is_torch(a):
-        import torch
-
-        return torch.where(cond, a, b)
-    return np.where(cond, a, b)
+    return ops(a).where(cond, a, b)
 
 
 def _abs(x):
-    return x.abs() if _is_torch(x) else np.abs(x)
+    return ops(x).abs(x)
 
 
 # --------------------------------------------------------------------------------------------------

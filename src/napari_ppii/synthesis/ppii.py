@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import (AnomalySpec, Synthesizer, render_poisson, sample_gradient_scale, sample_raters, sample_size,
-                   sample_source_size)
+from .base import Synthesizer
+from .plan import AnomalySpec, sample_gradient_scale, sample_raters, sample_size, sample_source_size
+from .render import render_poisson
 
 
 class PPII(Synthesizer):

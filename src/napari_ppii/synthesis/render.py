@@ -1,0 +1,116 @@
+"""Rendering plans (NumPy or torch, one code path through :mod:`.backend`): rater discs, the batched
+DST Poisson blends of P-PII/PII/FPI, range limits and label borders."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..config import SynthesisConfig
+from . import poisson
+from .backend import ops, resize_linear, smooth, soft_clip
+from .plan import AnomalySpec
+
+
+def disc_masks(size: Sequence[int], centres, radii, like) -> Any:
+    """Anti-aliased disc/ball masks ``(G, K, *size)``: 1 inside, 0 outside, a 1-pixel linear edge."""
+    centres = ops(like).const(centres, like)  # (G, K, nd)
+    radii = ops(like).const(radii, like)  # (G, K)
+    nd = len(size)
+    d2 = None
+    for ax, n in enumerate(size):
+        shape = [1] * nd
+        shape[ax] = n
+        coord = ops(like).arange(n, like).reshape(shape)
+        c = centres[..., ax].reshape(tuple(centres.shape[:2]) + (1,) * nd)
+        term = (coord - c) ** 2
+        d2 = term if d2 is None else d2 + term
+    r = radii.reshape(tuple(radii.shape) + (1,) * nd)
+    dist = d2**0.5
+    return ops(like).clip(r + 0.5 - dist, 0.0, 1.0)
+
+
+def source_patch(images, s: AnomalySpec):
+    src = images[s.source_index][s.source_slices]
+    if s.source_size is not None and tuple(s.source_size) != tuple(s.size):
+        src = resize_linear(src, s.size)
+    return src
+
+
+def limit_range(blends, lows, highs, idx, cfg: SynthesisConfig, like, targets=None):
+    """Apply ``cfg.clip`` to blends ``(G, ...)`` of the target images ``idx``.  ``soft``: the change is
+    compressed smoothly near the limits (``t + soft(b) - soft(t)``, so unchanged pixels stay exactly as
+    they were), then held in range."""
+    if cfg.clip == "none":
+        return blends
+    nd_extra = blends.ndim - 1
+    lo = ops(like).stack([lows[i] for i in idx]).reshape((len(idx),) + (1,) * nd_extra)
+    hi = ops(like).stack([highs[i] for i in idx]).reshape((len(idx),) + (1,) * nd_extra)
+    if cfg.clip == "soft" and targets is not None:
+        blends = targets + (soft_clip(blends, lo, hi) - soft_clip(targets, lo, hi))
+    return ops(blends).clip(blends, lo, hi)
+
+
+def render_poisson(images, plan: list[AnomalySpec], n_out: int, cfg: SynthesisConfig, masks=None):
+    """Render Poisson anomalies of a plan; return ``(mean image, variance)`` for images ``[0, n_out)``.
+
+    ``images``: ``(N, *spatial)`` float array or tensor holding the targets ``[0, n_out)`` and any
+    extra source images after them.  Anomalies are grouped by box shape and rater count; each group is
+    one batched DST solve.  Specs with ``alpha`` use PII's interpolated guidance (Eq. 1); the others use
+    the rater masks with up-scaled (optionally mixed) source gradients, the source patch smoothed by
+    ``source_smoothing`` first.  With ``masks`` (``(n_out, *spatial)``, 0/1) and ``mask_blend`` the
+    change is multiplied by the mask.
+    """
+    nd = images.ndim - 1
+    out = images[:n_out] * 1.0
+    var = out * 0.0
+    if not plan:
+        return out, var
+    flat = images.reshape(images.shape[0], -1)
+    xp = ops(images)
+    lows, highs = xp.amin(flat, 1), xp.amax(flat, 1)
+    groups: dict[tuple, list[AnomalySpec]] = {}
+    for spec in plan:
+        key = (spec.size, len(spec.radii), spec.alpha is not None)
+        groups.setdefault(key, []).append(spec)
+    use_mask = masks is not None and cfg.mask_blend and cfg.placement != "anywhere"
+    for (size, k, interp), specs in groups.items():
+        tgt = xp.stack([images[s.target_index][s.target_slices] for s in specs])
+        src = xp.stack([source_patch(images, s) for s in specs])
+        bshape = (len(specs), 1) + (1,) * nd
+        gt = poisson.forward_gradients(tgt, nd)
+        if interp:
+            gs = poisson.forward_gradients(src, nd)
+            alpha = xp.const([s.alpha for s in specs], images).reshape((len(specs),) + (1,) * nd)
+            guidance = poisson.interpolated_guidance(gt, gs, alpha)
+            blends = poisson.poisson_solve(tgt, guidance)[:, None]
+        else:
+            gs = poisson.forward_gradients(smooth(src, cfg.source_smoothing, nd), nd)
+            scale = xp.const([s.gradient_scale for s in specs], images).reshape(bshape)
+            discs = disc_masks(size, [s.centres for s in specs], [s.radii for s in specs], images)
+            gt = [g[:, None] for g in gt]
+            gs = [scale * g[:, None] for g in gs]
+            guidance = poisson.masked_guidance(gt, gs, discs, mixed_gradients=cfg.mixed_gradients)
+            blends = poisson.poisson_solve(tgt[:, None], guidance)
+        if use_mask:
+            m = xp.stack([masks[s.target_index][s.target_slices] for s in specs])
+            blends = tgt[:, None] + (blends - tgt[:, None]) * m[:, None]
+        blends = limit_range(blends, lows, highs, [s.target_index for s in specs], cfg, images, tgt[:, None])
+        delta = blends - tgt[:, None]  # averaged as changes: where no rater changed a pixel it stays exact
+        dmean = delta.mean(1)
+        mean = tgt + dmean
+        v = ((delta - dmean[:, None]) ** 2).mean(1)
+        for s, m_i, v_i in zip(specs, mean, v):
+            out[s.target_index][s.target_slices] = m_i
+            var[s.target_index][s.target_slices] = v_i
+    return out, var
+
+
+def zero_border(label, nd: int):
+    """Zero the outermost pixel ring of each image of a ``(B, *spatial)`` batch (PII's labels)."""
+    for ax in range(1, nd + 1):
+        idx = [slice(None)] * (nd + 1)
+        idx[ax] = 0
+        label[tuple(idx)] = 0
+        idx[ax] = -1
+        label[tuple(idx)] = 0
+    return label
