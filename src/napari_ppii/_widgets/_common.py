@@ -37,6 +37,48 @@ def last_run_checkpoint() -> Path | None:
     return None
 
 
+def button_row(outer, *labels: str) -> list:
+    """A row of push buttons added to the layout ``outer``; returns the buttons in order."""
+    from qtpy.QtWidgets import QHBoxLayout, QPushButton
+
+    row = QHBoxLayout()
+    buttons = [QPushButton(text) for text in labels]
+    for b in buttons:
+        row.addWidget(b)
+    outer.addLayout(row)
+    return buttons
+
+
+def checkpoint_row(widget):
+    """A checkpoint path field with "..." (choose a file) and "Last run" (the training widget's latest
+    checkpoint) buttons; sets ``widget.checkpoint`` and returns the row's layout."""
+    from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLineEdit, QPushButton
+
+    widget.checkpoint = field = QLineEdit()
+    field.setPlaceholderText("best.pt / last.pt of a run")
+
+    def browse():
+        path, _ = QFileDialog.getOpenFileName(widget, "Checkpoint", "", "Checkpoints (*.pt)")
+        if path:
+            field.setText(path)
+
+    def last_run():
+        p = last_run_checkpoint()
+        if p is None:
+            widget._fail("no run from the training widget has written a checkpoint yet")
+        else:
+            field.setText(str(p))
+
+    row = QHBoxLayout()
+    row.addWidget(field)
+    for text, slot in (("...", browse), ("Last run", last_run)):
+        button = QPushButton(text)
+        button.clicked.connect(slot)
+        row.addWidget(button)
+    widget._last_run = last_run
+    return row
+
+
 def launch(job, *args, returned=None, errored=None, finished=None, yielded=None):
     """Run ``job(*args)`` in a napari worker thread (a generator's yields go to ``yielded``); the
     callbacks run on the GUI thread.  Errors never propagate into napari's handler: ``errored`` gets them."""

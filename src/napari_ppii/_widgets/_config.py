@@ -409,6 +409,23 @@ class ConfigForm:
             self._disconnect()
 
 
+def device_choices() -> dict[str, Callable[[], list[str]]]:
+    """The choices of ``training.device`` on this machine."""
+    from ._common import cuda_devices
+
+    return {"training.device": lambda: ["auto", "cpu"] + cuda_devices()}
+
+
+def inference_form(widget, viewer) -> ConfigForm:
+    """The prediction and evaluation widgets' shared settings: MC-dropout / PHiSeg samples and the
+    device, from the viewer's shared configuration (sets ``widget.shared``, ``.form``, ``.forms``)."""
+    widget.shared = shared_config(viewer)
+    widget.form = ConfigForm(widget.shared, ("model.samples", "training.device"), on_error=widget._fail,
+                             extra_choices=device_choices())
+    widget.forms = [widget.form]
+    return widget.form
+
+
 class FormsMixin:
     """For a dock widget holding :class:`ConfigForm` s in ``self.forms``: reach a control by its key."""
 

@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import InputError
-from ._common import last_run_checkpoint, report_error
+from ._common import checkpoint_row, report_error
 from ._config import FormsMixin
 
 ROWS = (("pixel_auroc", "Pixel AUROC"), ("sample_auroc", "Sample AUROC"), ("sample_ap", "Sample AP"),
@@ -53,12 +53,7 @@ class EvaluationWidget(FormsMixin, QWidget):
         self.last_error: str | None = None
         outer = QVBoxLayout(self)
         form = QFormLayout()
-        self.checkpoint = QLineEdit()
-        last = QPushButton("Last run")
-        last.clicked.connect(self._last_run)
-        row = QHBoxLayout()
-        row.addWidget(self.checkpoint)
-        row.addWidget(last)
+        row = checkpoint_row(self)
         self.data = QLineEdit()
         self.data.setPlaceholderText("annotations CSV (split=test rows) or a CT series folder")
         self.boxes = QLineEdit()
@@ -74,15 +69,9 @@ class EvaluationWidget(FormsMixin, QWidget):
         form.addRow("Labels", self.labels)
         form.addRow("Bootstrap", self.n_boot)
         outer.addLayout(form)
-        from ._common import cuda_devices
-        from ._config import ConfigForm, shared_config
+        from ._config import inference_form
 
-        # samples (MC-dropout / PHiSeg) and the device: the viewer's shared configuration
-        self.shared = shared_config(napari_viewer)
-        self.form = ConfigForm(self.shared, ("model.samples", "training.device"), on_error=self._fail,
-                               extra_choices={"training.device": lambda: ["auto", "cpu"] + cuda_devices()})
-        self.forms = [self.form]
-        outer.addWidget(self.form.native)
+        outer.addWidget(inference_form(self, napari_viewer).native)
         self.run_button = QPushButton("Evaluate")
         self.run_button.clicked.connect(self.run)
         outer.addWidget(self.run_button)
@@ -112,13 +101,6 @@ class EvaluationWidget(FormsMixin, QWidget):
         self.item_label = QLabel("")
         brow.addWidget(self.item_label)
         outer.addLayout(brow)
-
-    def _last_run(self):
-        p = last_run_checkpoint()
-        if p is None:
-            self._fail("no run from the training widget has written a checkpoint yet")
-        else:
-            self.checkpoint.setText(str(p))
 
     def _fail(self, msg):
         report_error(self, msg, self.item_label)

@@ -16,18 +16,15 @@ from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
-    QLineEdit,
     QProgressBar,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
 from superqt import QLabeledDoubleSlider
 
 from .._layers import layer_to_scan, set_image_layer, shapes_to_boxes
-from ._common import last_run_checkpoint, report_error
+from ._common import button_row, checkpoint_row, report_error
 from ._config import FormsMixin
 from ..errors import InputError
 from ..io.boxes import Box
@@ -89,20 +86,11 @@ class PredictWidget(FormsMixin, QWidget):
         self.last_counts: tuple[int, int, int] | None = None
         outer = QVBoxLayout(self)
         form = QFormLayout()
-        self.checkpoint = QLineEdit()
-        self.checkpoint.setPlaceholderText("best.pt / last.pt of a run")
-        b1 = QPushButton("...")
-        b1.clicked.connect(self._browse)
-        b2 = QPushButton("Last run")
-        b2.clicked.connect(self._last_run)
-        row = QHBoxLayout()
-        row.addWidget(self.checkpoint)
-        row.addWidget(b1)
-        row.addWidget(b2)
+        row = checkpoint_row(self)
         from napari.layers import Image, Shapes
 
-        from ._common import cuda_devices, layer_picker
-        from ._config import ConfigForm, shared_config
+        from ._common import layer_picker
+        from ._config import inference_form
 
         mine = lambda ly: ly.name in (MAP, VAR, DET) or ly.name.startswith((MAP, "P-PII"))  # noqa: E731
         self.image_combo = layer_picker(self.viewer, Image, exclude=mine, label="Scan layer")
@@ -112,24 +100,13 @@ class PredictWidget(FormsMixin, QWidget):
         from magicgui.widgets import Container
 
         outer.addWidget(Container(widgets=[self.image_combo, self.truth_combo], labels=True).native)
-        # samples (MC-dropout / PHiSeg) and the device: the viewer's shared configuration
-        self.shared = shared_config(napari_viewer)
-        self.form = ConfigForm(self.shared, ("model.samples", "training.device"), on_error=self._fail,
-                               extra_choices={"training.device": lambda: ["auto", "cpu"] + cuda_devices()})
-        self.forms = [self.form]
-        outer.addWidget(self.form.native)
-        self.predict_button = QPushButton("Predict")
+        outer.addWidget(inference_form(self, napari_viewer).native)
+        self.predict_button, self.all_button, self.folder_button = button_row(outer, "Predict", "All layers", "Folder...")
         self.predict_button.clicked.connect(self.predict)
-        self.all_button = QPushButton("All layers")
         self.all_button.setToolTip("predict every image layer (a map layer each)")
         self.all_button.clicked.connect(self.predict_all)
-        self.folder_button = QPushButton("Folder...")
         self.folder_button.setToolTip("predict every scan of a folder into an output folder (maps + index.csv)")
         self.folder_button.clicked.connect(self._folder_clicked)
-        brow = QHBoxLayout()
-        for b in (self.predict_button, self.all_button, self.folder_button):
-            brow.addWidget(b)
-        outer.addLayout(brow)
         self.last_batch = None
         self.progress = QProgressBar()
         outer.addWidget(self.progress)
@@ -147,18 +124,6 @@ class PredictWidget(FormsMixin, QWidget):
         outer.addStretch(1)
         self.truth_combo.changed.connect(self.update_detections)
         self.viewer.dims.events.current_step.connect(self.update_detections)
-
-    def _browse(self):
-        path, _ = QFileDialog.getOpenFileName(self, "Checkpoint", "", "Checkpoints (*.pt)")
-        if path:
-            self.checkpoint.setText(path)
-
-    def _last_run(self):
-        p = last_run_checkpoint()
-        if p is None:
-            self._fail("no run from the training widget has written a checkpoint yet")
-        else:
-            self.checkpoint.setText(str(p))
 
     def _fail(self, msg: str):
         report_error(self, msg, self.counts)

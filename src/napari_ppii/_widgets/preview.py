@@ -16,7 +16,6 @@ import numpy as np
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QFileDialog,
-    QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -27,7 +26,7 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from .._layers import layer_to_scan, write_image_data
-from ._common import report_error
+from ._common import button_row, report_error
 from ._config import FormsMixin
 from ..config import PPIIConfig
 from ..errors import InputError
@@ -162,12 +161,7 @@ class PreviewWidget(FormsMixin, QWidget):
         self.forms = [self.form, self.realism_form, self.advanced_form]
         outer.addWidget(self.advanced)
 
-        buttons = QHBoxLayout()
-        self.volume_button = QPushButton("Whole volume")
-        self.export_button = QPushButton("Export...")
-        buttons.addWidget(self.volume_button)
-        buttons.addWidget(self.export_button)
-        outer.addLayout(buttons)
+        self.volume_button, self.export_button = button_row(outer, "Whole volume", "Export...")
         self.progress = QProgressBar()
         self.progress.setRange(0, 3)
         self.progress.setVisible(False)

@@ -19,14 +19,12 @@ from qtpy.QtCore import QEvent, QObject, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QFileDialog,
-    QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QMessageBox,
     QPlainTextEdit,
     QProgressBar,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
@@ -35,7 +33,7 @@ from qtpy.QtCore import Qt
 from ..config import PPIIConfig
 from ._config import FormsMixin
 from ..errors import InputError
-from ._common import LAST_RUN, cuda_devices, report_error
+from ._common import LAST_RUN, button_row, report_error
 from ._plots import CurvePlot
 
 #: The training widget's first controls (configuration keys); every other model, data and training key is
@@ -97,10 +95,10 @@ class TrainingWidget(FormsMixin, QWidget):
     def _build(self):
         from superqt import QCollapsible
 
-        from ._config import ConfigForm, leaf_keys
+        from ._config import ConfigForm, device_choices, leaf_keys
 
         outer = QVBoxLayout(self)
-        devices = {"training.device": lambda: ["auto", "cpu"] + cuda_devices()}
+        devices = device_choices()
         # the viewer's shared configuration: the synthesis is what the preview shows
         self.form = ConfigForm(self.shared, MAIN_FIELDS, on_error=self._fail, extra_choices=devices)
         outer.addWidget(self.form.native)
@@ -115,20 +113,9 @@ class TrainingWidget(FormsMixin, QWidget):
         self.advanced.addWidget(self.advanced_form.native)
         outer.addWidget(self.advanced)
         self.forms = [self.form, self.advanced_form]
-        cfg_row = QHBoxLayout()
-        self.save_button = QPushButton("Save config...")
-        self.load_button = QPushButton("Load config...")
-        cfg_row.addWidget(self.save_button)
-        cfg_row.addWidget(self.load_button)
-        outer.addLayout(cfg_row)
-        run_row = QHBoxLayout()
-        self.start_button = QPushButton("Start")
-        self.stop_button = QPushButton("Stop")
-        self.resume_button = QPushButton("Resume")
-        self.batch_button = QPushButton("Show a batch")
-        for b in (self.start_button, self.stop_button, self.resume_button, self.batch_button):
-            run_row.addWidget(b)
-        outer.addLayout(run_row)
+        self.save_button, self.load_button = button_row(outer, "Save config...", "Load config...")
+        self.start_button, self.stop_button, self.resume_button, self.batch_button = button_row(
+            outer, "Start", "Stop", "Resume", "Show a batch")
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m steps")
         outer.addWidget(self.progress)
