@@ -377,12 +377,12 @@ class ConfigForm:
         """The controls' values (``InputError`` if one cannot be read, e.g. malformed YAML)."""
         return {k: c.get() for k, c in self.controls.items()}
 
-    def show(self, cfg: PPIIConfig) -> None:
-        """Show ``cfg`` in every control (no configuration update comes back)."""
+    def show(self, cfg: PPIIConfig, keys=None) -> None:
+        """Show ``cfg`` in the controls of ``keys`` (all when None; no configuration update comes back)."""
         self._syncing = True
         try:
-            for key, ctl in self.controls.items():
-                value = value_of(cfg, key)
+            for key in self.controls if keys is None else [k for k in keys if k in self.controls]:
+                ctl, value = self.controls[key], value_of(cfg, key)
                 try:
                     same = value is not None and _plain(ctl.get()) == _plain(value)
                 except InputError:
@@ -402,9 +402,10 @@ class ConfigForm:
             self.show(self.holder.config)
 
     def _from_config(self, cfg: PPIIConfig, keys) -> None:
-        # every control: a method change also changes what a None (default) patch size stands for
+        if "synthesis.method" in keys:  # what a None (method default) synthesis field stands for changed too
+            keys = set(keys) | {k for k in self.controls if k.startswith("synthesis.")}
         try:
-            self.show(cfg)
+            self.show(cfg, keys)
         except RuntimeError:  # its Qt widgets were deleted (the dock closed): stop following
             self._disconnect()
 
