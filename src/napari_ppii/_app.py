@@ -173,7 +173,8 @@ def _run_demo(out: Path, steps: int, size: int, timeout: float, headless: bool) 
         ly.visible = "00013751" in ly.name
     predictor = PredictWidget(viewer)
     viewer.window.add_dock_widget(predictor, name="Prediction", area="right")
-    predictor.checkpoint.setText(str(out / "run" / "best.pt"))
+    # the run's own folder (a new run never overwrites an earlier one: it may have gone to run-2, ...)
+    predictor.checkpoint.setText(str(Path(trainer.config().training.out_dir) / "best.pt"))
     predictor.image_combo.value = "NIH 00013751_003"
     predictor.truth_combo.value = "NIH 00013751_003 boxes"
     predictor.predict()
