@@ -103,8 +103,6 @@ def test_start_without_data_is_refused_with_a_message(train_widget):
 
 
 def test_train_on_layers(make_napari_viewer, qtbot, tmp_path):
-    from qtpy.QtCore import Qt
-
     from napari_ppii._widgets.training import TrainingWidget
 
     v = make_napari_viewer()
@@ -112,8 +110,7 @@ def test_train_on_layers(make_napari_viewer, qtbot, tmp_path):
         v.add_image(smooth_image((40, 40), seed=i), name=f"normal {i}")
     w = TrainingWidget(v, confirm=lambda: True)
     qtbot.addWidget(w)
-    for i in range(w.layer_list.count()):
-        w.layer_list.item(i).setCheckState(Qt.CheckState.Checked)
+    w.layer_list.value = list(w.layer_list.choices)  # every image layer
     w.use_layers.setChecked(True)
     w.set_value("data.image_size", 32)
     w.set_value("training.batch_size", 2)

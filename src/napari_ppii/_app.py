@@ -112,7 +112,6 @@ def run_demo(out_dir: str = "out/demo", steps: int = 150, size: int = 128, timeo
 
 def _run_demo(out: Path, steps: int, size: int, timeout: float, headless: bool) -> int:
     import napari
-    from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QApplication
 
     from . import _sample_data
@@ -148,9 +147,7 @@ def _run_demo(out: Path, steps: int, size: int, timeout: float, headless: bool) 
     # 2. train briefly on the four normal layers, in a subprocess
     trainer = TrainingWidget(viewer, confirm=lambda: True)
     viewer.window.add_dock_widget(trainer, name="Training", area="right")
-    for i in range(trainer.layer_list.count()):
-        item = trainer.layer_list.item(i)
-        item.setCheckState(Qt.CheckState.Checked if "0013751" not in item.text() else Qt.CheckState.Unchecked)
+    trainer.layer_list.value = [n for n in trainer.layer_list.choices if "0013751" not in n]
     trainer.use_layers.setChecked(True)
     trainer.set_value("data.image_size", size)
     trainer.set_value("training.steps", steps)

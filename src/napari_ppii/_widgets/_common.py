@@ -93,15 +93,16 @@ def launch(job, *args, returned=None, errored=None, finished=None, yielded=None)
 
 
 def layer_picker(viewer, kinds, *, extra: tuple[str, ...] = (), exclude=lambda layer: False, label: str = "",
-                 tooltip: str = ""):
-    """A magicgui ``ComboBox`` of the viewer's layer names of ``kinds`` (plus ``extra`` entries first),
-    kept current as layers come and go; the chosen name survives while its layer exists."""
-    from magicgui.widgets import ComboBox
+                 tooltip: str = "", multiple: bool = False):
+    """A magicgui ``ComboBox`` (``multiple``: a multi-selection ``Select``) of the viewer's layer names of
+    ``kinds`` (plus ``extra`` entries first), kept current as layers come and go; the chosen names
+    survive while their layers exist."""
+    from magicgui.widgets import ComboBox, Select
 
     def names(_widget=None):
         return list(extra) + [ly.name for ly in viewer.layers if isinstance(ly, kinds) and not exclude(ly)]
 
-    combo = ComboBox(choices=names, label=label, tooltip=tooltip)
+    combo = (Select if multiple else ComboBox)(choices=names, label=label, tooltip=tooltip)
     events = (viewer.layers.events.inserted, viewer.layers.events.removed)
 
     def refresh(*_):

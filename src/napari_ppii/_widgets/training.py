@@ -20,15 +20,12 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QFileDialog,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QVBoxLayout,
     QWidget,
 )
-from qtpy.QtCore import Qt
 
 from ..config import PPIIConfig
 from ._config import FormsMixin
@@ -87,9 +84,6 @@ class TrainingWidget(FormsMixin, QWidget):
             qt_window.installEventFilter(self._guard)
         except AttributeError:
             pass
-        self.viewer.layers.events.inserted.connect(self._refresh_layers)
-        self.viewer.layers.events.removed.connect(self._refresh_layers)
-        self._refresh_layers()
 
     # ------------------------------------------------------------------ UI
     def _build(self):
@@ -103,10 +97,16 @@ class TrainingWidget(FormsMixin, QWidget):
         self.form = ConfigForm(self.shared, MAIN_FIELDS, on_error=self._fail, extra_choices=devices)
         outer.addWidget(self.form.native)
         self.use_layers = QCheckBox("train on the checked image layers instead")
-        self.layer_list = QListWidget()
-        self.layer_list.setMaximumHeight(80)
+        from napari.layers import Image
+
+        from ._common import layer_picker
+
+        self.layer_list = layer_picker(self.viewer, Image, exclude=lambda ly: ly.name.startswith("P-PII"), multiple=True,
+                                       tooltip="the image layers to train on (select several)")
+        self.layer_list.native.setMaximumHeight(80)
+        self.layer_list.value = []
         outer.addWidget(self.use_layers)
-        outer.addWidget(self.layer_list)
+        outer.addWidget(self.layer_list.native)
         self.advanced = QCollapsible("Advanced")
         rest = [k for k in leaf_keys() if k.startswith(("model.", "data.", "training.")) and k not in MAIN_FIELDS]
         self.advanced_form = ConfigForm(self.shared, rest, on_error=self._fail, extra_choices=devices)
@@ -135,19 +135,6 @@ class TrainingWidget(FormsMixin, QWidget):
         self.save_button.clicked.connect(self._save_clicked)
         self.load_button.clicked.connect(self._load_clicked)
         self._update_buttons()
-
-    def _refresh_layers(self, *_):
-        from napari.layers import Image
-
-        checked = {self.layer_list.item(i).text() for i in range(self.layer_list.count())
-                   if self.layer_list.item(i).checkState() == Qt.CheckState.Checked}
-        self.layer_list.clear()
-        for ly in self.viewer.layers:
-            if isinstance(ly, Image) and not ly.name.startswith("P-PII"):
-                item = QListWidgetItem(ly.name)
-                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-                item.setCheckState(Qt.CheckState.Checked if ly.name in checked else Qt.CheckState.Unchecked)
-                self.layer_list.addItem(item)
 
     def _update_buttons(self):
         running = self.running
@@ -194,8 +181,7 @@ class TrainingWidget(FormsMixin, QWidget):
         from .._layers import layer_to_scan
         from ..preprocess import model_input
 
-        names = [self.layer_list.item(i).text() for i in range(self.layer_list.count())
-                 if self.layer_list.item(i).checkState() == Qt.CheckState.Checked]
+        names = self._checked_layers()
         if not names:
             raise InputError("no image layer is checked to train on")
         stack = np.concatenate([model_input(layer_to_scan(self.viewer.layers[n]), cfg) for n in names])
@@ -211,8 +197,7 @@ class TrainingWidget(FormsMixin, QWidget):
         return cfg
 
     def _checked_layers(self) -> list[str]:
-        return [self.layer_list.item(i).text() for i in range(self.layer_list.count())
-                if self.layer_list.item(i).checkState() == Qt.CheckState.Checked]
+        return list(self.layer_list.value)
 
     def _mask_stack(self, cfg: PPIIConfig, out: Path) -> Path:
         """Placement masks aligned with ``layers.npy``: a layer's painted placement mask (the preview's
