@@ -74,7 +74,7 @@ def measure(n_changes: int, compare: bool = True, block: int = 10) -> dict[str, 
         changes = [
             lambda i: widget.set_value("seed", i + 1),
             lambda i: widget.set_value("synthesis.n_raters", (1, 2 + i % 8)),
-            lambda i: widget.set_value("synthesis.n_anomalies", (1, 3 + i % 8)),
+            lambda i: widget.set_value("synthesis.n_anomalies", (1, 6 + i % 8)),  # never the default (1, 5)
             lambda i: widget.set_value("synthesis.gradient_scale", (5.0 + i % 5, 20.0)),
         ]
         i = 0

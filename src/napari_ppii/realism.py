@@ -54,7 +54,7 @@ def lesion_stats(image: np.ndarray, centre: Sequence[float], radius: float, lung
                  ring: float = 1.5) -> LesionStats | None:
     """The statistics of one lesion (2D image in [0, 1], centre in array order, radius in pixels);
     None when the disc or its ring holds no pixel."""
-    img = np.asarray(image, dtype=np.float64)
+    img = np.asarray(image)  # converted to float64 window by window (no copy of the whole image per lesion)
     if img.ndim != 2:
         raise InputError(f"realism statistics take 2D images, got shape {img.shape}")
     radius = max(float(radius), 1.0)
@@ -62,7 +62,7 @@ def lesion_stats(image: np.ndarray, centre: Sequence[float], radius: float, lung
     # image, at a fraction of the cost (the preview measures every sample)
     h = int(np.ceil(2.0 * ring * radius)) + 2
     y0, x0 = (max(0, int(np.floor(c)) - h) for c in centre)
-    win = img[y0:int(np.ceil(centre[0])) + h + 1, x0:int(np.ceil(centre[1])) + h + 1]
+    win = img[y0:int(np.ceil(centre[0])) + h + 1, x0:int(np.ceil(centre[1])) + h + 1].astype(np.float64)
     disc, rim = _disc_ring(win.shape, (centre[0] - y0, centre[1] - x0), radius, ring)
     if disc.sum() < 1 or rim.sum() < 1 or min(win.shape) < 2:
         return None
@@ -143,7 +143,8 @@ def summarise(stats: Sequence[LesionStats]) -> dict:
         if q == "in_lungs":
             out[q] = float(v.mean()) if v.size else float("nan")
         elif v.size:
-            out[q] = {"median": float(np.median(v)), "q10": float(np.quantile(v, 0.1)), "q90": float(np.quantile(v, 0.9))}
+            q10, med, q90 = np.quantile(v, [0.1, 0.5, 0.9])
+            out[q] = {"median": float(med), "q10": float(q10), "q90": float(q90)}
     pos = np.array([s.contrast > 0 for s in stats])
     out["brighter_fraction"] = float(pos.mean())
     return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backend import ops
 from .base import Synthesizer
 from .plan import AnomalySpec, sample_gradient_scale, sample_raters, sample_size, sample_source_size
 from .render import render_poisson
@@ -56,18 +57,18 @@ class PPII(Synthesizer):
             if spec.target_index < n_out:
                 sl = spec.target_slices
                 d = mean[spec.target_index][sl] - images[spec.target_index][sl]
-                label[spec.target_index][sl] = change_label(d.abs() if hasattr(d, "abs") else np.abs(d), cfg)
+                label[spec.target_index][sl] = change_label(ops(d).abs(d), cfg)
         return mean, label, var
 
 
 def change_label(diff, cfg):
     """P-PII's label of an absolute intensity change: ``clip(label_scale * d, 0, 1)`` or the logistic
     ``(s(k (d - x0)) - s(-k x0)) / (1 - s(-k x0))`` (0 at no change, 0.5 near ``x0``, 1 for large changes)."""
+    xp = ops(diff)
     if cfg.label_mode == "logistic":
         base = 1.0 / (1.0 + np.exp(cfg.label_k * cfg.label_x0))
-        z = -cfg.label_k * (diff - cfg.label_x0)
-        sig = 1.0 / (1.0 + (z.exp() if hasattr(z, "exp") else np.exp(z)))
+        sig = 1.0 / (1.0 + xp.exp(-cfg.label_k * (diff - cfg.label_x0)))
         label = (sig - base) / (1.0 - base)
     else:
         label = diff * cfg.label_scale
-    return label.clamp(0.0, 1.0) if hasattr(label, "clamp") else np.clip(label, 0.0, 1.0)
+    return xp.clip(label, 0.0, 1.0)
