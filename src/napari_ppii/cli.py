@@ -242,7 +242,9 @@ def cmd_evaluate(args) -> int:
         k, n = mm["top1_hits"]
         print(f"strongest detection on a lesion: {k} of {n} images with lesions")
     for name, f in m.get("floors", {}).items():
-        print(f"  floor {name:10s} pixel AUROC {f['pixel_auroc']:.3f}  FROC@10FP {f['froc_at_10fp']:.3f}")
+        ff = f.get("per_slice", f)
+        top1 = f"  strongest detection on a lesion {ff['top1_hits'][0]} of {ff['top1_hits'][1]}" if "top1_hits" in ff else ""
+        print(f"  floor {name:10s} pixel AUROC {f['pixel_auroc']:.3f}  FROC@10FP {f['froc_at_10fp']:.3f}{top1}")
     return 0
 
 

@@ -190,7 +190,8 @@ def score_maps(maps: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]], opts:
 
 
 #: The headline figures copied next to each other (model and floors).
-HEADLINE = ("pixel_auroc", "pixel_auroc_lung", "froc_at_10fp", "froc_centre_at_10fp", "sample_auroc", "sample_ap")
+HEADLINE = ("pixel_auroc", "pixel_auroc_lung", "froc_at_10fp", "froc_centre_at_10fp", "sample_auroc", "sample_ap", "top1_hit",
+            "top1_hits")
 
 
 @dataclass
