@@ -127,6 +127,12 @@ PATH_FIELDS = {"data.train": "r", "data.boxes": "r", "data.mask": "r", "training
 STEPS = {"training.lr": 1e-5, "training.lr_min": 1e-6, "training.weight_decay": 1e-5,
          "synthesis.label_tolerance": 1e-4, "synthesis.label_x0": 1e-3}
 DEFAULT = "(default)"
+#: Labels where the field's name alone would say too little.
+LABELS = {"data.train": "Training data", "training.out_dir": "Run folder", "training.lr": "Learning rate",
+          "training.lr_min": "Final learning rate", "seed": "Seed", "model.samples": "Samples (MC / PHiSeg)",
+          "data.augment.scaling": "Augment: scaling", "data.augment.rotation": "Augment: rotation",
+          "data.augment.elastic": "Augment: elastic", "preprocess.window": "CT window",
+          "preprocess.equalise": "Histogram equalisation", "training.val_every": "Validate every"}
 
 
 def _optional(ann) -> tuple[Any, bool]:
@@ -155,7 +161,7 @@ def _bounds(info) -> tuple[float | None, float | None, bool]:
 
 
 def _label(key: str) -> str:
-    return key.rsplit(".", 1)[-1].replace("_", " ").capitalize()
+    return LABELS.get(key) or key.rsplit(".", 1)[-1].replace("_", " ").capitalize()
 
 
 class Control:
