@@ -67,7 +67,8 @@ def export_weights(src: str | Path, dst: str | Path, half: bool = False) -> Path
     return save_checkpoint({"model": model, **keep, "exported_from": str(src)}, dst)
 
 
-if __name__ == "__main__":  # python -m napari_ppii.checkpoint SRC DST
+if __name__ == "__main__":  # python -m napari_ppii.checkpoint SRC DST [--half]
     import sys
 
-    print(export_weights(sys.argv[1], sys.argv[2]))
+    args = [a for a in sys.argv[1:] if a != "--half"]
+    print(export_weights(args[0], args[1], half="--half" in sys.argv[1:]))

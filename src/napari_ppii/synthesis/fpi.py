@@ -8,6 +8,7 @@ result differs from the target by more than ``label_tolerance``.  A constant ima
 
 from __future__ import annotations
 
+from .backend import ops
 from .base import Synthesizer
 from .pii import PII, alpha_labels
 
@@ -27,4 +28,4 @@ class FPI(Synthesizer):
             if use_mask:
                 change = change * masks[s.target_index][s.target_slices]
             out[s.target_index][s.target_slices] = t + change
-        return out, alpha_labels(images, out, plan, n_out, cfg.label_tolerance), out * 0.0
+        return out, alpha_labels(images, out, plan, n_out, cfg.label_tolerance), ops(out).zeros_like(out)

@@ -59,7 +59,7 @@ class NSA(Synthesizer):
         cfg = self.config
         nd = images.ndim - 1
         out = images[:n_out] * 1.0
-        var = out * 0.0
+        var = ops(out).zeros_like(out)
         use_mask = masks is not None and cfg.mask_blend and cfg.placement != "anywhere"
         if plan:
             flat = images.reshape(images.shape[0], -1)
@@ -141,7 +141,7 @@ def nsa_label_of(diff, cfg):
 def nsa_labels(images, out, plan, n_out, cfg):
     """:func:`nsa_label_of` of each target image, computed on windows around its patches (the label is
     zero further than 2 pixels from a changed pixel; each window carries the filters' full reach)."""
-    label = out * 0.0
+    label = ops(out).zeros_like(out)
     reach = MASK_MEDIAN // 2
     pad = reach + cfg.label_median_radius + reach  # the window must see every input of the label inside
     spatial = tuple(images.shape[1:])

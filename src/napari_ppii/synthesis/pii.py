@@ -11,6 +11,7 @@ zero on the image border.  No raters: the variance is zero.
 
 from __future__ import annotations
 
+from .backend import ops
 from .base import Synthesizer
 from .plan import AnomalySpec, boxes_overlap, sample_size, sample_start
 from .render import render_poisson, zero_border
@@ -18,7 +19,7 @@ from .render import render_poisson, zero_border
 
 def alpha_labels(images, mean, plan, n_out, tolerance):
     """``alpha`` inside each anomaly's box where the image changed by more than ``tolerance``."""
-    label = mean * 0.0
+    label = ops(mean).zeros_like(mean)
     for s in plan:
         sl = s.target_slices
         changed = abs(mean[s.target_index][sl] - images[s.target_index][sl]) > tolerance

@@ -52,7 +52,7 @@ class PPII(Synthesizer):
         mean, var = render_poisson(images, plan, n_out, cfg, masks)
         # the change is zero outside the (non-overlapping) target boxes, and so is its label: label only
         # the boxes (the whole-image label costs the preview several ms per change at 512x512)
-        label = mean * 0.0
+        label = ops(mean).zeros_like(mean)
         for spec in plan:
             if spec.target_index < n_out:
                 sl = spec.target_slices

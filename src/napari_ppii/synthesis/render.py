@@ -61,12 +61,12 @@ def render_poisson(images, plan: list[AnomalySpec], n_out: int, cfg: SynthesisCo
     change is multiplied by the mask.
     """
     nd = images.ndim - 1
+    xp = ops(images)
     out = images[:n_out] * 1.0
-    var = out * 0.0
+    var = xp.zeros_like(out)
     if not plan:
         return out, var
     flat = images.reshape(images.shape[0], -1)
-    xp = ops(images)
     lows, highs = xp.amin(flat, 1), xp.amax(flat, 1)
     groups: dict[tuple, list[AnomalySpec]] = {}
     for spec in plan:
