@@ -166,6 +166,10 @@ def train(cfg: PPIIConfig, resume: str | Path | None = None, *, progress: bool =
     if not DistContext.from_env().is_main:
         return _train(cfg, resume, **kwargs)
     with RunLock(out):
+        # a run killed while writing a checkpoint (SIGKILL, power loss) leaves its temporary file; the
+        # lock says no one else writes here, so it is removed (the checkpoint it was replacing is whole)
+        for stale in out.glob(".*.pt.*.tmp"):
+            stale.unlink(missing_ok=True)
         found = checkpoints_in(out)
         if resume is None and found:
             raise InputError(f"holds checkpoints of an earlier run ({', '.join(p.name for p in found[:3])}); a new "
