@@ -163,7 +163,6 @@ def test_a_change_in_one_widget_shows_in_the_others(four_widgets, qtbot):
     training.set_value("training.device", "cpu")
     assert predict.control("training.device").get() == "cpu"
     # an invalid value is refused with a message, and the control shows the configuration again
-    training.control("data.image_size").widget.value = 40  # valid
     before = training.config()
     training.control("training.heldout").widget.value = "[not, a, mapping]"
     assert "not a mapping" in training.last_error

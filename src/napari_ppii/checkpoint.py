@@ -40,6 +40,17 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
+def remove_partial_writes(folder: str | Path) -> list[Path]:
+    """Delete the temporary files :func:`save_checkpoint` leaves when its process is killed mid-write
+    (the checkpoint each was replacing is whole).  Only for a folder no one else writes to (a run folder
+    under its lock)."""
+    gone = []
+    for p in Path(folder).glob(".*.pt.*.tmp"):
+        p.unlink(missing_ok=True)
+        gone.append(p)
+    return gone
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

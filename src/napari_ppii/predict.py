@@ -123,7 +123,7 @@ def expand_inputs(inputs, split: str | None = None) -> tuple[list[ScanSource], l
     radiographs: each file)."""
     import csv
 
-    from .io.readers import DICOM_SUFFIXES, ITK_SUFFIXES, RASTER_SUFFIXES, _suffix, is_dicom_file, list_series
+    from .io.readers import ITK_SUFFIXES, RASTER_SUFFIXES, _suffix, list_series
 
     out: list[ScanSource] = []
     bad: list[tuple[str, str]] = []
@@ -167,10 +167,8 @@ def expand_inputs(inputs, split: str | None = None) -> tuple[list[ScanSource], l
                 out += [ScanSource(s.files[0]) for s in series]
             else:
                 out += [ScanSource(p, s.uid, p.name if len(series) == 1 else f"{p.name}_{s.uid}") for s in series]
-        elif p.is_file() and (_suffix(p) in RASTER_SUFFIXES + ITK_SUFFIXES + DICOM_SUFFIXES or is_dicom_file(p)):
+        else:  # a scan file; anything else is read too, and the reader names what is wrong with it
             out.append(ScanSource(p))
-        else:
-            out.append(ScanSource(p))  # the reader names what is wrong with it
     names: dict[str, int] = {}
     for s in out:
         base = s.name or _stem(s.path)

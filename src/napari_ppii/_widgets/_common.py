@@ -75,7 +75,6 @@ def checkpoint_row(widget):
         button = QPushButton(text)
         button.clicked.connect(slot)
         row.addWidget(button)
-    widget._last_run = last_run
     return row
 
 

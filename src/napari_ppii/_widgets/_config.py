@@ -15,6 +15,7 @@ widgets, and their controls generated from the configuration's pydantic fields.
 
 from __future__ import annotations
 
+import functools
 import json
 import types
 import typing
@@ -29,16 +30,17 @@ from ..errors import InputError
 # ---------------------------------------------------------------------------------------------- the holder
 
 
-def leaf_keys(cls=PPIIConfig, prefix: str = "") -> list[str]:
-    """Every dotted key of the configuration's leaf fields, in declaration order."""
-    out = []
+@functools.cache
+def leaf_keys(cls=PPIIConfig, prefix: str = "") -> tuple[str, ...]:
+    """Every dotted key of the configuration's leaf fields, in declaration order (walked once)."""
+    out: list[str] = []
     for name, info in cls.model_fields.items():
         ann = info.annotation
         if isinstance(ann, type) and hasattr(ann, "model_fields"):
             out += leaf_keys(ann, f"{prefix}{name}.")
         else:
             out.append(prefix + name)
-    return out
+    return tuple(out)
 
 
 def field_info(key: str, cls=PPIIConfig):
@@ -62,9 +64,7 @@ def _plain(v: Any) -> Any:
     """A configuration value in comparable form (tuples as lists, models as dicts)."""
     if hasattr(v, "model_dump"):
         return v.model_dump(mode="json")
-    if isinstance(v, tuple):
-        return [_plain(x) for x in v]
-    if isinstance(v, list):
+    if isinstance(v, (tuple, list)):
         return [_plain(x) for x in v]
     return v
 
@@ -233,7 +233,7 @@ def make_control(key: str, choices: dict[str, Callable[[], list[str]]] | None = 
         w = mw.ComboBox(choices=items, **kw)
 
         def set_combo(v, cfg):
-            if v is not None and v not in [c for c in w.choices]:
+            if v is not None and v not in w.choices:
                 w.choices = tuple(items + [(str(v), v)])  # e.g. cuda:3 from a file, on another machine
             w.value = v
 
@@ -298,17 +298,18 @@ def make_control(key: str, choices: dict[str, Callable[[], list[str]]] | None = 
         ctl = Control(key, box, lambda: None if auto.value else conv(slider.value), set_range)
         return ctl if elem is int else _exact(ctl, 1e-6 * (hi - lo))
 
-    if ann is str or key in PATH_FIELDS:
+    if key in PATH_FIELDS:
+        w = mw.FileEdit(mode=PATH_FIELDS[key], nullable=nullable, **kw)
+        w.line_edit.native.setPlaceholderText("(none)" if nullable else "")
+
+        def get_path():
+            text = w.line_edit.value.strip()
+            return (None if nullable else "") if not text else text
+
+        return Control(key, w, get_path, lambda v, cfg: setattr(w.line_edit, "value", "" if v is None else str(v)))
+
+    if ann is str:
         w = mw.LineEdit(**kw)
-        if key in PATH_FIELDS:
-            w = mw.FileEdit(mode=PATH_FIELDS[key], nullable=nullable, **kw)
-            w.line_edit.native.setPlaceholderText("(none)" if nullable else "")
-
-            def get_path():
-                text = w.line_edit.value.strip()
-                return (None if nullable else "") if not text else text
-
-            return Control(key, w, get_path, lambda v, cfg: setattr(w.line_edit, "value", "" if v is None else str(v)))
         return Control(key, w, lambda: (w.value or (None if nullable else "")),
                        lambda v, cfg: setattr(w, "value", "" if v is None else str(v)))
 
@@ -358,12 +359,8 @@ class ConfigForm:
         self.container = Container(widgets=[c.widget for c in self.controls.values()], labels=True)
         self._syncing = False
         self.show(holder.config)
-        for key, ctl in self.controls.items():
+        for key, ctl in self.controls.items():  # a Container control (nullable range) relays its children's changes
             ctl.changed.connect(lambda *_, k=key: self._from_widget(k))
-            inner = getattr(ctl.widget, "_list", None)  # a Container (nullable range): its children's changes
-            if inner:
-                for child in inner:
-                    child.changed.connect(lambda *_, k=key: self._from_widget(k))
         holder.changed.connect(self._from_config)  # psygnal holds it weakly: a dropped form disconnects
 
     @property

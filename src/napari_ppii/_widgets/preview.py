@@ -104,7 +104,7 @@ class PreviewWidget(FormsMixin, QWidget):
         if ent is not None and ent[0] is layer:
             self.engine.forget((id(layer), ent[1]))
             self._tokens[id(layer)] = (layer, ent[1] + 1)
-            if layer.name in ((self.target_combo.value or ''), (self.source_combo.value or '')):
+            if layer.name in (self.target_combo.value, self.source_combo.value):
                 self.request_update()  # the scan changed under the preview
 
     def _layer_removed(self, event):
@@ -222,7 +222,7 @@ class PreviewWidget(FormsMixin, QWidget):
         return int(np.clip(round(float(data_pt[0])), 0, layer.data.shape[0] - 1))
 
     def _on_slice_change(self, *_):
-        target = self._layer((self.target_combo.value or ''))
+        target = self._layer(self.target_combo.value)
         if target is not None and target.ndim == 3 and self.last_result is not None and self.last_result.slice_index is not None:
             if self._current_slice(target) != self.last_result.slice_index:
                 self.request_update()
@@ -242,7 +242,7 @@ class PreviewWidget(FormsMixin, QWidget):
         """The CT window preset also sets the target CT layer's display window."""
         from ..preprocess import is_ct, window_limits
 
-        layer = self._layer((self.target_combo.value or ''))
+        layer = self._layer(self.target_combo.value)
         if layer is None:
             return
         try:
@@ -254,7 +254,7 @@ class PreviewWidget(FormsMixin, QWidget):
             self._notify(str(exc))
 
     def _make_request(self, whole_volume: bool = False) -> PreviewRequest | None:
-        name = (self.target_combo.value or '')
+        name = self.target_combo.value
         layer = self._layer(name)
         if layer is None:
             self._set_status("Open a scan (File > Open, or File > Open Sample > napari-ppii) to preview.")
@@ -262,8 +262,7 @@ class PreviewWidget(FormsMixin, QWidget):
         try:
             cfg = self.config()
             target = self._scan(layer)
-            src_name = (self.source_combo.value or '')
-            src_layer = None if src_name in ("", SAME) else self._layer(src_name)
+            src_layer = None if self.source_combo.value == SAME else self._layer(self.source_combo.value)
             source = self._scan(src_layer) if src_layer is not None and src_layer is not layer else None
         except InputError as exc:
             self._notify(str(exc))
@@ -274,7 +273,7 @@ class PreviewWidget(FormsMixin, QWidget):
             if tuple(mlayer.data.shape) == tuple(layer.data.shape[:target.ndim]):
                 mask = mlayer.data  # as it is: the engine thresholds the previewed slice only
         refs = None
-        ref_layer = self._layer((self.reference_combo.value or ''))
+        ref_layer = self._layer(self.reference_combo.value)
         if ref_layer is not None:
             from .._layers import shapes_to_boxes
 
@@ -288,7 +287,7 @@ class PreviewWidget(FormsMixin, QWidget):
         """Compute the target's lung fields into the placement-mask Labels layer (editable)."""
         from ..anatomy import lung_mask
 
-        layer = self._layer((self.target_combo.value or ''))
+        layer = self._layer(self.target_combo.value)
         if layer is None:
             return
         try:
@@ -417,7 +416,7 @@ class PreviewWidget(FormsMixin, QWidget):
             if blayer is not None:
                 self.viewer.layers.remove(blayer)
             self.viewer.add_shapes(bdata, **{k: v for k, v in bkw.items() if k != "features"})
-        target_layer = self._layer((self.target_combo.value or ''))
+        target_layer = self._layer(self.target_combo.value)
         if res.mask is not None and target_layer is not None and (
                 self._layer(MASK_LAYER) is None or self._mask_for != target_layer.name):
             if tuple(np.shape(res.mask)) == tuple(target_layer.data.shape[:np.ndim(res.mask)]):
@@ -471,7 +470,7 @@ class PreviewWidget(FormsMixin, QWidget):
             return None
         resolved = make_synthesizer(res.config.synthesis).config.model_dump(mode="json")
         return export_sample(folder, res.target, res.result, res.config, resolved=resolved, command="napari-preview",
-                             input=(self.target_combo.value or ''), slice_index=res.slice_index)
+                             input=self.target_combo.value or "", slice_index=res.slice_index)
 
     def _export_clicked(self):
         folder = QFileDialog.getExistingDirectory(self, "Export the synthetic sample to")

@@ -3,7 +3,7 @@ process, follow its log live (progress, ETA, loss and validation-Dice plot), sto
 
 * Start writes ``config.yaml`` to the run folder and launches ``ppii train`` as a separate process
   group: the viewer stays responsive and Stop (SIGTERM, then SIGKILL after 4 s) frees all GPU memory.
-* Training data: a folder / annotations CSV on disk, or the checked image layers (pre-processed and
+* Training data: a folder / annotations CSV on disk, or the selected image layers (pre-processed and
   written to ``layers.npy`` in the run folder).
 * A crashed run shows its error text here and as a notification; nothing fails silently.
 * Closing the widget or the viewer while a run is going asks first, then stops the run.
@@ -87,8 +87,10 @@ class TrainingWidget(FormsMixin, QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build(self):
+        from napari.layers import Image
         from superqt import QCollapsible
 
+        from ._common import layer_picker
         from ._config import ConfigForm, device_choices, leaf_keys
 
         outer = QVBoxLayout(self)
@@ -96,11 +98,7 @@ class TrainingWidget(FormsMixin, QWidget):
         # the viewer's shared configuration: the synthesis is what the preview shows
         self.form = ConfigForm(self.shared, MAIN_FIELDS, on_error=self._fail, extra_choices=devices)
         outer.addWidget(self.form.native)
-        self.use_layers = QCheckBox("train on the checked image layers instead")
-        from napari.layers import Image
-
-        from ._common import layer_picker
-
+        self.use_layers = QCheckBox("train on the selected image layers instead")
         self.layer_list = layer_picker(self.viewer, Image, exclude=lambda ly: ly.name.startswith("P-PII"), multiple=True,
                                        tooltip="the image layers to train on (select several)")
         self.layer_list.native.setMaximumHeight(80)
@@ -181,22 +179,22 @@ class TrainingWidget(FormsMixin, QWidget):
         from .._layers import layer_to_scan
         from ..preprocess import model_input
 
-        names = self._checked_layers()
+        names = self._selected_layers()
         if not names:
-            raise InputError("no image layer is checked to train on")
+            raise InputError("no image layer is selected to train on")
         stack = np.concatenate([model_input(layer_to_scan(self.viewer.layers[n]), cfg) for n in names])
         out.mkdir(parents=True, exist_ok=True)
         np.save(out / "layers.npy", stack)
         return out / "layers.npy"
 
     def _with_layer_data(self, cfg: PPIIConfig, out: Path) -> PPIIConfig:
-        """``cfg`` training on the checked layers (``layers.npy`` in ``out``) with their placement masks."""
+        """``cfg`` training on the selected layers (``layers.npy`` in ``out``) with their placement masks."""
         cfg = cfg.with_values({"data.train": self._layer_stack(cfg, out)})
         if cfg.synthesis.placement != "anywhere":  # the preview's placement mask (or the lungs)
             cfg = cfg.with_values({"data.mask": self._mask_stack(cfg, out), "synthesis.placement": "mask"})
         return cfg
 
-    def _checked_layers(self) -> list[str]:
+    def _selected_layers(self) -> list[str]:
         return list(self.layer_list.value)
 
     def _mask_stack(self, cfg: PPIIConfig, out: Path) -> Path:
@@ -211,7 +209,7 @@ class TrainingWidget(FormsMixin, QWidget):
 
         s = cfg.data.image_size
         stacks = []
-        for name in self._checked_layers():
+        for name in self._selected_layers():
             layer = self.viewer.layers[name]
             painted = [ly for ly in self.viewer.layers if isinstance(ly, Labels)
                        and ly.metadata.get("ppii_mask_for") == name and tuple(ly.data.shape) == tuple(layer.data.shape)]

@@ -104,6 +104,11 @@ def ops(x):
     return TORCH if is_torch(x) else NUMPY
 
 
+def to_numpy(x) -> np.ndarray:
+    """A NumPy view or copy of ``x`` (a tensor comes back to the CPU)."""
+    return x.detach().cpu().numpy() if is_torch(x) else np.asarray(x)
+
+
 def as_work_array(images):
     """float64 NumPy (exact CPU path) or a floating torch tensor (kept on its device and dtype)."""
     if is_torch(images):

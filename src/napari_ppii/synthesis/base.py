@@ -17,7 +17,7 @@ import numpy as np
 from ..config import SynthesisConfig
 from ..errors import InputError
 from ..io.boxes import Box
-from .backend import as_output, as_work_array, is_torch
+from .backend import as_output, as_work_array, ops, to_numpy
 from .plan import AnomalySpec, _mask_index, boxes_overlap, sample_start, validate_images
 
 
@@ -90,9 +90,8 @@ class Synthesizer:
                                  "pass masks=napari_ppii.anatomy.lung_mask(scan)")
             from ..anatomy import lung_mask_cxr
 
-            arr = images.detach().cpu().numpy() if is_torch(images) else np.asarray(images)
-            return np.stack([lung_mask_cxr(a) for a in arr])
-        m = masks.detach().cpu().numpy() if is_torch(masks) else np.asarray(masks)
+            return np.stack([lung_mask_cxr(a) for a in to_numpy(images)])
+        m = to_numpy(masks)
         if m.shape == shape[1:] and shape[0] == 1:
             m = m[None]
         if m.shape != shape:
@@ -157,14 +156,7 @@ class Synthesizer:
         pm = self.placement_masks(work, masks)
         if plan is None:
             plan = self._plan_images(spatial, work.shape[0], n_out, rng, pm)
-        rm = None
-        if pm is not None:
-            if is_torch(work):
-                import torch
-
-                rm = torch.as_tensor(pm[:n_out], device=work.device).to(work.dtype)
-            else:
-                rm = pm[:n_out].astype(work.dtype)
+        rm = None if pm is None else ops(work).const(pm[:n_out], work)
         img, lab, var = self.render(work, plan, n_out, rm)
         results = []
         for i in range(n_out):
@@ -181,15 +173,10 @@ class Synthesizer:
         if source is not None and tuple(source.shape) != tuple(target.shape):
             raise InputError(f"source shape {tuple(source.shape)} differs from target shape {tuple(target.shape)}")
         stack = [target] if source is None else [target, source]
-        if is_torch(target):
-            import torch
-
-            images = torch.stack(stack)
-        else:
-            images = np.stack([np.asarray(s) for s in stack])
+        images = ops(target).stack(stack)
         masks = None
         if mask is not None:
-            m = mask.detach().cpu().numpy() if is_torch(mask) else np.asarray(mask)
+            m = to_numpy(mask)
             if m.shape != tuple(target.shape):
                 raise InputError(f"placement mask of shape {m.shape} does not match the image {tuple(target.shape)}")
             ms = [m > 0]

@@ -25,7 +25,7 @@ from torch import nn
 from ..config import PPIIConfig
 from ..errors import InputError
 from ..models import build_model
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import load_checkpoint, remove_partial_writes, save_checkpoint
 from ..device import resolve_device  # noqa: F401 - re-exported for callers of training.loop
 from .data import SyntheticBatches, load_training_set, split_indices, training_masks, validation_set
 from .select import Selector
@@ -166,10 +166,7 @@ def train(cfg: PPIIConfig, resume: str | Path | None = None, *, progress: bool =
     if not DistContext.from_env().is_main:
         return _train(cfg, resume, **kwargs)
     with RunLock(out):
-        # a run killed while writing a checkpoint (SIGKILL, power loss) leaves its temporary file; the
-        # lock says no one else writes here, so it is removed (the checkpoint it was replacing is whole)
-        for stale in out.glob(".*.pt.*.tmp"):
-            stale.unlink(missing_ok=True)
+        remove_partial_writes(out)  # a run killed mid-write left them; the lock says no one else writes here
         found = checkpoints_in(out)
         if resume is None and found:
             raise InputError(f"holds checkpoints of an earlier run ({', '.join(p.name for p in found[:3])}); a new "
