@@ -1,10 +1,11 @@
 """The README's screenshots of the four widgets, on the bundled NIH sample (free to ship).
 
-    .venv/bin/python scripts/screenshots.py [--out docs/images] [--checkpoint resources/models/nih_unet_demo.pt]
+    .venv/bin/python scripts/screenshots.py [--out docs/images] [--checkpoint runs/demo_nih_unet/best.pt]
 
 One napari window (a virtual display when there is none): the preview on a normal radiograph, the
-training widget after a few steps on the normals, the prediction widget with the small pretrained model
-over the radiograph with a nodule, and the evaluation widget scoring that model on the bundled test rows.
+training widget after a few steps on the normals, the prediction widget with a radiograph model (default:
+the NIH experiment of ``MODEL=nih bash scripts/make_demo_model.sh``, not shipped) over the radiograph with a
+nodule, and the evaluation widget scoring that model on the bundled test rows.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ sys.path.insert(0, str(ROOT / "src"))
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "docs" / "images"))
-    ap.add_argument("--checkpoint", default=str(ROOT / "resources" / "models" / "nih_unet_demo.pt"))
+    ap.add_argument("--checkpoint", default=str(ROOT / "runs" / "demo_nih_unet" / "best.pt"))
     args = ap.parse_args(argv)
     from napari_ppii._app import _VirtualDisplay
 

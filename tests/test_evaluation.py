@@ -149,6 +149,32 @@ def test_evaluate_cli_end_to_end(tmp_path):
         assert 0 <= m[k] <= 1 and len(m[f"{k}_ci"]) == 2
     for f in ("report.md", "roc.png", "froc.png", "score_histograms.png", "example_00.png"):
         assert (out / f).exists(), f
+    assert set(m["first_hit"]) == {"00013751_003", "00020774_000"}  # the two images with a nodule
+    assert all(0 <= r <= 50 for r in m["first_hit"].values())
+    assert sum(r == 1 for r in m["first_hit"].values()) == m["top1_hits"][0]
+
+
+def test_first_hit_rank_per_image():
+    """Each image with a lesion gets the rank of its first candidate on a lesion: 1 when the strongest
+    detection lands on it, 0 when no candidate does; images without lesions are left out."""
+    from napari_ppii.cli import first_hit_lines
+
+    box = [Box((20, 20), (27, 27))]
+    on_top = np.zeros((48, 48))
+    on_top[23, 23] = 1.0
+    second = np.zeros((48, 48))
+    second[5, 40], second[23, 23] = 1.0, 0.5
+    missed = np.zeros((48, 48))
+    missed[5, 5] = 1.0
+    missed[20:28, 20:28] = -1.0  # nothing rises inside the lesion
+    normal = np.zeros((48, 48))
+    normal[10, 10] = 1.0
+    m = score_maps([on_top, second, missed, normal], [box, box, box, []], OPTS, names=["a", "b", "c", "d"])
+    assert m["first_hit"] == {"a": 1, "b": 2, "c": 0}
+    assert m["top1_hits"] == [1, 3]
+    text = first_hit_lines(m["first_hit"])
+    assert "a: strongest detection on the lesion" in text and "b: first detection on a lesion is candidate 2" in text
+    assert "c: no candidate on a lesion" in text
 
 
 def test_centre_hit_rule_is_stricter_than_the_box_rule():
@@ -197,3 +223,33 @@ def test_restrict_to_lungs_multiplies_by_the_prior():
     assert r[20, 11] > r[20, 35]
     vol = np.stack([amap, amap])
     assert restrict_to_lungs(vol, [lungs, lungs]).shape == (2, 40, 40)
+
+
+def test_summary_says_where_the_strongest_detections_land(tmp_path):
+    """A volume whose strongest response sits on its lesion in 2 of its 3 lesion slices (the third slice's
+    peak is elsewhere): the summary says yes for the volume, 2 of 3 for the slices, and prints floors."""
+    import json
+
+    from napari_ppii.evaluation.summary import main, summarise
+
+    vol = np.zeros((5, 40, 40))
+    vol[1:4, 18:22, 18:22] = 0.5
+    vol[2, 20, 20] = 1.0  # the volume's peak, on the lesion
+    vol[3, 5, 5] = 0.9  # slice 3's peak is off the lesion
+    lesion = Box((1, 17, 17), (3, 23, 23))
+    slices = [[lesion.to_2d()] if 1 <= z <= 3 else [] for z in range(5)]
+    per_slice = score_maps(list(vol), slices, OPTS, names=[f"v z={z}" for z in range(5)])
+    per_3d = score_maps([vol], [[lesion]], OPTS, three_d=True, names=["v"])
+    floor = score_maps([np.zeros((40, 40))] * 5, slices, OPTS, full=False)
+    metrics = {"per_slice": per_slice, "per_lesion_3d": per_3d, "pixel_auroc": per_slice["pixel_auroc"],
+               "pixel_auroc_ci": per_slice["pixel_auroc_ci"], "froc_at_10fp": per_slice["froc_at_10fp"],
+               "froc_at_10fp_ci": per_slice["froc_at_10fp_ci"], "floors": {"flat": floor}}
+    assert per_slice["first_hit"] == {"v z=1": 1, "v z=2": 1, "v z=3": 2}
+    text = summarise(metrics)
+    assert "strongest detection lies on a lesion: yes (1 of 1 volume with lesions)" in text
+    assert "each of the 3 slices with a lesion: its strongest detection lies on it in 2 of 3" in text
+    assert "floor flat:" in text
+    p = tmp_path / "metrics.json"
+    p.write_text(json.dumps(metrics))
+    assert main([str(p)]) == 0
+    assert main([str(tmp_path / "missing.json")]) == 2

@@ -109,6 +109,30 @@ def test_sample_data_layers_line_up():
     assert len(nih_normals()) == 4
 
 
+def test_full_view_ct_slab_is_the_crop_slab_downsampled_in_place():
+    """The full-field-of-view slab (the pretrained CT model's grid) holds the same slices as the crop
+    slab: its voxels there are 2x2 means of the crop's, and each reader's box has the same physical
+    centre in both."""
+    from napari_ppii._sample_data import lidc_ct, lidc_ct_full_view
+
+    (crop, ckw, _), (crects, _, _) = lidc_ct()
+    (full, fkw, _), (frects, fbkw, _) = lidc_ct_full_view()
+    assert full.shape == (24, 256, 256) and fbkw["scale"] == fkw["scale"]
+    assert fkw["scale"] == pytest.approx((2.5, 1.40625, 1.40625))
+    # voxel (z, i, j) of the full view covers crop pixels 2i-k.., 2j-l.. where (k, l) is the crop offset / 2
+    off = [(ft - ct) / fs for ft, ct, fs in zip(fkw["translate"], ckw["translate"], fkw["scale"])]
+    k, l = int(round(-off[1] - 0.25)), int(round(-off[2] - 0.25))  # the crop starts at full-view voxel (k, l)
+    block = crop[:, :64, :64].reshape(24, 32, 2, 32, 2).mean((2, 4))
+    assert np.abs(full[:, k:k + 32, l:l + 32] - block).max() <= 0.5 + 1e-6  # rounded to int16 HU
+
+    def centres(rects, kw):
+        return sorted(tuple(np.round(np.asarray(kw["translate"]) + np.asarray(kw["scale"]) * r.mean(0), 2))
+                      for r in rects)
+
+    assert len(frects) == len(crects) > 0
+    assert np.allclose(centres(frects, fbkw), centres(crects, ckw), atol=0.01)
+
+
 # ------------------------------------------------------------------------------------------------
 # preview widget
 # ------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLES = {"nih": "nih_nodule", "normals": "nih_normals", "ct": "lidc_ct"}
+SAMPLES = {"nih": "nih_nodule", "normals": "nih_normals", "ct": "lidc_ct", "ct-full": "lidc_ct_full_view"}
 
 
 def _wait_for(app, predicate, timeout: float) -> bool:
@@ -97,8 +97,9 @@ def _run_viewer(inputs, sample, screenshot, seed, timeout) -> int:
     return 0 if ok else 1
 
 
-#: The small pretrained demo model (configs/demo_nih_unet.yaml; trained on NIH normals only).
-PRETRAINED = "nih_unet_demo.pt"
+#: The small pretrained demo model (configs/demo_lidc_unet.yaml; trained only on the normal slices of
+#: LIDC-IDRI-0001, never on the bundled slab's 24 slices).
+PRETRAINED = "lidc_unet_demo.pt"
 
 
 def run_demo(out_dir: str = "out/demo", steps: int = 150, size: int = 128, timeout: float = 900.0) -> int:
@@ -182,24 +183,30 @@ def _run_demo(out: Path, steps: int, size: int, timeout: float, headless: bool) 
     box_layer = viewer.layers["NIH 00013751_003 boxes"]
     viewer.layers.move(viewer.layers.index(box_layer), len(viewer.layers) - 1)
     shot("3_prediction.png")
-    # 4. the small pretrained model (trained on NIH normals only) on a radiograph it never saw
+    # 4. the small pretrained CT model (normal LIDC-IDRI-0001 slices only) on the 24 slices it never saw
     pretrained = Path(_sample_data.RESOURCES.joinpath("models", PRETRAINED))
     if pretrained.exists():
-        for data, kw, kind in _sample_data._nih("00020774_000"):
+        ct, ct_boxes = "LIDC-IDRI-0001 CT full view", "LIDC-IDRI-0001 full view boxes"
+        for name in [ly.name for ly in viewer.layers if ly.name in ("anomaly map", "uncertainty", "detections")]:
+            viewer.layers.remove(name)
+        for data, kw, kind in _sample_data.lidc_ct_full_view():
             getattr(viewer, f"add_{kind}")(data, **kw)
         for ly in viewer.layers:
-            ly.visible = "00020774" in ly.name
+            ly.visible = ly.name in (ct, ct_boxes)
         predictor.checkpoint.setText(str(pretrained))
-        predictor.image_combo.value = "NIH 00020774_000"
-        predictor.truth_combo.value = "NIH 00020774_000 boxes"
+        predictor.image_combo.value = ct
+        predictor.truth_combo.value = ct_boxes
         predictor.predict()
-        _wait_for(app, lambda: not predictor.busy, 120)
+        _wait_for(app, lambda: not predictor.busy and "anomaly map" in viewer.layers, 120)
         amap = viewer.layers["anomaly map"].data
-        predictor.threshold.setValue(float(min(0.99, np.percentile(amap, 99.5))))
-        box_layer = viewer.layers["NIH 00020774_000 boxes"]
+        z = int(np.unravel_index(int(np.argmax(amap)), amap.shape)[0])  # the slice of the strongest response
+        viewer.dims.set_current_step(0, z)
+        predictor.threshold.setValue(float(min(0.99, np.percentile(amap, 99.9))))
+        box_layer = viewer.layers[ct_boxes]
         viewer.layers.move(viewer.layers.index(box_layer), len(viewer.layers) - 1)
         shot("4_pretrained.png")
-        print(f"demo: pretrained model ({pretrained.name}) on NIH 00020774_000: {predictor.counts.text()}")
+        print(f"demo: pretrained CT model ({pretrained.name}) on the LIDC-IDRI-0001 slices it never saw, slice {z} "
+              f"(its strongest response): {predictor.counts.text()}")
     print(f"demo: trained {steps} steps ({trainer.eta.text()}); {predictor.counts.text()}; screenshots: "
           + ", ".join(shots))
     if not headless:

@@ -45,6 +45,17 @@ def lidc_ct():
             boxes_shapes_data(boxes, 3, name="LIDC-IDRI-0001 boxes", **geometry_kwargs(scan))]
 
 
+def lidc_ct_full_view():
+    """The same 24 LIDC-IDRI-0001 slices over the whole field of view, 256x256 (1.4 mm pixels: the grid
+    the pretrained CT demo model was trained on), with the 4 readers' boxes."""
+    from .io import read_boxes, read_scan
+
+    scan = read_scan(_res("lidc-idri-0001", "LIDC-IDRI-0001_slab_fov256.nii.gz"))
+    boxes = read_boxes(_res("lidc-idri-0001", "LIDC-IDRI-0001_slab_fov256_boxes.csv"))
+    return [scan_layer_data(scan, "LIDC-IDRI-0001 CT full view"),
+            boxes_shapes_data(boxes, 3, name="LIDC-IDRI-0001 full view boxes", **geometry_kwargs(scan))]
+
+
 def _nih(stem: str, with_boxes: bool = True):
     from .io import read_boxes, read_scan
 

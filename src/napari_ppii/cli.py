@@ -202,6 +202,19 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def first_hit_lines(first_hit: dict, most: int = 40) -> str:
+    """One line per image (slice) with a lesion: does its strongest detection land on it, and if not,
+    which candidate does first."""
+    lines = []
+    for name, rank in list(first_hit.items())[:most]:
+        what = ("strongest detection on the lesion" if rank == 1 else
+                f"first detection on a lesion is candidate {rank}" if rank else "no candidate on a lesion")
+        lines.append(f"  {name}: {what}")
+    if len(first_hit) > most:
+        lines.append(f"  ... and {len(first_hit) - most} more in metrics.json (first_hit)")
+    return "\n".join(lines)
+
+
 def cmd_evaluate(args) -> int:
     from .evaluation import EvalOptions, evaluate, load_csv_test_set, load_volume_test_set
     from .evaluation.report import write_report
@@ -238,9 +251,15 @@ def cmd_evaluate(args) -> int:
     print(f"pixel AUROC {m['pixel_auroc']:.3f}  sample AUROC {m['sample_auroc']:.3f}  sample AP {m['sample_ap']:.3f}  "
           f"FROC@10FP {m['froc_at_10fp']:.3f}  ({report})")
     mm = m.get("per_slice", m)
+    unit = "slices" if "per_slice" in m else "images"
     if "top1_hits" in mm:
         k, n = mm["top1_hits"]
-        print(f"strongest detection on a lesion: {k} of {n} images with lesions")
+        print(f"strongest detection on a lesion: {k} of {n} {unit} with lesions")
+        if mm.get("first_hit"):
+            print(first_hit_lines(mm["first_hit"]))
+    if "per_lesion_3d" in m and "top1_hits" in m["per_lesion_3d"]:
+        k, n = m["per_lesion_3d"]["top1_hits"]
+        print(f"strongest 3D detection on a lesion: {k} of {n} volumes with lesions")
     for name, f in m.get("floors", {}).items():
         ff = f.get("per_slice", f)
         top1 = f"  strongest detection on a lesion {ff['top1_hits'][0]} of {ff['top1_hits'][1]}" if "top1_hits" in ff else ""
@@ -354,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("view", help="open napari with scans (or a bundled sample) and the P-PII preview docked")
     p.add_argument("inputs", nargs="*", help="scans and box files to open")
-    p.add_argument("--sample", choices=["nih", "normals", "ct"], help="bundled sample data to open (default nih when no input)")
+    p.add_argument("--sample", choices=["nih", "normals", "ct", "ct-full"], help="bundled sample data to open (default nih when no input)")
     p.add_argument("--screenshot", help="save a screenshot of the window and exit (automatic without a display)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--demo", action="store_true", help="the whole loop on the bundled sample: preview, train "

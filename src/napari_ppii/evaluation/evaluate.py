@@ -125,10 +125,12 @@ def _stat_block(values: dict, key: str, stat: Callable, n: int, opts: EvalOption
 
 
 def score_maps(maps: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]], opts: EvalOptions,
-               three_d: bool = False, regions: Sequence[np.ndarray] | None = None, full: bool = True) -> dict:
+               three_d: bool = False, regions: Sequence[np.ndarray] | None = None, full: bool = True,
+               names: Sequence[str] | None = None) -> dict:
     """All metrics for a list of maps (2D images, or 3D volumes with ``three_d``) and their boxes.
 
-    ``regions`` (bool masks like the maps, e.g. the lung fields) add ``pixel_auroc_lung``: the pixel
+    ``names`` (one per map) add ``first_hit``: for each map with a lesion, the rank of the first
+    candidate that lands on one (1 = the strongest detection; 0 = none of the candidates).  ``regions`` (bool masks like the maps, e.g. the lung fields) add ``pixel_auroc_lung``: the pixel
     AUROC over pixels inside the regions only.  ``full=False`` leaves out the curves and per-image
     scores (the floors' entries)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
@@ -182,11 +184,19 @@ def score_maps(maps: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]], opts:
     top1 = [bool(len(h.lesion) and h.lesion[0] >= 0) for h in hits if h.n_lesions > 0]
     out["top1_hit"] = float(np.mean(top1)) if top1 else float("nan")
     out["top1_hits"] = [int(sum(top1)), len(top1)]
+    if full and names is not None:
+        out["first_hit"] = {str(nm): first_hit_rank(h) for nm, h in zip(names, hits) if h.n_lesions > 0}
     if full:
         out["sample_scores"] = scores.tolist()
         out["sample_labels"] = labels.astype(int).tolist()
     out["unit"] = "volume" if three_d else "image"
     return out
+
+
+def first_hit_rank(h) -> int:
+    """1-based rank of the first candidate on a lesion (strongest first); 0 when none lands on one."""
+    on = np.flatnonzero(np.asarray(h.lesion) >= 0)
+    return int(on[0]) + 1 if len(on) else 0
 
 
 #: The headline figures copied next to each other (model and floors).
@@ -245,7 +255,7 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
     if atlas is None and "atlas" in wanted:
         wanted.remove("atlas")
     fmaps: dict[str, list] = {k: [] for k in wanted}
-    maps, boxes, kept, regions = [], [], [], []
+    maps, boxes, kept, regions, names = [], [], [], [], []
     vol_maps, vol_boxes = [], []
     rng = np.random.default_rng(opts.seed)
     for i, it in enumerate(items):
@@ -262,10 +272,12 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
                 if amap is not None:
                     maps.append(amap[z])
                 boxes.append([b.to_2d() for b in it.boxes if b.lo[0] <= z <= b.hi[0]])
+                names.append(f"{it.name} z={z}")
         else:
             if amap is not None:
                 maps.append(amap)
             boxes.append(it.boxes)
+            names.append(it.name)
         regions.extend(lungs)
         if wanted:
             planes = list(scan.array) if scan.ndim == 3 else [scan.array]
@@ -278,9 +290,10 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
             kept.append((it, scan, amap))
         if progress is not None:
             progress(i + 1, len(items))
-    metrics: dict = score_maps(maps, boxes, opts, regions=regions) if maps else {}
+    metrics: dict = score_maps(maps, boxes, opts, regions=regions, names=names) if maps else {}
     if vol_maps:
-        metrics = {"per_slice": metrics, "per_lesion_3d": score_maps(vol_maps, vol_boxes, opts, three_d=True)}
+        metrics = {"per_slice": metrics, "per_lesion_3d": score_maps(vol_maps, vol_boxes, opts, three_d=True,
+                                                                     names=[it.name for it in items])}
         for k in ("pixel_auroc", "pixel_auroc_ci", "pixel_auroc_lung", "pixel_auroc_lung_ci", "froc_at_10fp",
                   "froc_at_10fp_ci", "froc_centre_at_10fp", "froc_centre_at_10fp_ci", "sample_auroc",
                   "sample_auroc_ci", "sample_ap", "sample_ap_ci"):

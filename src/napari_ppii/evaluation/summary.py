@@ -1,0 +1,64 @@
+"""A few plain lines from an evaluation's ``metrics.json``: where the model's strongest detections land,
+with its pixel AUROC and FROC@10FP (95% CIs) beside every non-learned floor's.
+
+    python -m napari_ppii.evaluation.summary out/eval/metrics.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def _ci(m: dict, key: str) -> str:
+    v = m.get(key)
+    if v is None:
+        return "n/a"
+    ci = m.get(f"{key}_ci")
+    return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{v:.3f}"
+
+
+def _top1(m: dict) -> str:
+    k, n = m["top1_hits"]
+    return f"{k} of {n}"
+
+
+def summarise(metrics: dict) -> str:
+    """The summary text of one evaluation (2D images, or a volume scored per slice and per 3D lesion)."""
+    volume = "per_slice" in metrics
+    flat = metrics.get("per_slice", metrics)
+    unit = "slices" if volume else "images"
+    lines = []
+    if volume and "top1_hits" in metrics.get("per_lesion_3d", {}):
+        k, n = metrics["per_lesion_3d"]["top1_hits"]
+        lines.append(f"the volume's strongest detection lies on a lesion: {'yes' if k == n else 'no'} "
+                     f"({k} of {n} volume{'s' if n != 1 else ''} with lesions)")
+    if "top1_hits" in flat:
+        lines.append(f"each of the {flat['top1_hits'][1]} {unit} with a lesion: its strongest detection lies on it in "
+                     f"{_top1(flat)}")
+    lines.append(f"model: pixel AUROC {_ci(metrics, 'pixel_auroc')}, FROC@10FP {_ci(metrics, 'froc_at_10fp')}")
+    for name, f in metrics.get("floors", {}).items():
+        f = f.get("per_slice", f)
+        top1 = f", strongest detection on the lesion in {_top1(f)}" if "top1_hits" in f else ""
+        lines.append(f"floor {name}: pixel AUROC {_ci(f, 'pixel_auroc')}, FROC@10FP {_ci(f, 'froc_at_10fp')}{top1}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m napari_ppii.evaluation.summary METRICS.json", file=sys.stderr)
+        return 2
+    path = Path(argv[0])
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"summary: cannot read {path}: {exc}", file=sys.stderr)
+        return 2
+    print(summarise(metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
