@@ -3,7 +3,7 @@
 # only, as float16 (about 4 MB).
 #
 #   bash scripts/make_demo_model.sh        # the shipped CT model, resources/models/lidc_unet_demo.pt:
-#       U-Net base 16, 256x256, 800 steps (about 45 minutes on 2 CPU cores), configs/demo_lidc_unet.yaml:
+#       U-Net base 16, 256x256, 1,200 steps (about an hour on 2 CPU cores), configs/demo_lidc_unet.yaml:
 #       the normal slices of the LIDC-IDRI-0001 series (CC BY 3.0; attribution: resources/README.md), every
 #       slice more than 9 slices from an annotated nodule, so the 24 slices of the bundled slab (series
 #       z 78-101) are never trained on; best.pt by label-free selection on a held-out anomaly type (FPI).

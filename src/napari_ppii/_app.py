@@ -147,7 +147,7 @@ def _run_demo(out: Path, steps: int, size: int, timeout: float, headless: bool) 
 
     # 2. train briefly on the four normal layers, in a subprocess
     trainer = TrainingWidget(viewer, confirm=lambda: True)
-    viewer.window.add_dock_widget(trainer, name="Training", area="right")
+    train_dock = viewer.window.add_dock_widget(trainer, name="Training", area="right")
     trainer.layer_list.value = [n for n in trainer.layer_list.choices if "0013751" not in n]
     trainer.use_layers.setChecked(True)
     trainer.set_value("data.image_size", size)
@@ -183,32 +183,33 @@ def _run_demo(out: Path, steps: int, size: int, timeout: float, headless: bool) 
     box_layer = viewer.layers["NIH 00013751_003 boxes"]
     viewer.layers.move(viewer.layers.index(box_layer), len(viewer.layers) - 1)
     shot("3_prediction.png")
+    summary = f"demo: trained {steps} steps ({trainer.eta.text()}); {predictor.counts.text()}"
     # 4. the small pretrained CT model (normal LIDC-IDRI-0001 slices only) on the 24 slices it never saw
     pretrained = Path(_sample_data.RESOURCES.joinpath("models", PRETRAINED))
     if pretrained.exists():
         ct, ct_boxes = "LIDC-IDRI-0001 CT full view", "LIDC-IDRI-0001 full view boxes"
-        for name in [ly.name for ly in viewer.layers if ly.name in ("anomaly map", "uncertainty", "detections")]:
+        # the radiographs and their maps make way (the view fits every layer, hidden ones too)
+        for name in [ly.name for ly in viewer.layers]:
             viewer.layers.remove(name)
+        viewer.window.remove_dock_widget(train_dock)
         for data, kw, kind in _sample_data.lidc_ct_full_view():
             getattr(viewer, f"add_{kind}")(data, **kw)
-        for ly in viewer.layers:
-            ly.visible = ly.name in (ct, ct_boxes)
         predictor.checkpoint.setText(str(pretrained))
         predictor.image_combo.value = ct
         predictor.truth_combo.value = ct_boxes
         predictor.predict()
         _wait_for(app, lambda: not predictor.busy and "anomaly map" in viewer.layers, 120)
         amap = viewer.layers["anomaly map"].data
-        z = int(np.unravel_index(int(np.argmax(amap)), amap.shape)[0])  # the slice of the strongest response
+        box_layer = viewer.layers[ct_boxes]
+        # the slice through the middle of the readers' boxes (ground truth, for display only)
+        z = int(round(float(np.mean([r[:, 0].mean() for r in box_layer.data]))))
         viewer.dims.set_current_step(0, z)
         predictor.threshold.setValue(float(min(0.99, np.percentile(amap, 99.9))))
-        box_layer = viewer.layers[ct_boxes]
         viewer.layers.move(viewer.layers.index(box_layer), len(viewer.layers) - 1)
         shot("4_pretrained.png")
         print(f"demo: pretrained CT model ({pretrained.name}) on the LIDC-IDRI-0001 slices it never saw, slice {z} "
-              f"(its strongest response): {predictor.counts.text()}")
-    print(f"demo: trained {steps} steps ({trainer.eta.text()}); {predictor.counts.text()}; screenshots: "
-          + ", ".join(shots))
+              f"(middle of the nodule), detections above the top 0.1% of the map: {predictor.counts.text()}")
+    print(f"{summary}; screenshots: " + ", ".join(shots))
     if not headless:
         napari.run()
     else:
