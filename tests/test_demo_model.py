@@ -1,8 +1,7 @@
 """The small pretrained CT model shipped in resources/models (scripts/make_demo_model.sh): what the demo
-claims of it holds -- it was trained with the bundled slab's slices kept out, and its strongest response in
-those 24 slices lies on the readers' nodule."""
+and the README say of it holds -- it was trained with the bundled slab's slices kept out, and on those 24
+slices it still scores as measured when it was shipped."""
 
-import numpy as np
 import pytest
 
 from napari_ppii._sample_data import RESOURCES

@@ -184,6 +184,23 @@ def test_preview_layers_created_and_updated_on_change(widget, viewer_with_cxr, q
     assert v.layers[0].data.shape == (512, 512) and v.layers[0].name.startswith("NIH")
 
 
+def test_a_closed_preview_stops_following_the_viewer(widget, viewer_with_cxr, qtbot):
+    """After its dock is closed, new layers and setting changes start no synthesis and touch no layer
+    (the demo's CT stage once got P-PII layers from a preview closed two stages earlier)."""
+    v = viewer_with_cxr
+    label = v.layers["P-PII label"].data.copy()
+    widget.close()
+    for name in [ly.name for ly in v.layers if ly.name.startswith("P-PII")]:
+        v.layers.remove(name)
+    v.add_image(np.random.default_rng(0).random((64, 64)).astype(np.float32), name="another scan")
+    widget.set_value("seed", 9)
+    widget.request_update()  # what a layer's data or visibility event calls
+    assert not widget.busy  # nothing was started
+    qtbot.wait(300)
+    assert not [ly.name for ly in v.layers if ly.name.startswith("P-PII")]
+    assert label.any()
+
+
 def test_preview_updates_in_place_without_touching_results(widget, viewer_with_cxr, qtbot):
     v = viewer_with_cxr
     layer = v.layers["P-PII label"]

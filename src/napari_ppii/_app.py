@@ -141,6 +141,7 @@ def _run_demo(out: Path, steps: int, size: int, timeout: float, headless: bool) 
     for ly in viewer.layers:
         ly.visible = ly.name.startswith("P-PII") and ly.name != "P-PII variance" or ly.name == "NIH 00000002_000"
     shot("1_preview.png")
+    preview.close()  # it stops following the viewer's layers
     viewer.window.remove_dock_widget(dock)
     for name in [ly.name for ly in viewer.layers if ly.name.startswith("P-PII")]:
         viewer.layers.remove(name)

@@ -320,7 +320,7 @@ class PreviewWidget(FormsMixin, QWidget):
 
     def request_update(self, *_):
         """Schedule a recompute with the current settings (coalesced; stale results are dropped)."""
-        if self._building:
+        if self._building or getattr(self, "_closed", False):
             return
         req = self._make_request()
         if req is None:
