@@ -386,3 +386,19 @@ def test_closing_asks_then_stops_the_run(make_napari_viewer, qtbot, tmp_path):
     t0 = time.time()
     w.close()
     assert not w.running and time.time() - t0 < 5.0
+
+
+def test_overlapping_truth_boxes_count_as_one_lesion():
+    """Four readers' boxes of one nodule are one lesion to hit (as in the evaluation); a separate box is
+    another; a detection on the nodule hits one of two lesions, not one of five."""
+    from napari_ppii._widgets.predict import count_hits, truth_lesions
+    from napari_ppii.io import Box
+
+    readers = [Box((10, 10), (20, 20)), Box((11, 9), (21, 19)), Box((9, 11), (19, 22)), Box((12, 12), (18, 18))]
+    other = Box((40, 40), (45, 45))
+    lesions = truth_lesions(readers + [other])
+    assert len(lesions) == 2
+    union = next(b for b in lesions if b.contains((15, 15)))
+    assert union.lo == (9, 9) and union.hi == (21, 22)
+    det = Box((14, 14), (16, 16), label="detection", properties={"peak": 0.9, "peak_y": 15, "peak_x": 15})
+    assert count_hits([det], lesions) == (1, 0, 2)

@@ -71,6 +71,14 @@ def count_hits(dets: list[Box], truth: list[Box]) -> tuple[int, int, int]:
     return int((h.lesion >= 0).sum()), int((h.lesion == -1).sum()), h.n_lesions
 
 
+def truth_lesions(boxes: list[Box]) -> list[Box]:
+    """Ground-truth boxes as lesions: overlapping boxes are one lesion (their union), as the evaluation
+    counts the several LIDC readers' boxes of one nodule."""
+    from ..evaluation.evaluate import merge_reader_boxes
+
+    return merge_reader_boxes([Box(b.lo, b.hi, label="truth") for b in boxes], kinds=("truth",))
+
+
 class PredictWidget(FormsMixin, QWidget):
     prediction_done = Signal(object)
     progress_changed = Signal(int, int)  # images / slices done, total
@@ -301,6 +309,7 @@ class PredictWidget(FormsMixin, QWidget):
             truth = shapes_to_boxes(self.viewer.layers[truth_name], self.map_layer)
             if z is not None:
                 truth = [b.to_2d() for b in truth if b.ndim == 3 and b.lo[0] <= z <= b.hi[0]]
+            truth = truth_lesions(truth)
         boxes3 = [Box((z, *b.lo), (z, *b.hi), label=b.label, properties=b.properties) for b in dets] if z is not None else dets
         data, kw, _ = boxes_shapes_data(boxes3, 3 if z is not None else 2, name=DET, edge_color="yellow", **self._geo)
         if DET in self.viewer.layers and self.viewer.layers[DET].ndim == kw["ndim"]:
