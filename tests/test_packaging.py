@@ -19,6 +19,7 @@ def test_wheel_installs_and_works_away_from_the_source_tree(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(whl)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
+    SHIPS_MODEL = (ROOT / "resources" / "models" / "lidc_unet_demo.pt").exists()  # the wheel carries what the tree has
     code = f"""
 import importlib, importlib.metadata as md, sys
 from pathlib import Path
@@ -32,6 +33,8 @@ layers = _sample_data.nih_nodule()
 assert layers[0][0].ndim == 2 and len(layers) == 2
 ct = _sample_data.lidc_ct()
 assert ct[0][0].shape[0] == 24
+assert _sample_data.lidc_ct_full_view()[0][0].shape == (24, 256, 256)
+assert (_sample_data.RESOURCES / "models" / "lidc_unet_demo.pt").exists() == {SHIPS_MODEL!r}
 import yaml
 manifest = yaml.safe_load((Path(napari_ppii.__file__).parent / "napari.yaml").read_text())
 for cmd in manifest["contributions"]["commands"]:
