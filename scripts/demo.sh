@@ -15,12 +15,11 @@ S=resources/nih-cxr
 # 3. the small pretrained CT model (resources/models/lidc_unet_demo.pt, trained by
 #    `bash scripts/make_demo_model.sh` on the normal slices of LIDC-IDRI-0001 only) scored on the bundled
 #    24-slice slab around the series' nodule, slices it never saw, beside the non-learned floors.  The last
-#    lines say, as measured, whether the strongest detection of the slab, and of each slice through the
-#    nodule, lands on the nodule.
+#    lines (ppii evaluate's summary) say, as measured, whether the strongest detection of the slab, and of
+#    each slice through the nodule, lands on the nodule.
 M=resources/models/lidc_unet_demo.pt
 C=resources/lidc-idri-0001
 if [ -f "$M" ]; then
   .venv/bin/ppii evaluate --checkpoint "$M" --data "$C/LIDC-IDRI-0001_slab_fov256.nii.gz" \
     --boxes "$C/LIDC-IDRI-0001_slab_fov256_boxes.csv" --out out/demo/pretrained --n-boot 200 --quiet
-  .venv/bin/python -m napari_ppii.evaluation.summary out/demo/pretrained/metrics.json
 fi

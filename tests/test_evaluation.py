@@ -130,7 +130,7 @@ def test_3d_lesion_scoring():
     assert m["pixel_auroc"] == pytest.approx(1.0) and m["froc"]["1.0"] == 1.0
 
 
-def test_evaluate_cli_end_to_end(tmp_path):
+def test_evaluate_cli_end_to_end(tmp_path, capsys):
     """Train a tiny model for a few steps and score it on the bundled NIH sample (2 test images, 4
     normals made test rows): all outputs written, every metric a number in range."""
     import json
@@ -152,12 +152,15 @@ def test_evaluate_cli_end_to_end(tmp_path):
     assert set(m["first_hit"]) == {"00013751_003", "00020774_000"}  # the two images with a nodule
     assert all(0 <= r <= 50 for r in m["first_hit"].values())
     assert sum(r == 1 for r in m["first_hit"].values()) == m["top1_hits"][0]
+    printed = capsys.readouterr().out
+    assert "00020774_000: " in printed and "its strongest detection lies on it in" in printed
+    assert "floor lung_field: pixel AUROC" in printed
 
 
 def test_first_hit_rank_per_image():
     """Each image with a lesion gets the rank of its first candidate on a lesion: 1 when the strongest
     detection lands on it, 0 when no candidate does; images without lesions are left out."""
-    from napari_ppii.cli import first_hit_lines
+    from napari_ppii.evaluation.summary import first_hit_lines
 
     box = [Box((20, 20), (27, 27))]
     on_top = np.zeros((48, 48))

@@ -190,8 +190,7 @@ def _run_demo(out: Path, steps: int, size: int, timeout: float, headless: bool) 
     if pretrained.exists():
         ct, ct_boxes = "LIDC-IDRI-0001 CT full view", "LIDC-IDRI-0001 full view boxes"
         # the radiographs and their maps make way (the view fits every layer, hidden ones too)
-        for name in [ly.name for ly in viewer.layers]:
-            viewer.layers.remove(name)
+        viewer.layers.clear()
         viewer.window.remove_dock_widget(train_dock)
         for data, kw, kind in _sample_data.lidc_ct_full_view():
             getattr(viewer, f"add_{kind}")(data, **kw)

@@ -202,22 +202,10 @@ def cmd_predict(args) -> int:
     return 0
 
 
-def first_hit_lines(first_hit: dict, most: int = 40) -> str:
-    """One line per image (slice) with a lesion: does its strongest detection land on it, and if not,
-    which candidate does first."""
-    lines = []
-    for name, rank in list(first_hit.items())[:most]:
-        what = ("strongest detection on the lesion" if rank == 1 else
-                f"first detection on a lesion is candidate {rank}" if rank else "no candidate on a lesion")
-        lines.append(f"  {name}: {what}")
-    if len(first_hit) > most:
-        lines.append(f"  ... and {len(first_hit) - most} more in metrics.json (first_hit)")
-    return "\n".join(lines)
-
-
 def cmd_evaluate(args) -> int:
     from .evaluation import EvalOptions, evaluate, load_csv_test_set, load_volume_test_set
     from .evaluation.report import write_report
+    from .evaluation.summary import first_hit_lines, summarise
     from .predict import Predictor
 
     pred = Predictor(args.checkpoint, device=args.device or "cpu")
@@ -250,20 +238,10 @@ def cmd_evaluate(args) -> int:
     m = ev.metrics
     print(f"pixel AUROC {m['pixel_auroc']:.3f}  sample AUROC {m['sample_auroc']:.3f}  sample AP {m['sample_ap']:.3f}  "
           f"FROC@10FP {m['froc_at_10fp']:.3f}  ({report})")
-    mm = m.get("per_slice", m)
-    unit = "slices" if "per_slice" in m else "images"
-    if "top1_hits" in mm:
-        k, n = mm["top1_hits"]
-        print(f"strongest detection on a lesion: {k} of {n} {unit} with lesions")
-        if mm.get("first_hit"):
-            print(first_hit_lines(mm["first_hit"]))
-    if "per_lesion_3d" in m and "top1_hits" in m["per_lesion_3d"]:
-        k, n = m["per_lesion_3d"]["top1_hits"]
-        print(f"strongest 3D detection on a lesion: {k} of {n} volumes with lesions")
-    for name, f in m.get("floors", {}).items():
-        ff = f.get("per_slice", f)
-        top1 = f"  strongest detection on a lesion {ff['top1_hits'][0]} of {ff['top1_hits'][1]}" if "top1_hits" in ff else ""
-        print(f"  floor {name:10s} pixel AUROC {f['pixel_auroc']:.3f}  FROC@10FP {f['froc_at_10fp']:.3f}{top1}")
+    first_hit = m.get("per_slice", m).get("first_hit")
+    if first_hit:
+        print(first_hit_lines(first_hit))
+    print(summarise(m))
     return 0
 
 

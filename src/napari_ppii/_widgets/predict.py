@@ -74,9 +74,9 @@ def count_hits(dets: list[Box], truth: list[Box]) -> tuple[int, int, int]:
 def truth_lesions(boxes: list[Box]) -> list[Box]:
     """Ground-truth boxes as lesions: overlapping boxes are one lesion (their union), as the evaluation
     counts the several LIDC readers' boxes of one nodule."""
-    from ..evaluation.evaluate import merge_reader_boxes
+    from ..evaluation.evaluate import merge_overlapping
 
-    return merge_reader_boxes([Box(b.lo, b.hi, label="truth") for b in boxes], kinds=("truth",))
+    return merge_overlapping(boxes)
 
 
 class PredictWidget(FormsMixin, QWidget):

@@ -68,6 +68,7 @@ class PreviewWidget(FormsMixin, QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self._generation = 0
+        self._closed = False  # set by closeEvent: the widget then follows the viewer no more
         self._worker = None
         self._pending: PreviewRequest | None = None
         self.last_result: PreviewResult | None = None
@@ -192,7 +193,7 @@ class PreviewWidget(FormsMixin, QWidget):
             self.request_update()
 
     def _config_changed(self, cfg, keys):
-        if getattr(self, "_closed", False):
+        if self._closed:
             return
         if "preprocess.window" in keys:
             self.apply_window_to_target()
@@ -320,7 +321,7 @@ class PreviewWidget(FormsMixin, QWidget):
 
     def request_update(self, *_):
         """Schedule a recompute with the current settings (coalesced; stale results are dropped)."""
-        if self._building or getattr(self, "_closed", False):
+        if self._building or self._closed:
             return
         req = self._make_request()
         if req is None:
@@ -359,7 +360,7 @@ class PreviewWidget(FormsMixin, QWidget):
         super().closeEvent(event)
 
     def _on_result(self, res: PreviewResult):
-        if getattr(self, "_closed", False):
+        if self._closed:
             return
         if res.generation != self._generation:
             return  # a newer request exists: drop this stale result
@@ -368,7 +369,7 @@ class PreviewWidget(FormsMixin, QWidget):
     def _show(self, res: PreviewResult):
         from .._layers import boxes_shapes_data
 
-        if getattr(self, "_closed", False):
+        if self._closed:
             return
         r = res.result
         geo = {"scale": tuple(res.target.spacing), "translate": tuple(res.target.origin)}

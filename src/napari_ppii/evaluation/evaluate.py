@@ -92,11 +92,10 @@ def load_csv_test_set(path: str | Path, labels: Sequence[str] | None = None, spl
     return out[:limit] if limit else out
 
 
-def merge_reader_boxes(boxes: Sequence[Box], kinds: tuple[str, ...] = ("nodule>=3mm",)) -> list[Box]:
-    """One lesion per group of overlapping reader boxes (union box, readers counted)."""
-    sel = [b for b in boxes if b.label in kinds or b.properties.get("kind") in kinds]
+def merge_overlapping(boxes: Sequence[Box], label: str = "lesion") -> list[Box]:
+    """One box per group of overlapping boxes (their union; ``n_readers``: how many readers drew it)."""
     groups: list[list[Box]] = []
-    for b in sel:
+    for b in boxes:
         joined = [g for g in groups if any(all(x.lo[d] <= b.hi[d] and b.lo[d] <= x.hi[d] for d in range(b.ndim)) for x in g)]
         merged = [b] + [x for g in joined for x in g]
         groups = [g for g in groups if g not in joined] + [merged]
@@ -104,8 +103,13 @@ def merge_reader_boxes(boxes: Sequence[Box], kinds: tuple[str, ...] = ("nodule>=
     for g in groups:
         lo = tuple(min(b.lo[d] for b in g) for d in range(g[0].ndim))
         hi = tuple(max(b.hi[d] for b in g) for d in range(g[0].ndim))
-        out.append(Box(lo, hi, label="nodule", properties={"n_readers": len({b.properties.get("reader_index", i) for i, b in enumerate(g)})}))
+        out.append(Box(lo, hi, label=label, properties={"n_readers": len({b.properties.get("reader_index", i) for i, b in enumerate(g)})}))
     return out
+
+
+def merge_reader_boxes(boxes: Sequence[Box], kinds: tuple[str, ...] = ("nodule>=3mm",)) -> list[Box]:
+    """One lesion per group of overlapping reader boxes of these kinds (union box, readers counted)."""
+    return merge_overlapping([b for b in boxes if b.label in kinds or b.properties.get("kind") in kinds], "nodule")
 
 
 def load_volume_test_set(path: str | Path, boxes: str | Path | None) -> list[TestItem]:
@@ -130,8 +134,9 @@ def score_maps(maps: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]], opts:
     """All metrics for a list of maps (2D images, or 3D volumes with ``three_d``) and their boxes.
 
     ``names`` (one per map) add ``first_hit``: for each map with a lesion, the rank of the first
-    candidate that lands on one (1 = the strongest detection; 0 = none of the candidates).  ``regions`` (bool masks like the maps, e.g. the lung fields) add ``pixel_auroc_lung``: the pixel
-    AUROC over pixels inside the regions only.  ``full=False`` leaves out the curves and per-image
+    candidate that lands on one (1 = the strongest detection; 0 = none of the candidates).  ``regions``
+    (bool masks like the maps, e.g. the lung fields) add ``pixel_auroc_lung``: the pixel AUROC over pixels
+    inside the regions only.  ``full=False`` leaves out the curves and per-image
     scores (the floors' entries)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -181,11 +186,12 @@ def score_maps(maps: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]], opts:
         out[f"froc{tag}_at_10fp"] = out[f"froc{tag}"]["10.0"]
         out[f"froc{tag}_at_10fp_ci"] = out[f"froc{tag}_ci"]["10.0"]
     # the strongest detection of each image with a lesion: does it land on one? (what a reader looks at first)
-    top1 = [bool(len(h.lesion) and h.lesion[0] >= 0) for h in hits if h.n_lesions > 0]
+    ranks = [(nm, first_hit_rank(h)) for nm, h in zip(names or range(n), hits) if h.n_lesions > 0]
+    top1 = [r == 1 for _, r in ranks]
     out["top1_hit"] = float(np.mean(top1)) if top1 else float("nan")
     out["top1_hits"] = [int(sum(top1)), len(top1)]
     if full and names is not None:
-        out["first_hit"] = {str(nm): first_hit_rank(h) for nm, h in zip(names, hits) if h.n_lesions > 0}
+        out["first_hit"] = {str(nm): r for nm, r in ranks}
     if full:
         out["sample_scores"] = scores.tolist()
         out["sample_labels"] = labels.astype(int).tolist()

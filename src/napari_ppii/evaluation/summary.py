@@ -1,5 +1,6 @@
 """A few plain lines from an evaluation's ``metrics.json``: where the model's strongest detections land,
-with its pixel AUROC and FROC@10FP (95% CIs) beside every non-learned floor's.
+with its pixel AUROC and FROC@10FP (95% CIs) beside every non-learned floor's.  ``ppii evaluate`` prints
+them; for a ``metrics.json`` written earlier:
 
     python -m napari_ppii.evaluation.summary out/eval/metrics.json
 """
@@ -22,6 +23,19 @@ def _ci(m: dict, key: str) -> str:
 def _top1(m: dict) -> str:
     k, n = m["top1_hits"]
     return f"{k} of {n}"
+
+
+def first_hit_lines(first_hit: dict, most: int = 40) -> str:
+    """One line per image (slice) with a lesion: does its strongest detection land on it, and if not,
+    which candidate does first."""
+    lines = []
+    for name, rank in list(first_hit.items())[:most]:
+        what = ("strongest detection on the lesion" if rank == 1 else
+                f"first detection on a lesion is candidate {rank}" if rank else "no candidate on a lesion")
+        lines.append(f"  {name}: {what}")
+    if len(first_hit) > most:
+        lines.append(f"  ... and {len(first_hit) - most} more in metrics.json (first_hit)")
+    return "\n".join(lines)
 
 
 def summarise(metrics: dict) -> str:
