@@ -121,6 +121,7 @@ def _run_demo(out: Path, steps: int, size: int, timeout: float, headless: bool) 
     from ._widgets.training import TrainingWidget
 
     viewer = napari.Viewer(show=True, title="napari-ppii demo")
+    viewer.window.resize(1600, 1050)  # the default window leaves the canvas a narrow strip between the docks
     app = QApplication.instance()
     for data, kw, kind in _sample_data.nih_normals() + _sample_data.nih_nodule():
         getattr(viewer, f"add_{kind}")(data, **kw)
