@@ -272,8 +272,9 @@ class TrainingConfig(_Model):
                                     "settings (overrides of the training synthesis) of the held-out validation task")
     log_every: int = Field(10, ge=1, description="log a line every N steps")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
-    amp: bool = Field(True, description="bf16 autocast on CUDA (never on the CPU)")
-    channels_last: bool = Field(True, description="channels_last memory format on CUDA")
+    amp: bool = Field(True, description="bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16 / AMX); "
+                     "fp32 elsewhere")
+    channels_last: bool = Field(True, description="channels_last memory format where the bf16 path runs (CUDA, native-bf16 CPUs)")
     synthesis_on_device: bool = Field(True, description="run the batched torch synthesis on the training device")
     out_dir: str = Field("runs/ppii", description="checkpoints and the JSON-lines log go here")
     num_threads: int | None = Field(None, ge=1, le=256, description="CPU threads for torch (None: torch's default)")

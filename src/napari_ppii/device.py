@@ -19,3 +19,44 @@ def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
             raise InputError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA device(s) found")
         return torch.device("cuda", idx)
     return torch.device("cpu")
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_native_bf16() -> str | None:
+    """The CPU's native bf16 instructions (``"amx_bf16"`` or ``"avx512_bf16"``), or None where bf16 would
+    only be emulated (then bf16 autocast is slower than fp32 and the trainer stays fp32).  The environment
+    variable ``PPII_CPU_BF16=0`` turns the answer off, ``=1`` forces it on."""
+    import os
+
+    forced = os.environ.get("PPII_CPU_BF16", "").strip()
+    if forced in ("0", "1"):
+        return "forced" if forced == "1" else None
+    flags = _cpu_flags()
+    for name in ("amx_bf16", "avx512_bf16"):
+        if name in flags:
+            return name
+    return None
+
+
+def fast_path(device: torch.device, amp: bool, channels_last: bool) -> dict:
+    """Which precision and memory format the trainer uses on ``device``: bf16 autocast and channels_last
+    on CUDA and on CPUs with native bf16 (when the configuration asks for them), fp32 / NCHW otherwise.
+    Returns ``{"amp": bool, "channels_last": bool, "path": str}`` (``path`` says why, for the log)."""
+    if device.type == "cuda":
+        return {"amp": amp, "channels_last": channels_last,
+                "path": f"cuda {'bf16' if amp else 'fp32'}{' channels_last' if channels_last else ''}"}
+    native = cpu_native_bf16()
+    if native is None:
+        return {"amp": False, "channels_last": False, "path": "cpu fp32 (no native bf16 on this CPU)"}
+    return {"amp": amp, "channels_last": channels_last,
+            "path": f"cpu {'bf16 (' + native + ')' if amp else 'fp32'}{' channels_last' if channels_last else ''}"}

@@ -26,7 +26,7 @@ from ..config import PPIIConfig
 from ..errors import InputError
 from ..models import build_model
 from ..checkpoint import load_checkpoint, remove_partial_writes, save_checkpoint
-from ..device import resolve_device  # noqa: F401 - re-exported for callers of training.loop
+from ..device import fast_path, resolve_device
 from .data import SyntheticBatches, load_training_set, split_indices, training_masks, validation_set
 from .select import Selector
 from .log import JsonlLog
@@ -231,8 +231,8 @@ class Trainer:
                                         masks=None if pool_masks is None else pool_masks[tr_idx])
 
         self.model = model = build_model(cfg.model).to(device)
-        self.cuda_tricks = device.type == "cuda"
-        if self.cuda_tricks and t.channels_last:
+        self.path = fast_path(device, t.amp, t.channels_last)
+        if self.path["channels_last"]:
             self.model = model = model.to(memory_format=torch.channels_last)
         self.opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
@@ -273,10 +273,10 @@ class Trainer:
         t = self.t
         b = self.batches.draw(self.data_rng, t.batch_size)
         x, y = b.image, b.label
-        if self.cuda_tricks and t.channels_last:
+        if self.path["channels_last"]:
             x = x.contiguous(memory_format=torch.channels_last)
         self.model.train()
-        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cuda_tricks and t.amp):
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.path["amp"]):
             logits, aux = self.step_fn(x, y)
         loss = segmentation_loss(logits, y, b.variance, kind=t.loss, confidence_weighting=t.confidence_weighting,
                                  gamma=t.confidence_gamma) + aux.float()
@@ -336,7 +336,8 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             cfg.save(self.out / "config.yaml")
             self.log.write(event="start", step=self.step_count, steps=t.steps, backbone=cfg.model.backbone,
-                           device=str(self.device), world_size=dist.world_size, n_train=self.n_train,
+                           device=str(self.device), precision=self.path["path"], threads=torch.get_num_threads(),
+                           world_size=dist.world_size, n_train=self.n_train,
                            n_val_images=self.n_val_images, resumed_from=str(resume) if resume else None)
         bar = None
         if progress and dist.is_main:
