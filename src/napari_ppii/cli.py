@@ -186,11 +186,14 @@ def cmd_predict(args) -> int:
         if not args.quiet:
             print(f"[{i}/{n}] {name}: {status}", file=sys.stderr, flush=True)
 
-    res = predict_batch(pred, sources, out, samples=args.samples, fmt=args.format, progress=progress, skipped=bad)
+    prior, pmask = _prior_args(args)
+    res = predict_batch(pred, sources, out, samples=args.samples, fmt=args.format, progress=progress, skipped=bad,
+                        prior=prior, prior_mask=pmask)
     ok = [r for r in res.rows if r["status"] == "ok"]
     (out / "predict.json").write_text(json.dumps({
         "checkpoint": str(args.checkpoint), "step": pred.step, "backbone": pred.cfg.model.backbone,
         "inputs": [str(i) for i in args.inputs], "predicted": len(ok), "skipped": len(res.skipped),
+        "prior": prior.to_dict(),
         "index": res.index.name}, indent=2))
     print(f"{pred.cfg.model.backbone}: {len(ok)} scan{'s' if len(ok) != 1 else ''} predicted into {out} "
           f"(index: {res.index.name})")
@@ -202,12 +205,43 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _prior_args(args):
+    """``(PriorSettings, mask or None)`` from ``--prior``, ``--prior-sigma``, ``--prior-floor``, ``--prior-mask``."""
+    from .prior import DEFAULT_PRIOR, PriorSettings
+
+    kind = args.prior or ("lungs" if getattr(args, "restrict", None) == "lungs" else DEFAULT_PRIOR.kind)
+    floor = args.prior_floor if args.prior_floor is not None else (0.0 if getattr(args, "restrict", None) else DEFAULT_PRIOR.floor)
+    prior = PriorSettings(kind, args.prior_sigma if args.prior_sigma is not None else DEFAULT_PRIOR.sigma, floor)
+    mask = None
+    if kind == "mask":
+        if not args.prior_mask:
+            raise InputError("--prior mask needs --prior-mask (a mask file of the scan's shape)")
+        from .io import read_scan
+
+        mask = read_scan(args.prior_mask).array
+    elif args.prior_mask:
+        raise InputError("--prior-mask is used only with --prior mask")
+    return prior, mask
+
+
+def _add_prior_args(p) -> None:
+    from .prior import DEFAULT_PRIOR
+
+    p.add_argument("--prior", choices=["none", "lungs", "mask"],
+                   help=f"weight the map by a soft organ prior (default: {DEFAULT_PRIOR.kind}; see README, 'Prior at "
+                   "inference'): none = raw map, lungs = computed lung fields, mask = --prior-mask")
+    p.add_argument("--prior-mask", help="--prior mask: a mask file (NIfTI, MHA, PNG, ...) of the scan's shape")
+    p.add_argument("--prior-sigma", type=float, help=f"prior smoothing, fraction of the side (default {DEFAULT_PRIOR.sigma:g})")
+    p.add_argument("--prior-floor", type=float, help=f"prior value far outside the mask (default {DEFAULT_PRIOR.floor:g})")
+
+
 def cmd_evaluate(args) -> int:
     from .evaluation import EvalOptions, evaluate, load_csv_test_set, load_volume_test_set
     from .evaluation.report import write_report
     from .evaluation.summary import first_hit_lines, summarise
     from .predict import Predictor
 
+    prior, pmask = _prior_args(args)
     pred = Predictor(args.checkpoint, device=args.device or "cpu")
     data = Path(args.data)
     if data.suffix.lower() == ".csv":
@@ -216,7 +250,7 @@ def cmd_evaluate(args) -> int:
     else:
         items = load_volume_test_set(data, args.boxes)
     opts = EvalOptions(score=args.score, topk_percent=args.topk, region=args.region, n_boot=args.n_boot,
-                       samples=args.samples, min_distance=args.min_distance, restrict=args.restrict)
+                       samples=args.samples, min_distance=args.min_distance, prior=prior)
     bar = None
     if not args.quiet:
         from tqdm import tqdm
@@ -230,7 +264,7 @@ def cmd_evaluate(args) -> int:
 
         atlas = training_atlas(load_normal_images(pred.cfg.with_values({"data.train": train_data})))
     ev = evaluate(pred, items, opts, progress=(lambda i, n: bar.update(1)) if bar else None,
-                  floors=not args.no_floors, atlas=atlas)
+                  floors=not args.no_floors, atlas=atlas, prior_mask=pmask)
     if bar:
         bar.close()
     report = write_report(ev, args.out, title=f"{pred.cfg.model.backbone} ({pred.cfg.synthesis.method}) on {data.name}",
@@ -314,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu (default), cuda or cuda:N")
     p.add_argument("--series", help="SeriesInstanceUID for folders with several series")
     p.add_argument("--format", choices=["tiff", "nifti"], help="default: tiff for 2D, nifti for volumes")
+    _add_prior_args(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="score a checkpoint on test scans: pixel AUROC, sample AUROC/AP, FROC")
@@ -334,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-floors", action="store_true", help="skip the non-learned floors (random, lung field, "
                    "darkness, training atlas, blob filter) scored beside the model")
     p.add_argument("--train-data", help="normal images for the atlas floor (default: the checkpoint's data.train)")
-    p.add_argument("--restrict", choices=["lungs"], help="multiply the map by the soft lung-field prior before scoring")
+    p.add_argument("--restrict", choices=["lungs"], help=argparse.SUPPRESS)  # old spelling: --prior lungs --prior-floor 0
+    _add_prior_args(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 

@@ -187,11 +187,19 @@ class BatchResult:
 
 def predict_batch(predictor: Predictor, sources: list[ScanSource], out: str | Path, *, samples: int | None = None,
                   fmt: str | None = None, progress: Callable[[int, int, str, str], None] | None = None,
-                  skipped: list[tuple[str, str]] | None = None) -> BatchResult:
+                  skipped: list[tuple[str, str]] | None = None, prior=None,
+                  prior_mask: np.ndarray | None = None) -> BatchResult:
     """Predict every source with one loaded model; write ``<name>_anomaly_map`` and ``<name>_variance``
     (TIFF for 2D, NIfTI for volumes, unless ``fmt``) and ``index.csv`` (one row per input, with the
     reason for each skipped one).  An unreadable scan is skipped, never fatal.  ``progress(i, n, name,
-    status)`` after each scan."""
+    status)`` after each scan.
+
+    ``prior`` (:class:`~napari_ppii.prior.PriorSettings`, kind ``lungs`` or ``mask`` with ``prior_mask``
+    of each scan's shape): the anomaly map is weighted by the soft organ prior and the raw map is
+    written beside it as ``<name>_anomaly_map_raw``."""
+    from .prior import PriorSettings, apply_prior, prior_mask as _prior_mask
+
+    prior = prior or PriorSettings("none")
     import csv
     import time
 
@@ -210,10 +218,14 @@ def predict_batch(predictor: Predictor, sources: list[ScanSource], out: str | Pa
             scan = read_scan(src.path, src.series)
             amap = predictor.predict_scan(scan, samples=samples)
             kind = fmt or ("nifti" if scan.ndim == 3 else "tiff")
-            a = write_array(amap.mean, out / f"{src.name}_anomaly_map", like=scan, fmt=kind)
+            mean = amap.mean
+            if prior.kind != "none":
+                write_array(mean, out / f"{src.name}_anomaly_map_raw", like=scan, fmt=kind)
+                mean = apply_prior(mean, _prior_mask(scan, prior, prior_mask).reshape(mean.shape), prior)
+            a = write_array(mean, out / f"{src.name}_anomaly_map", like=scan, fmt=kind)
             v = write_array(amap.variance, out / f"{src.name}_variance", like=scan, fmt=kind)
             rows.append({"input": label, "status": "ok", "anomaly_map": a.name, "variance": v.name,
-                         "shape": "x".join(str(n) for n in scan.shape), "max": f"{float(amap.mean.max()):.6f}",
+                         "shape": "x".join(str(n) for n in scan.shape), "max": f"{float(mean.max()):.6f}", "prior": prior.kind,
                          "samples": amap.samples, "seconds": f"{time.perf_counter() - t0:.2f}"})
             status = "ok"
             del scan, amap
@@ -225,7 +237,7 @@ def predict_batch(predictor: Predictor, sources: list[ScanSource], out: str | Pa
         if progress is not None:
             progress(i + 1, len(sources), src.name, status)
     index = out / "index.csv"
-    cols = ["input", "status", "anomaly_map", "variance", "shape", "max", "samples", "seconds", "reason"]
+    cols = ["input", "status", "anomaly_map", "variance", "shape", "max", "prior", "samples", "seconds", "reason"]
     with index.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()

@@ -60,7 +60,16 @@ class EvalOptions:
     seed: int = 0
     bins: int = 4096
     samples: int | None = None
-    restrict: str | None = None  # "lungs": the map is multiplied by the soft lung-field prior before scoring
+    restrict: str | None = None  # old spelling of prior=lungs with floor 0 ("lungs")
+    prior: "PriorSettings | None" = None  # the map weighted by a soft organ prior (napari_ppii.prior); None: raw
+
+    def __post_init__(self):
+        from ..prior import PriorSettings
+
+        if self.prior is None and self.restrict == "lungs":
+            self.prior = PriorSettings("lungs", 0.03, 0.0)
+        if self.prior is None:
+            self.prior = PriorSettings("none")
 
 
 def load_csv_test_set(path: str | Path, labels: Sequence[str] | None = None, split: str = "test",
@@ -219,13 +228,12 @@ class Evaluation:
 
 
 def restrict_to_lungs(amap: np.ndarray, lungs: Sequence[np.ndarray]) -> np.ndarray:
-    """The map times the soft lung-field prior (per image / slice): what a reader of chest scans
-    looks at; a stated post-processing, reported as its own row, never chosen on test data."""
-    from ..anatomy import lung_prior
+    """The map times the soft lung-field prior without a floor (per image / slice); see
+    :mod:`napari_ppii.prior` for the prior with a floor that ``--prior`` applies."""
+    from ..prior import PriorSettings, apply_prior
 
-    if amap.ndim == 3:
-        return np.stack([a * lung_prior(m) for a, m in zip(amap, lungs)]).astype(np.float32)
-    return (amap * lung_prior(lungs[0])).astype(np.float32)
+    mask = np.stack(list(lungs)) if amap.ndim == 3 else lungs[0]
+    return apply_prior(amap, mask, PriorSettings("lungs", 0.03, 0.0))
 
 
 def _lungs_and_display(scan: Scan):
@@ -245,7 +253,8 @@ def _lungs_and_display(scan: Scan):
 
 def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = None,
              progress: Callable[[int, int], None] | None = None, keep_maps: int = 8,
-             floors: bool | Sequence[str] = True, atlas: np.ndarray | None = None) -> Evaluation:
+             floors: bool | Sequence[str] = True, atlas: np.ndarray | None = None,
+             prior_mask: np.ndarray | None = None) -> Evaluation:
     """Predict every test item with the training pre-processing and score the maps.
 
     For volumes, metrics are reported per slice (each slice an image, slice boxes = the 3D boxes'
@@ -253,7 +262,12 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
     score the non-learned maps of :mod:`napari_ppii.evaluation.floors` (all, or the names given) with the
     same code, under ``metrics["floors"]`` (``atlas``: the training normals' mean, for the atlas floor).
     ``predictor`` None scores the floors only.
+
+    ``opts.prior`` (kind ``lungs`` or ``mask``; ``prior_mask``: the mask for kind ``mask``, of every
+    item's shape) scores the prior-weighted maps as the model's figures and the raw maps beside them
+    under ``metrics["raw"]``; ``metrics["prior"]`` records the settings.
     """
+    from ..prior import apply_prior, prior_mask as _prior_mask
     from .floors import FLOORS, floor_maps_2d
 
     opts = opts or EvalOptions()
@@ -263,13 +277,22 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
     fmaps: dict[str, list] = {k: [] for k in wanted}
     maps, boxes, kept, regions, names = [], [], [], [], []
     vol_maps, vol_boxes = [], []
+    prior = opts.prior
+    raw_maps, raw_vol = [], []
     rng = np.random.default_rng(opts.seed)
     for i, it in enumerate(items):
         scan = it.scan if it.scan is not None else read_scan(it.path)
         lungs, displays = _lungs_and_display(scan)
         amap = predictor.predict_scan(scan, samples=opts.samples).mean if predictor is not None else None
-        if amap is not None and opts.restrict == "lungs":
-            amap = restrict_to_lungs(amap, lungs)
+        if amap is not None and prior.kind != "none":
+            raw = amap
+            pm = np.stack(lungs) if prior.kind == "lungs" else _prior_mask(scan, prior, prior_mask)
+            amap = apply_prior(raw, pm if scan.ndim == 3 else pm.reshape(raw.shape), prior)
+            if scan.ndim == 3:
+                raw_vol.append(raw)
+                raw_maps.extend(list(raw))
+            else:
+                raw_maps.append(raw)
         if scan.ndim == 3:
             if amap is not None:
                 vol_maps.append(amap)
@@ -304,6 +327,13 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
                   "froc_at_10fp_ci", "froc_centre_at_10fp", "froc_centre_at_10fp_ci", "sample_auroc",
                   "sample_auroc_ci", "sample_ap", "sample_ap_ci"):
             metrics[k] = metrics["per_slice"][k]
+    if raw_maps:
+        raw = score_maps(raw_maps, boxes, opts, regions=regions, full=False)
+        metrics["raw"] = {h: raw[h] for h in HEADLINE if h in raw} | {f"{h}_ci": raw[f"{h}_ci"] for h in HEADLINE if f"{h}_ci" in raw}
+        if raw_vol:
+            r3 = score_maps(raw_vol, vol_boxes, opts, three_d=True, full=False)
+            metrics["raw"]["per_lesion_3d"] = {h: r3[h] for h in HEADLINE if h in r3}
+    metrics["prior"] = prior.to_dict()
     if wanted:
         metrics["floors"] = {}
         for k in wanted:
@@ -318,7 +348,7 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
         "floors": "non-learned maps scored with the same code: " + ", ".join(wanted) if wanted else "none",
         "ci": f"95% percentile bootstrap over images, {opts.n_boot} resamples, seed {opts.seed}",
         "samples": opts.samples,
-        "restrict": "map x soft lung-field prior" if opts.restrict == "lungs" else "none",
+        "prior": prior.describe(),
     }
     ev = Evaluation(metrics)
     for it, scan, amap in kept:

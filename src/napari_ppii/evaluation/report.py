@@ -105,7 +105,11 @@ def floors_table(metrics: dict, name: str = "model") -> list[str]:
     cols = [(k, lab) for k, lab in _COLUMNS if k in m or any(k in f for f in metrics.get("floors", {}).values())]
     lines = ["| map | " + " | ".join(lab for _, lab in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     if "pixel_auroc" in m:
-        lines.append(f"| **{name}** | " + " | ".join(fmt_ci(m, k) for k, _ in cols) + " |")
+        prior = metrics.get("prior", {}).get("kind", "none")
+        tag = f" (x {prior} prior)" if prior != "none" else ""
+        lines.append(f"| **{name}{tag}** | " + " | ".join(fmt_ci(m, k) for k, _ in cols) + " |")
+    if "raw" in metrics:
+        lines.append(f"| {name}, raw map (no prior) | " + " | ".join(fmt_ci(metrics["raw"], k) for k, _ in cols) + " |")
     for fname, f in metrics.get("floors", {}).items():
         lines.append(f"| floor: {fname} | " + " | ".join(fmt_ci(f, k) for k, _ in cols) + " |")
     return lines

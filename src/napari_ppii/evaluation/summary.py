@@ -51,7 +51,14 @@ def summarise(metrics: dict) -> str:
     if "top1_hits" in flat:
         lines.append(f"each of the {flat['top1_hits'][1]} {unit} with a lesion: its strongest detection lies on it in "
                      f"{_top1(flat)}")
-    lines.append(f"model: pixel AUROC {_ci(metrics, 'pixel_auroc')}, FROC@10FP {_ci(metrics, 'froc_at_10fp')}")
+    prior = metrics.get("prior", {}).get("kind", "none")
+    tag = f" (map x {prior} prior)" if prior != "none" else ""
+    lines.append(f"model{tag}: pixel AUROC {_ci(metrics, 'pixel_auroc')}, FROC@10FP {_ci(metrics, 'froc_at_10fp')}")
+    if "raw" in metrics:
+        r = metrics["raw"]
+        top1 = f", strongest detection on the lesion in {_top1(r)}" if "top1_hits" in r else ""
+        lines.append(f"model, raw map (no prior): pixel AUROC {_ci(r, 'pixel_auroc')}, FROC@10FP "
+                     f"{_ci(r, 'froc_at_10fp')}{top1}")
     for name, f in metrics.get("floors", {}).items():
         f = f.get("per_slice", f)
         top1 = f", strongest detection on the lesion in {_top1(f)}" if "top1_hits" in f else ""

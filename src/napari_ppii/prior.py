@@ -1,0 +1,104 @@
+"""Anatomy-aware anomaly maps at inference: the map weighted by a soft organ prior.
+
+A chest lesion lies in the lungs, so a reader of chest scans looks there; multiplying an anomaly map by
+a soft lung-field prior is ordinary practice in anomaly localisation (brain masks in MRI).  The prior
+is *soft*: the mask smoothed by a Gaussian (``sigma`` x the image side, per image / slice) and lifted to
+a ``floor`` outside it, so a lesion on the pleura or just outside the mask still scores, only damped:
+
+    prior = floor + (1 - floor) * smooth(mask) / max(smooth(mask)),    weighted map = map * prior
+
+Inside the mask, away from its edge, the prior is 1 and the map is unchanged.
+
+Kinds (``PriorSettings.kind``): ``none`` (the raw map), ``lungs`` (lung fields computed from the scan:
+:func:`napari_ppii.anatomy.lung_mask` -- CT from the HU volume, radiographs from the image) and
+``mask`` (a mask the user gives: a file, or a painted napari Labels layer, of the scan's shape).
+
+The defaults (:data:`DEFAULT_PRIOR`) were chosen on the NIH Nodule/Mass boxes (benchmarks/README.md,
+"Prior at inference"), never on the JSRT test rows or the bundled demo slab.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import InputError
+
+PRIOR_KINDS = ("none", "lungs", "mask")
+
+
+@dataclass(frozen=True)
+class PriorSettings:
+    kind: str = "lungs"
+    sigma: float = 0.03  # Gaussian of sigma x the image side
+    floor: float = 0.2  # the prior's value far outside the mask
+
+    def __post_init__(self):
+        if self.kind not in PRIOR_KINDS:
+            raise InputError(f"prior must be one of {', '.join(PRIOR_KINDS)}, got {self.kind!r}")
+        if not 0.0 <= self.floor <= 1.0:
+            raise InputError(f"prior floor must lie in [0, 1], got {self.floor}")
+        if not 0.0 <= self.sigma <= 0.5:
+            raise InputError(f"prior sigma must lie in [0, 0.5] (a fraction of the image side), got {self.sigma}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        if self.kind == "none":
+            return "none (raw map)"
+        what = "computed lung fields" if self.kind == "lungs" else "the given mask"
+        return f"map x soft prior of {what} (Gaussian {self.sigma:g} x side, floor {self.floor:g})"
+
+
+#: The default prior of ``ppii predict`` / ``ppii evaluate`` and the widgets.
+DEFAULT_PRIOR = PriorSettings()
+
+
+def soft_prior(mask: np.ndarray, sigma: float = DEFAULT_PRIOR.sigma, floor: float = DEFAULT_PRIOR.floor) -> np.ndarray:
+    """The soft prior of a 2D mask, or of a 3D mask slice by slice, in ``[floor, 1]`` (float32).  An empty
+    mask (slice) gives 1 everywhere: no anatomy found means nothing to damp."""
+    from scipy import ndimage as ndi
+
+    m = np.asarray(mask)
+    if m.ndim == 3:
+        return np.stack([soft_prior(s, sigma, floor) for s in m])
+    if m.ndim != 2:
+        raise InputError(f"a prior mask must be 2D or 3D, got shape {m.shape}")
+    m = (m > 0).astype(np.float32)
+    if not m.any():
+        return np.ones_like(m)
+    s = ndi.gaussian_filter(m, sigma * max(m.shape)) if sigma > 0 else m
+    s = s / float(s.max())
+    return (floor + (1.0 - floor) * s).astype(np.float32)
+
+
+def prior_mask(scan, settings: PriorSettings, mask: np.ndarray | None = None) -> np.ndarray | None:
+    """The mask behind the prior for ``scan`` (a :class:`~napari_ppii.io.Scan` or an array), or None for
+    ``none``.  ``mask`` (kind ``mask``) must have the scan's spatial shape."""
+    if settings.kind == "none":
+        return None
+    arr = np.asarray(getattr(scan, "array", scan))
+    spatial = arr.shape if arr.ndim <= 2 or getattr(scan, "ndim", arr.ndim) == 3 else arr.shape[:2]
+    if settings.kind == "mask":
+        if mask is None:
+            raise InputError("prior 'mask' needs a mask (a mask file, or a Labels layer in the viewer)")
+        m = np.asarray(mask)
+        if m.shape != tuple(spatial):
+            raise InputError(f"prior mask of shape {m.shape} does not match the scan's {tuple(spatial)}")
+        if not np.isfinite(m).all():
+            raise InputError("prior mask contains NaN or Inf values")
+        return m > 0
+    from .anatomy import lung_mask
+
+    return lung_mask(scan)
+
+
+def apply_prior(amap: np.ndarray, mask: np.ndarray | None, settings: PriorSettings) -> np.ndarray:
+    """``amap`` weighted by the soft prior of ``mask`` (same shape); unchanged for ``none`` / no mask."""
+    if settings.kind == "none" or mask is None:
+        return amap
+    if mask.shape != amap.shape:
+        raise InputError(f"prior mask of shape {mask.shape} does not match the map's {amap.shape}")
+    return (np.asarray(amap, np.float32) * soft_prior(mask, settings.sigma, settings.floor)).astype(np.float32)
