@@ -55,7 +55,12 @@ def score_checkpoint(pred, datasets: dict, opts, floors: dict, atlas, out: Path,
              "steps": pred.cfg.training.steps}
     for name, items in datasets.items():
         with_floors = name not in floors
-        ropts = replace(opts, restrict=restrict) if restrict else opts
+        if restrict:
+            from napari_ppii.prior import PriorSettings
+
+            ropts = replace(opts, prior=PriorSettings("lungs", 0.03, 0.0))
+        else:
+            ropts = opts
         ev = evaluate(pred, items, ropts, floors=with_floors, atlas=atlas if name != "LIDC-IDRI-0001" else None)
         if with_floors:
             floors[name] = ev.metrics.get("floors", {})

@@ -252,6 +252,27 @@ def test_screenshot_shows_the_map_over_the_implanted_lesion(predict_setup, qtbot
     assert inside.mean() > 0.9, inside.mean()
 
 
+def test_prediction_with_a_painted_prior_mask(predict_setup, qtbot):
+    """Prior 'mask' with a Labels layer: the map is unchanged deep inside the painted region, damped to
+    the floor far outside it, and the raw map is kept as a hidden layer; no Labels layer: a message."""
+    from napari_ppii.prior import DEFAULT_PRIOR
+
+    v, w, box = predict_setup
+    w.prior.kind.value = "mask"
+    assert not w.predict() and "Labels layer" in w.counts.text()
+    painted = np.zeros((64, 64), np.uint8)
+    painted[20:60, 5:40] = 1  # around the lesion (rows 34-46, columns 16-28)
+    v.add_labels(painted, name="painted", scale=(0.5, 0.7), translate=(10.0, 20.0))
+    w.prior.layer.value = "painted"
+    _predict(w, qtbot)
+    assert w.last_error is None
+    weighted, raw = v.layers["anomaly map"].data, v.layers["anomaly map (raw)"].data
+    assert not v.layers["anomaly map (raw)"].visible
+    np.testing.assert_allclose(weighted[35:45, 15:30], raw[35:45, 15:30], rtol=1e-5)
+    np.testing.assert_allclose(weighted[:5, 55:], DEFAULT_PRIOR.floor * raw[:5, 55:], rtol=1e-3, atol=1e-7)
+    assert w.last_counts[0] == 1  # the lesion inside the painted region is still hit
+
+
 def test_prediction_bad_checkpoint_notifies(predict_setup, tmp_path, qtbot):
     v, w, _ = predict_setup
     (tmp_path / "bad.pt").write_bytes(b"junk")
@@ -350,8 +371,16 @@ def test_evaluation_widget_table_froc_and_browsing(make_napari_viewer, qtbot, tm
     from napari_ppii.io import read_scan
     from napari_ppii.predict import Predictor
 
-    want = Predictor(ckpt).predict_scan(read_scan(w.items[4].path)).mean
+    from napari_ppii.anatomy import lung_mask
+    from napari_ppii.prior import DEFAULT_PRIOR, apply_prior
+
+    # the shown map is the model's map weighted by the default prior (lungs); the table shows both rows
+    assert w.prior.kind.value == DEFAULT_PRIOR.kind == "lungs"
+    scan4 = read_scan(w.items[4].path)
+    want = apply_prior(Predictor(ckpt).predict_scan(scan4).mean, lung_mask(scan4), DEFAULT_PRIOR)
     np.testing.assert_allclose(v.layers["eval map"].data, want, atol=1e-6)
+    raw = w.evaluation.metrics["raw"]["pixel_auroc"]
+    assert float(w.table.item(0, 2).text()) == pytest.approx(raw, abs=1e-3)
     assert len(v.layers["eval boxes"].data) == 1 and len(v.layers["eval candidates"].data) >= 1
 
 

@@ -31,6 +31,7 @@ class AnomalyMap:
     variance: np.ndarray  # same shape, variance over samples (zero for a plain U-Net)
     scan: Scan  # geometry the maps belong to
     samples: int
+    raw: np.ndarray | None = None  # the map before an organ prior weighted ``mean`` (napari_ppii.prior)
 
 
 class Predictor:

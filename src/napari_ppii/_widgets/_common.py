@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 #: the checkpoint of the most recent run started from a widget (the prediction widget offers it)
 LAST_RUN: dict[str, Path] = {}
 
@@ -114,3 +116,38 @@ def layer_picker(viewer, kinds, *, extra: tuple[str, ...] = (), exclude=lambda l
     for e in events:
         e.connect(refresh)
     return combo
+
+
+class PriorControls:
+    """The prior choice of the prediction and evaluation docks (:mod:`napari_ppii.prior`): ``none``,
+    ``lungs`` (computed from the scan) or ``mask`` (a Labels layer, e.g. a painted mask).  ``container``
+    is the magicgui widget to add; ``settings()`` and ``mask()`` read it on the GUI thread."""
+
+    def __init__(self, viewer):
+        from magicgui.widgets import ComboBox, Container
+        from napari.layers import Labels
+
+        from ..prior import DEFAULT_PRIOR, PRIOR_KINDS
+
+        self.viewer = viewer
+        self.kind = ComboBox(choices=list(PRIOR_KINDS), value=DEFAULT_PRIOR.kind, label="Prior",
+                             tooltip="weight the map by a soft organ prior: none = the raw map; lungs = lung fields "
+                             "computed from the scan; mask = the Labels layer below (e.g. painted)")
+        self.layer = layer_picker(viewer, Labels, label="Prior mask", tooltip="prior 'mask': this Labels layer")
+        self.container = Container(widgets=[self.kind, self.layer], labels=True)
+
+    def settings(self):
+        from ..prior import DEFAULT_PRIOR, PriorSettings
+
+        return PriorSettings(self.kind.value, DEFAULT_PRIOR.sigma, DEFAULT_PRIOR.floor)
+
+    def mask(self):
+        """The chosen Labels layer's data (a copy) for kind ``mask``, else None; an InputError when missing."""
+        if self.kind.value != "mask":
+            return None
+        name = self.layer.value
+        if not name or name not in self.viewer.layers:
+            from ..errors import InputError
+
+            raise InputError("prior 'mask' needs a Labels layer (paint one, or open a mask)")
+        return np.array(self.viewer.layers[name].data)

@@ -48,6 +48,7 @@ class EvaluationWidget(FormsMixin, QWidget):
         self.items = []  # the test items (paths and boxes; no scans, no maps)
         self._predictor = None
         self._shown = None  # (index, scan, map) of the scan on show: the only one kept
+        self._prior = (None, None)  # (PriorSettings, painted mask) of the last run
         self._item_worker = None
         self.worker = None
         self.last_error: str | None = None
@@ -72,14 +73,18 @@ class EvaluationWidget(FormsMixin, QWidget):
         from ._config import inference_form
 
         outer.addWidget(inference_form(self, napari_viewer).native)
+        from ._common import PriorControls
+
+        self.prior = PriorControls(napari_viewer)
+        outer.addWidget(self.prior.container.native)
         self.run_button = QPushButton("Evaluate")
         self.run_button.clicked.connect(self.run)
         outer.addWidget(self.run_button)
         self.progress = QProgressBar()
         outer.addWidget(self.progress)
         self.progress_changed.connect(lambda i, n: (self.progress.setRange(0, n), self.progress.setValue(i)))
-        self.table = QTableWidget(len(ROWS), 2)
-        self.table.setHorizontalHeaderLabels(["value", "95% CI"])
+        self.table = QTableWidget(len(ROWS), 3)
+        self.table.setHorizontalHeaderLabels(["value", "95% CI", "raw map (no prior)"])
         self.table.setVerticalHeaderLabels([r[1] for r in ROWS])
         outer.addWidget(self.table)
         # the non-learned floors scored in the same run (same metric code and CIs): the model is only
@@ -127,10 +132,12 @@ class EvaluationWidget(FormsMixin, QWidget):
                 items = load_csv_test_set(data, labels=labels)
             else:
                 items = load_volume_test_set(data, self.boxes.text() or None)
+            prior, painted = self.prior.settings(), self.prior.mask()
         except InputError as exc:
             self._fail(str(exc))
             return
-        opts = EvalOptions(n_boot=self.n_boot.value(), samples=self.shared.config.model.samples)
+        opts = EvalOptions(n_boot=self.n_boot.value(), samples=self.shared.config.model.samples, prior=prior)
+        self._prior = (prior, painted)
 
         def job():  # the progress signal crosses threads as a queued connection
             atlas = None
@@ -140,7 +147,8 @@ class EvaluationWidget(FormsMixin, QWidget):
                 from ..training.data import load_normal_images
 
                 atlas = training_atlas(load_normal_images(pred.cfg))
-            return evaluate(pred, items, opts, progress=self.progress_changed.emit, keep_maps=0, atlas=atlas)
+            return evaluate(pred, items, opts, progress=self.progress_changed.emit, keep_maps=0, atlas=atlas,
+                            prior_mask=painted)
 
         self.items, self._predictor, self._shown = items, pred, None
 
@@ -164,6 +172,8 @@ class EvaluationWidget(FormsMixin, QWidget):
             v, ci = m.get(key), m.get(f"{key}_ci")
             self.table.setItem(i, 0, QTableWidgetItem("n/a" if v is None or not np.isfinite(v) else f"{v:.3f}"))
             self.table.setItem(i, 1, QTableWidgetItem("" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"))
+            r = m.get("raw", {}).get(key)
+            self.table.setItem(i, 2, QTableWidgetItem("" if r is None or not np.isfinite(r) else f"{r:.3f}"))
         floors = m.get("floors", {})
         self.floors_table.setColumnCount(len(floors))
         self.floors_table.setHorizontalHeaderLabels(list(floors))
@@ -204,10 +214,16 @@ class EvaluationWidget(FormsMixin, QWidget):
         def job():
             from ..io import read_scan
 
+            from ..prior import apply_prior, prior_mask
+
             scan = it.scan if it.scan is not None else read_scan(it.path)
-            return i, scan, pred.predict_scan(scan, samples=samples).mean
+            amap = pred.predict_scan(scan, samples=samples).mean
+            if prior.kind != "none":
+                amap = apply_prior(amap, prior_mask(scan, prior, painted).reshape(amap.shape), prior)
+            return i, scan, amap
 
         samples = self.shared.config.model.samples
+        prior, painted = self._prior
         self.item_label.setText(f"{it.name}: predicting...")
         self._item_worker = launch(job, returned=lambda r: self._display(*r), finished=lambda: setattr(
             self, "_item_worker", None), errored=lambda e: self._fail(f"cannot show test scan {i}: {e}"))

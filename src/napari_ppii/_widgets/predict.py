@@ -30,6 +30,7 @@ from ..errors import InputError
 from ..io.boxes import Box
 
 MAP = "anomaly map"
+RAW = "anomaly map (raw)"
 VAR = "uncertainty"
 DET = "detections"
 
@@ -100,7 +101,7 @@ class PredictWidget(FormsMixin, QWidget):
         from ._common import layer_picker
         from ._config import inference_form
 
-        mine = lambda ly: ly.name in (MAP, VAR, DET) or ly.name.startswith((MAP, "P-PII"))  # noqa: E731
+        mine = lambda ly: ly.name in (MAP, RAW, VAR, DET) or ly.name.startswith((MAP, "P-PII"))  # noqa: E731
         self.image_combo = layer_picker(self.viewer, Image, exclude=mine, label="Scan layer")
         self.truth_combo = layer_picker(self.viewer, Shapes, extra=("(none)",), exclude=mine, label="Ground truth")
         form.addRow("Checkpoint", row)
@@ -109,6 +110,10 @@ class PredictWidget(FormsMixin, QWidget):
 
         outer.addWidget(Container(widgets=[self.image_combo, self.truth_combo], labels=True).native)
         outer.addWidget(inference_form(self, napari_viewer).native)
+        from ._common import PriorControls
+
+        self.prior = PriorControls(napari_viewer)
+        outer.addWidget(self.prior.container.native)
         self.predict_button, self.all_button, self.folder_button = button_row(outer, "Predict", "All layers", "Folder...")
         self.predict_button.clicked.connect(self.predict)
         self.all_button.setToolTip("predict every image layer (a map layer each)")
@@ -176,11 +181,31 @@ class PredictWidget(FormsMixin, QWidget):
             str(e) if isinstance(e, InputError) else f"prediction failed: {type(e).__name__}: {e}"))
         return True
 
+    def _prior_job(self, scan):
+        """On the GUI thread: check the prior choice (a Labels mask of the scan's shape); returns the
+        function the worker applies to the predicted :class:`~napari_ppii.predict.AnomalyMap`: the map
+        weighted by the prior, the raw map kept as ``amap.raw``."""
+        from dataclasses import replace
+
+        from ..prior import apply_prior, prior_mask
+
+        settings, painted = self.prior.settings(), self.prior.mask()
+        if painted is not None:
+            prior_mask(scan, settings, painted)  # shape and values checked now, not in the worker
+
+        def weigh(amap):
+            if settings.kind == "none":
+                return amap
+            m = prior_mask(scan, settings, painted).reshape(amap.mean.shape)
+            return replace(amap, mean=apply_prior(amap.mean, m, settings), raw=amap.mean)
+
+        return weigh
+
     def _image_layers(self) -> list[str]:
         from napari.layers import Image
 
         return [ly.name for ly in self.viewer.layers if isinstance(ly, Image) and not ly.name.startswith((MAP, VAR, "P-PII"))
-                and ly.name != DET]
+                and ly.name not in (DET, RAW)]
 
     def _scan_of(self, name: str):
         layer = self.viewer.layers[name]
@@ -196,8 +221,9 @@ class PredictWidget(FormsMixin, QWidget):
         def prepare(get, samples):
             scan, g = self._scan_of(name)
             geo.update(g)
+            weigh = self._prior_job(scan)
             # the progress signal crosses threads as a queued connection
-            return lambda: get().predict_scan(scan, samples=samples, progress=self.progress_changed.emit)
+            return lambda: weigh(get().predict_scan(scan, samples=samples, progress=self.progress_changed.emit))
 
         return self._launch(prepare, lambda amap: self._show(amap, geo))
 
@@ -211,11 +237,12 @@ class PredictWidget(FormsMixin, QWidget):
 
         def prepare(get, samples):
             items = [(n, *self._scan_of(n)) for n in names]
+            weighs = [self._prior_job(scan) for _, scan, _ in items]
 
             def job():
                 pred, out = get(), []
                 for i, (name, scan, geo) in enumerate(items):
-                    out.append((name, pred.predict_scan(scan, samples=samples), geo))
+                    out.append((name, weighs[i](pred.predict_scan(scan, samples=samples)), geo))
                     self.progress_changed.emit(i + 1, len(items))
                 return out
 
@@ -274,6 +301,11 @@ class PredictWidget(FormsMixin, QWidget):
             self.progress.setValue(0)
 
     def _show(self, amap, geo):
+        raw = amap.raw
+        if raw is not None:  # the map before the prior, hidden, for comparison
+            set_image_layer(self.viewer, RAW, raw, geo, **overlay_style(), visible=False)
+        elif RAW in self.viewer.layers:
+            self.viewer.layers.remove(RAW)
         self.map_layer = set_image_layer(self.viewer, MAP, amap.mean, geo, **overlay_style())
         if amap.samples > 1:
             set_image_layer(self.viewer, VAR, amap.variance, geo, colormap="viridis", opacity=0.5, blending="additive", visible=False,
