@@ -74,7 +74,7 @@ def main(argv=None):
     out = {}
     jsrt = SHARED / "jsrt" / "annotations.csv"
     nih = SHARED / "nih-cxr" / "annotations.csv"
-    lidc = SHARED / "lidc-idri-0001"
+    lidcs = {"lidc": (SHARED / "lidc-idri-0001", "069.xml"), "lidc2": (SHARED / "lidc-idri-0002", "071.xml")}
     if jsrt.exists():
         out["jsrt"] = _cxr_set(jsrt, limit=args.limit, png=args.png)
     else:
@@ -83,15 +83,25 @@ def main(argv=None):
         out["nih"] = _cxr_set(nih, labels={"Nodule", "Mass"}, limit=args.limit, png=args.png)
     else:
         print(f"NIH absent ({nih})")
-    if lidc.exists():
+    for key, (lidc, xml) in lidcs.items():
+        if not lidc.exists():
+            print(f"LIDC absent ({lidc})")
+            continue
         scan = read_scan(lidc / "dicom")
         m = lung_mask_ct(scan.array)
-        boxes = [b for b in read_boxes(lidc / "069.xml", scan.slice_positions) if b.ndim == 3]
+        boxes = [b for b in read_boxes(lidc / xml, scan.slice_positions) if b.ndim == 3]
         cents = [b.centre for b in boxes]
-        out["lidc"] = {"boxes": len(boxes), "box_centres_inside": mask_coverage(m, cents), "mask_volume_share": float(m.mean()),
-                       "slices_with_lung": int(m.any((1, 2)).sum()), "slices": int(m.shape[0])}
-    else:
-        print(f"LIDC absent ({lidc})")
+        big = [b.centre for b in boxes if b.label == "nodule>=3mm" or b.properties.get("kind") == "nodule>=3mm"]
+        body = scan.array > -500
+        out[key] = {"boxes": len(boxes), "box_centres_inside": mask_coverage(m, cents),
+                    "nodule_3mm_centres_inside": mask_coverage(m, big) if big else None,
+                    "mask_volume_share": float(m.mean()), "mask_share_of_soft_tissue": float((m & body).sum() / max(1, body.sum())),
+                    "slices_with_lung": int(m.any((1, 2)).sum()), "slices": int(m.shape[0])}
+        if args.png is not None:
+            for b in boxes[:: max(1, len(boxes) // 4)][:4]:
+                z = int(round(b.centre[0]))
+                _overlay(scan.array[z].astype(np.float32).clip(-1000, 400), m[z], [b.centre[1:]],
+                         args.png / f"{lidc.name}_z{z}.png")
     for k, v in out.items():
         print(k, v)
     print(json.dumps(out))

@@ -113,26 +113,29 @@ class _MaskCache:
 MASK_CACHE = _MaskCache()
 
 
-def lung_mask_cxr(image: np.ndarray, *, dilate: float = 0.025) -> np.ndarray:
+def lung_mask_cxr(image: np.ndarray, *, dilate: float = 0.025, symmetric: bool = True) -> np.ndarray:
     """Lung fields of a 2D chest radiograph (PA or AP, lungs dark) as a boolean mask of its shape.
 
     ``dilate``: final dilation, as a fraction of the image side (keeps nodules on the pleural margin).
+    ``symmetric`` (default): each lung field is joined with the other one mirrored about the midline, so
+    the parts of a lung that are not dark -- behind the heart, below the diaphragm dome, opaque with
+    disease -- are covered (``False``: the dark lung fields alone).
     Raises :class:`InputError` for an image that is not 2D, not finite, or constant.  The masks of the
     last 64 images are kept (keyed by content, :data:`MASK_CACHE`): asking again for the same image's mask
     costs a hash, not a segmentation.
     """
     arr = np.asarray(image)
-    key = MASK_CACHE.key(arr, float(dilate)) if arr.dtype.kind in "fiub" else None
+    key = MASK_CACHE.key(arr, float(dilate), bool(symmetric)) if arr.dtype.kind in "fiub" else None
     cached = None if key is None else MASK_CACHE.get(key)
     if cached is not None:
         return cached
-    out = _lung_mask_cxr(arr, dilate)
+    out = _lung_mask_cxr(arr, dilate, symmetric)
     if key is not None:
         MASK_CACHE.put(key, out)
     return out
 
 
-def _lung_mask_cxr(image: np.ndarray, dilate: float) -> np.ndarray:
+def _lung_mask_cxr(image: np.ndarray, dilate: float, symmetric: bool = True) -> np.ndarray:
     from skimage.exposure import equalize_hist
     from skimage.transform import resize
 
@@ -187,14 +190,31 @@ def _lung_mask_cxr(image: np.ndarray, dilate: float) -> np.ndarray:
             break
     keep = ndi.binary_closing(keep, _disk(max(1, 2 * r)), border_value=0)
     keep = ndi.binary_fill_holes(keep)
+    if symmetric and keep.any():
+        # the lung fields are near mirror images: each side's field is also where the other side's lies,
+        # mirrored about the midline (between the two lungs found, else the image centre).  That gives back
+        # what darkness alone misses: lung behind the heart, below a raised dome, or made opaque by the
+        # disease itself (a mass, an effusion)
+        cols = np.flatnonzero(keep.any(0))
+        mid = (cols[0] + cols[-1]) / 2.0 if all(found) else (W - 1) / 2.0
+        src = np.round(2 * mid - np.arange(W)).astype(int)
+        ok = (src >= 0) & (src < W)
+        mirrored = np.zeros_like(keep)
+        mirrored[:, ok] = keep[:, src[ok]]
+        keep |= mirrored
     if dilate > 0:
         keep = ndi.binary_dilation(keep, _disk(max(1, int(round(dilate * W)))))
     out = resize(keep.astype(np.float32), (h, w), order=1, anti_aliasing=False) >= 0.5
     return out
 
 
-def lung_mask_ct(volume: np.ndarray, *, threshold_hu: float = -400.0, min_fraction: float = 0.002) -> np.ndarray:
-    """Lungs of a chest CT volume in HU (``(Z, Y, X)``, or one ``(Y, X)`` slice) as a boolean mask."""
+def lung_mask_ct(volume: np.ndarray, *, threshold_hu: float = -400.0, min_fraction: float = 0.002,
+                 envelope: bool = True) -> np.ndarray:
+    """Lungs of a chest CT volume in HU (``(Z, Y, X)``, or one ``(Y, X)`` slice) as a boolean mask.
+
+    ``envelope`` (default): each lung closed per slice over its pleural and hilar indentations (the convex
+    hull of the lung on each side of the midline, inside the body), so that a nodule on the pleura or at
+    the hilum -- which a threshold mask cuts out -- lies inside; ``False``: the threshold mask alone."""
     v = np.asarray(volume, dtype=np.float32)
     if v.ndim not in (2, 3):
         raise InputError(f"a CT lung mask needs a volume or a slice, got shape {v.shape}")
@@ -224,7 +244,46 @@ def lung_mask_ct(volume: np.ndarray, *, threshold_hu: float = -400.0, min_fracti
         if lungs[z].any():
             s = ndi.binary_closing(lungs[z], _disk(r), border_value=0)
             out[z] = ndi.binary_fill_holes(s)
+    if envelope:
+        body = v > threshold_hu
+        for z in range(out.shape[0]):
+            if out[z].any():
+                out[z] = _lung_envelope(out[z], body[z])
     return out[0] if single else out
+
+
+def _lung_envelope(lungs2d: np.ndarray, body2d: np.ndarray) -> np.ndarray:
+    """Each lung of one CT slice closed over its pleural indentations: the convex hull of the lung on
+    each side of the midline (between the two lungs' inner edges), kept inside the body's soft tissue
+    and lung (never the air outside the body).  Juxtapleural nodules and the hilum fill the
+    indentations they make in a threshold mask; the chest wall lies outside the hull of a convex lung."""
+    from skimage.morphology import convex_hull_image
+
+    cols = np.flatnonzero(lungs2d.any(0))
+    lab, n = ndi.label(lungs2d)
+    if n == 0:
+        return lungs2d
+    # the midline: the widest gap of lung-free columns between the outermost lung columns, else the middle
+    occupied = lungs2d.any(0)
+    lo, hi = int(cols[0]), int(cols[-1])
+    gap = np.flatnonzero(~occupied[lo:hi + 1]) + lo
+    if gap.size:
+        runs = np.split(gap, np.flatnonzero(np.diff(gap) > 1) + 1)
+        best = max(runs, key=len)
+        mid = int((best[0] + best[-1]) // 2)
+    else:
+        mid = (lo + hi) // 2
+    out = np.zeros_like(lungs2d)
+    for side in (slice(0, mid), slice(mid, lungs2d.shape[1])):
+        part = np.zeros_like(lungs2d)
+        part[:, side] = lungs2d[:, side]
+        if part.sum() >= 16:
+            hull = convex_hull_image(part)
+            out |= hull
+        else:
+            out |= part
+    inside_body = ndi.binary_fill_holes(body2d | lungs2d)
+    return (out & inside_body) | lungs2d
 
 
 def lung_mask(data, modality: str | None = None) -> np.ndarray:
