@@ -66,11 +66,62 @@ def _overlay(a, m, pts, path):
     imsave(path, (rgb * 255).astype(np.uint8), check_contrast=False)
 
 
+def worst_cases_figure(path: Path, n: int = 4) -> None:
+    """NIH lesions farthest outside the mask (then those the dark field alone missed) and LIDC-IDRI-0001's
+    nodule slice: the mask (green) beside the dark field / threshold mask alone (blue), the lesion box in
+    red.  Only shippable data (NIH, LIDC): no JSRT image goes into the figure."""
+    from scipy import ndimage as ndi
+    from skimage.io import imsave
+    from skimage.segmentation import find_boundaries
+    from skimage.transform import resize
+
+    def tile(g, m, m0, boxes):
+        g = resize(g, (256, 256))
+        rgb = np.stack([g] * 3, -1)
+        rgb[find_boundaries(resize(m0.astype(float), (256, 256)) >= 0.5)] = (0, 0.5, 1)
+        rgb[find_boundaries(resize(m.astype(float), (256, 256)) >= 0.5)] = (0, 1, 0)
+        for y0, x0, y1, x1 in boxes:
+            y0, x0, y1, x1 = (int(np.clip(v, 0, 255)) for v in (y0, x0, y1, x1))
+            rgb[y0:y1 + 1, [x0, x1]] = (1, 0, 0)
+            rgb[[y0, y1], x0:x1 + 1] = (1, 0, 0)
+        return rgb
+
+    nih = SHARED / "nih-cxr" / "annotations.csv"
+    rows = []
+    for r in csv.DictReader(nih.open()):
+        if r["label"] not in ("Nodule", "Mass"):
+            continue
+        a = read_scan(nih.parent / r["image"]).array.astype(np.float32)
+        a = a[..., :3].mean(-1) if a.ndim == 3 else a
+        m, m0 = lung_mask_cxr(a), lung_mask_cxr(a, symmetric=False)
+        y, x = (float(r["y0"]) + float(r["y1"])) / 2, (float(r["x0"]) + float(r["x1"])) / 2
+        rows.append((-ndi.distance_transform_edt(~m)[int(y), int(x)], bool(m0[int(y), int(x)]), r, a, m, m0))
+    rows.sort(key=lambda t: (t[0], t[1]))
+    tiles = []
+    for _, _, r, a, m, m0 in rows[:n]:
+        s = 256 / a.shape[0]
+        tiles.append(tile((a - a.min()) / (a.max() - a.min()), m, m0, [[float(r[k]) * s for k in ("y0", "x0", "y1", "x1")]]))
+    lidc = SHARED / "lidc-idri-0001"
+    if lidc.exists():
+        scan = read_scan(lidc / "dicom")
+        m, m0 = lung_mask_ct(scan.array), lung_mask_ct(scan.array, envelope=False)
+        big = [b for b in read_boxes(lidc / "069.xml", scan.slice_positions) if b.ndim == 3 and b.label == "nodule>=3mm"]
+        z = int(round(big[0].centre[0])) if big else scan.shape[0] // 2
+        s = 256 / scan.shape[1]
+        bx = [[v * s for v in (*b.lo[1:], *b.hi[1:])] for b in big[:1]]
+        tiles.append(tile((scan.array[z].clip(-1000, 400) + 1000) / 1400.0, m[z], m0[z], bx))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    imsave(path, (np.concatenate(tiles, 1) * 255).astype(np.uint8), check_contrast=False)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--png", type=Path, default=None)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--figure", type=Path, default=None, help="write the worst cases (NIH, LIDC) as one PNG")
     args = ap.parse_args(argv)
+    if args.figure is not None and (SHARED / "nih-cxr").exists():
+        worst_cases_figure(args.figure)
     out = {}
     jsrt = SHARED / "jsrt" / "annotations.csv"
     nih = SHARED / "nih-cxr" / "annotations.csv"

@@ -252,11 +252,13 @@ def lung_mask_ct(volume: np.ndarray, *, threshold_hu: float = -400.0, min_fracti
     return out[0] if single else out
 
 
-def _lung_envelope(lungs2d: np.ndarray, body2d: np.ndarray) -> np.ndarray:
+def _lung_envelope(lungs2d: np.ndarray, body2d: np.ndarray, reach: float = 0.04) -> np.ndarray:
     """Each lung of one CT slice closed over its pleural indentations: the convex hull of the lung on
     each side of the midline (between the two lungs' inner edges), kept inside the body's soft tissue
     and lung (never the air outside the body).  Juxtapleural nodules and the hilum fill the
-    indentations they make in a threshold mask; the chest wall lies outside the hull of a convex lung."""
+    indentations they make in a threshold mask; the chest wall lies outside the hull of a convex lung.
+    What the hull adds is kept only within ``reach`` x the slice width of the lung (a nodule's size), so
+    the heart and the mediastinum's middle stay out."""
     from skimage.morphology import convex_hull_image
 
     cols = np.flatnonzero(lungs2d.any(0))
@@ -283,7 +285,10 @@ def _lung_envelope(lungs2d: np.ndarray, body2d: np.ndarray) -> np.ndarray:
         else:
             out |= part
     inside_body = ndi.binary_fill_holes(body2d | lungs2d)
-    return (out & inside_body) | lungs2d
+    # the hull also spans the concavity around the heart and, where the lungs meet in front, the whole
+    # mediastinum: keep what it adds only within a nodule's size (4% of the side, ~20 mm) of the lung
+    near = ndi.distance_transform_edt(~lungs2d) <= reach * lungs2d.shape[1]
+    return (out & inside_body & near) | lungs2d
 
 
 def lung_mask(data, modality: str | None = None) -> np.ndarray:
