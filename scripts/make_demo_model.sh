@@ -1,44 +1,92 @@
 #!/usr/bin/env bash
-# Train the small demo model shipped in resources/models/ only on data we may ship, then keep its weights
-# only, as float16 (about 4 MB).
+# Train the pretrained models shipped in resources/models/ only on data we may ship, then keep their weights
+# only, as float16 (about 4 MB each), with their provenance.  Both runs use the CPU's bf16 path (where the
+# CPU has native bf16) and one thread each, so both fit side by side on 2 cores (about 80-100 minutes).
 #
-#   bash scripts/make_demo_model.sh        # the shipped CT model, resources/models/lidc_unet_demo.pt:
-#       U-Net base 16, 256x256, 1,200 steps (about an hour on 2 CPU cores), configs/demo_lidc_unet.yaml:
-#       the normal slices of the LIDC-IDRI-0001 series (CC BY 3.0; attribution: resources/README.md), every
-#       slice more than 9 slices from an annotated nodule, so the 24 slices of the bundled slab (series
-#       z 78-101) are never trained on; best.pt by label-free selection on a held-out anomaly type (FPI).
-#   MODEL=nih bash scripts/make_demo_model.sh   # the radiograph experiment, not shipped (benchmarks/README.md):
-#       configs/demo_nih_unet.yaml on the 13 NIH "No Finding" radiographs, best.pt chosen on the NIH
-#       Nodule/Mass radiographs except the two bundled in resources/nih-cxr.
+#   bash scripts/make_demo_model.sh            # both, side by side
+#   MODEL=lidc bash scripts/make_demo_model.sh # the CT model, resources/models/lidc_unet_demo.pt:
+#       configs/lidc2_ppii_unet.yaml, U-Net base 16, 256x256, 4,000 steps, on the normal slices of both LIDC
+#       patients (CC BY 3.0; attribution: resources/README.md): every slice more than 9 slices from an
+#       annotated lesion, so the 24 slices of the bundled slab (LIDC-IDRI-0001 z 78-101) and LIDC-IDRI-0002's
+#       nodule slices (z 171-198) are never trained on; best.pt by label-free held-out-anomaly (FPI) Dice.
+#   MODEL=nih bash scripts/make_demo_model.sh  # the radiograph model, resources/models/nih_unet_demo.pt:
+#       configs/nih_ppii_unet.yaml on the 72 PA "No Finding" NIH radiographs, 4,000 steps; best.pt by pixel
+#       AUROC on the NIH Nodule/Mass radiographs except the two bundled in resources/nih-cxr.
+#   STEP=...: ship that kept step_*.pt instead of best.pt (the choice and why: benchmarks/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-MODEL=${MODEL:-lidc}
+MODEL=${MODEL:-both}
 mkdir -p runs resources/models
-if [ "$MODEL" = lidc ]; then
-  LIDC=../shared/data/lidc-idri-0001
-  [ -f "$LIDC/069.xml" ] || { echo "make_demo_model: $LIDC (the LIDC-IDRI-0001 series and its XML) not found" >&2; exit 2; }
-  .venv/bin/ppii train --config configs/demo_lidc_unet.yaml --quiet "$@"
-  .venv/bin/python -m napari_ppii.checkpoint runs/demo_lidc_unet/best.pt resources/models/lidc_unet_demo.pt --half
-  ls -l resources/models/lidc_unet_demo.pt
-  exit 0
-fi
-NIH=${NIH:-../shared/data/nih-cxr}
-[ -f "$NIH/annotations.csv" ] || { echo "make_demo_model: $NIH/annotations.csv not found (the NIH sample set)" >&2; exit 2; }
-.venv/bin/python - "$NIH/annotations.csv" resources/nih-cxr/annotations.csv runs/demo_reference.csv <<'PY'
+PY=.venv/bin/python
+
+lidc() {
+  local L1=../shared/data/lidc-idri-0001 L2=../shared/data/lidc-idri-0002
+  for f in "$L1/069.xml" "$L2/071.xml"; do
+    [ -f "$f" ] || { echo "make_demo_model: $f (an LIDC series' XML) not found" >&2; return 2; }
+  done
+  [ -f runs/ct2/lidc_normals_images.npy ] || $PY scripts/build_ct_stack.py configs/demo_lidc_unet.yaml runs/ct2/lidc_normals \
+      "$L1/dicom:$L1/069.xml" "$L2/dicom:$L2/071.xml"
+  local run=runs/lidc2_ppii_unet resume=()
+  [ -f "$run/last.pt" ] && resume=(--resume "$run/last.pt")
+  .venv/bin/ppii train --config configs/lidc2_ppii_unet.yaml --quiet "${resume[@]}"
+  local ck="$run/${STEP:+step_$(printf %07d "$STEP").pt}"; [ -n "${STEP:-}" ] || ck="$run/best.pt"
+  $PY - "$ck" runs/ct2/lidc_normals_sources.json runs/ct2/provenance.json <<'PY'
+import json, sys
+from napari_ppii.checkpoint import load_checkpoint
+ck, src, out = sys.argv[1:]
+c = load_checkpoint(ck)
+json.dump({"data": "normal slices of the LIDC-IDRI series below (lesion margin 9 slices), built by scripts/build_ct_stack.py",
+           "sources": json.load(open(src)), "selection": c["config"]["training"]["select"], "step": c["step"]},
+          open(out, "w"))
+PY
+  $PY -m napari_ppii.checkpoint "$ck" resources/models/lidc_unet_demo.pt --half --provenance runs/ct2/provenance.json
+}
+
+nih() {
+  local NIH=${NIH:-../shared/data/nih-cxr}
+  [ -f "$NIH/annotations.csv" ] || { echo "make_demo_model: $NIH/annotations.csv not found (the NIH sample set)" >&2; return 2; }
+  $PY - "$NIH/annotations.csv" resources/nih-cxr/annotations.csv runs/demo_reference.csv runs/nih_pa_normals.csv <<'PY'
 import csv, sys
 from pathlib import Path
-src, bundled, out = map(Path, sys.argv[1:])
+src, bundled, ref, normals = map(Path, sys.argv[1:])
 held = {Path(r["image"]).name for r in csv.DictReader(bundled.open()) if r["label"] != "normal"}
 rows = [r for r in csv.DictReader(src.open()) if Path(r["image"]).name not in held]
 for r in rows:
     r["image"] = str((src.parent / r["image"]).resolve())
-with out.open("w", newline="") as fh:
+with ref.open("w", newline="") as fh:
     w = csv.DictWriter(fh, fieldnames=list(rows[0]))
     w.writeheader()
     w.writerows(rows)
-print(f"reference set: {sum(r['label'] != 'normal' for r in rows)} lesion rows, {len(held)} bundled radiographs left out")
+pa = [r for r in rows if r["label"] == "normal" and r["view_position"] == "PA"]
+with normals.open("w", newline="") as fh:
+    w = csv.writer(fh)
+    w.writerow(["image", "label", "view_position"])
+    w.writerows([[r["image"], "normal", "PA"] for r in pa])
+print(f"reference set: {sum(r['label'] != 'normal' for r in rows)} lesion rows ({len(held)} bundled radiographs left out); "
+      f"{len(pa)} PA normals to train on")
 PY
-.venv/bin/ppii train --config configs/demo_nih_unet.yaml --quiet "$@"
-.venv/bin/python -m napari_ppii.checkpoint runs/demo_nih_unet/best.pt runs/demo_nih_unet/nih_unet_demo.pt --half
-ls -l runs/demo_nih_unet/nih_unet_demo.pt
+  local run=runs/nih_ppii_unet resume=()
+  [ -f "$run/last.pt" ] && resume=(--resume "$run/last.pt")
+  .venv/bin/ppii train --config configs/nih_ppii_unet.yaml --quiet "${resume[@]}"
+  local ck="$run/best.pt"; [ -z "${STEP:-}" ] || ck="$run/step_$(printf %07d "$STEP").pt"
+  $PY - "$ck" runs/nih_pa_normals.csv runs/nih_provenance.json <<'PY'
+import csv, json, sys
+from pathlib import Path
+from napari_ppii.checkpoint import load_checkpoint
+ck, normals, out = sys.argv[1:]
+c = load_checkpoint(ck)
+json.dump({"data": "NIH ChestX-ray14 'No Finding' PA radiographs (../shared/data/nih-cxr)",
+           "train_images": [Path(r["image"]).name for r in csv.DictReader(open(normals))],
+           "selection": c["config"]["training"]["select"], "step": c["step"]}, open(out, "w"))
+PY
+  $PY -m napari_ppii.checkpoint "$ck" resources/models/nih_unet_demo.pt --half --provenance runs/nih_provenance.json
+}
+
+case "$MODEL" in
+  lidc) lidc ;;
+  nih) nih ;;
+  both) lidc & p1=$!; nih & p2=$!; wait $p1; wait $p2 ;;
+  *) echo "make_demo_model: MODEL must be lidc, nih or both" >&2; exit 2 ;;
+esac
+ls -l resources/models/

@@ -185,7 +185,9 @@ def _run_demo(out: Path, steps: int, size: int, timeout: float, headless: bool) 
     box_layer = viewer.layers["NIH 00013751_003 boxes"]
     viewer.layers.move(viewer.layers.index(box_layer), len(viewer.layers) - 1)
     shot("3_prediction.png")
-    summary = f"demo: trained {steps} steps ({trainer.eta.text()}); {predictor.counts.text()}"
+    summary = (f"demo: trained {steps} steps ({trainer.eta.text()}) to show the mechanism; its map is no detector, so "
+               f"its thresholded boxes ({predictor.counts.text()}) are not a detection result (the pretrained models "
+               "are measured at the end of scripts/demo.sh)")
     # 4. the small pretrained CT model (normal LIDC-IDRI-0001 slices only) on the 24 slices it never saw
     pretrained = Path(_sample_data.RESOURCES.joinpath("models", PRETRAINED))
     if pretrained.exists():

@@ -69,17 +69,26 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def export_weights(src: str | Path, dst: str | Path, half: bool = False) -> Path:
+def export_weights(src: str | Path, dst: str | Path, half: bool = False, provenance: dict | None = None) -> Path:
     """A slim, inference-only copy of a checkpoint: weights, configuration, step and selection score
-    (no optimiser, scheduler or RNG state); ``half`` stores floating weights as float16."""
+    (no optimiser, scheduler or RNG state); ``half`` stores floating weights as float16.  ``provenance``
+    (plain JSON values: which scans, which slices, how it was chosen) is stored as it is."""
     ck = load_checkpoint(src)
     model = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ck["model"].items()}
     keep = {k: ck[k] for k in ("config", "step", "backbone", "val_dice", "select_score") if k in ck}
-    return save_checkpoint({"model": model, **keep, "exported_from": str(src)}, dst)
+    extra = {"provenance": provenance} if provenance else {}
+    return save_checkpoint({"model": model, **keep, "exported_from": str(src), **extra}, dst)
 
 
-if __name__ == "__main__":  # python -m napari_ppii.checkpoint SRC DST [--half]
+if __name__ == "__main__":  # python -m napari_ppii.checkpoint SRC DST [--half] [--provenance FILE.json]
+    import json
     import sys
 
-    args = [a for a in sys.argv[1:] if a != "--half"]
-    print(export_weights(args[0], args[1], half="--half" in sys.argv[1:]))
+    argv = sys.argv[1:]
+    prov = None
+    if "--provenance" in argv:
+        i = argv.index("--provenance")
+        prov = json.loads(Path(argv[i + 1]).read_text())
+        del argv[i:i + 2]
+    args = [a for a in argv if a != "--half"]
+    print(export_weights(args[0], args[1], half="--half" in argv, provenance=prov))

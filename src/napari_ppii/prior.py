@@ -13,8 +13,9 @@ Kinds (``PriorSettings.kind``): ``none`` (the raw map), ``lungs`` (lung fields c
 :func:`napari_ppii.anatomy.lung_mask` -- CT from the HU volume, radiographs from the image) and
 ``mask`` (a mask the user gives: a file, or a painted napari Labels layer, of the scan's shape).
 
-The defaults (:data:`DEFAULT_PRIOR`) were chosen on the NIH Nodule/Mass boxes (benchmarks/README.md,
-"Prior at inference"), never on the JSRT test rows or the bundled demo slab.
+The defaults (:data:`DEFAULT_PRIOR`: lungs, sigma 0.03, floor 0.1) were chosen on the NIH Nodule/Mass boxes
+except the two bundled radiographs (``benchmarks/prior_sweep.py``; benchmarks/README.md, "Prior at
+inference"), never on the JSRT test rows or the bundled demo slab.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ PRIOR_KINDS = ("none", "lungs", "mask")
 class PriorSettings:
     kind: str = "lungs"
     sigma: float = 0.03  # Gaussian of sigma x the image side
-    floor: float = 0.2  # the prior's value far outside the mask
+    floor: float = 0.1  # the prior's value far outside the mask
 
     def __post_init__(self):
         if self.kind not in PRIOR_KINDS:
