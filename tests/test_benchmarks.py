@@ -53,3 +53,14 @@ def test_radiograph_masks_are_computed_once_per_image():
     lung_mask_cxr(img + 1e-3)
     lung_mask_cxr(img, dilate=0.0)
     assert MASK_CACHE.misses == 3
+
+
+def test_gpu_check_cpu_smoke_runs_the_whole_path():
+    res = _bench("gpu_check").main(["--cpu-smoke"])
+    assert res["device"] == "cpu" and res["peak_memory_gib"] is None
+    assert res["train"]["steps_per_s"] > 0 and res["train"]["gflop_per_step"] > 0
+    assert res["synthesis"]["images_per_s"] > 0
+    # the torch engine (float32) renders the NumPy engine's plan (float64) alike
+    assert res["agreement"]["anomalies"] >= 1
+    assert res["agreement"]["image_max_abs_diff"] < 1e-4 and res["agreement"]["label_max_abs_diff"] < 1e-3
+    assert res["predict"]["finite"] and res["predict"]["shape"] == [8, 64, 64]
