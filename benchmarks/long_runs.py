@@ -153,6 +153,23 @@ def main(argv=None) -> dict:
                   f"prior {fmt_ci(ev.metrics, 'pixel_auroc')} pixel AUROC, top-1 {row[sname]['prior']['top1_hits']} "
                   f"(raw {row[sname]['raw'].get('top1_hits')})", flush=True)
         results["rows"][name] = row
+    # how well each selection rule's score follows lesion detection across the kept checkpoints
+    from scipy.stats import spearmanr
+
+    steps_rows = [r for n, r in results["rows"].items() if n.startswith("step_")]
+    results["rule_vs_detection"] = {}
+    for sname in sets:
+        out = {}
+        for rule in ("val_dice", "select_score"):
+            xs = [r[rule] for r in steps_rows]
+            if len(xs) < 3 or any(x is None for x in xs):
+                continue
+            for what, get in (("pixel_auroc", lambda r: r[sname]["prior"]["pixel_auroc"]),
+                              ("froc_at_10fp", lambda r: r[sname]["prior"]["froc_at_10fp"]),
+                              ("top1", lambda r: r[sname]["prior"]["top1_hits"][0])):
+                rho = spearmanr(xs, [get(r) for r in steps_rows]).statistic
+                out[f"{rule} ~ {what}"] = None if rho != rho else float(rho)
+        results["rule_vs_detection"][sname] = out
     md = [f"Run `{run.name}` ({len(kept)} kept checkpoints); prior: {DEFAULT_PRIOR.describe()}.", ""]
     for sname in sets:
         md += [f"#### {sname}", "", "| checkpoint | step | synthetic val Dice | selection score | pixel AUROC raw | "
@@ -170,6 +187,10 @@ def main(argv=None) -> dict:
             md.append(f"| floor: {fname} | | | | {fmt_ci(f, 'pixel_auroc')} | | {fmt_ci(f, 'froc_at_10fp')} | | "
                       f"{f['top1_hits'][0]}/{f['top1_hits'][1]} | |")
         md.append("")
+        rv = results["rule_vs_detection"].get(sname, {})
+        if rv:
+            md += ["Spearman correlation across the kept checkpoints, rule score vs the x-prior figure: " +
+                   ", ".join(f"{k} {v:+.2f}" for k, v in rv.items() if v is not None), ""]
     return write_outputs(args.out, args.kind, md, results)
 
 
