@@ -256,3 +256,28 @@ def test_summary_says_where_the_strongest_detections_land(tmp_path):
     p.write_text(json.dumps(metrics))
     assert main([str(p)]) == 0
     assert main([str(tmp_path / "missing.json")]) == 2
+
+
+def test_volume_boxes_outside_the_scan_are_a_clear_error(tmp_path):
+    """Boxes of another scan (slices the volume does not have): one clear message, no NaN metrics and no
+    traceback from the report."""
+    import csv
+
+    from napari_ppii.errors import InputError
+    from napari_ppii.evaluation import load_volume_test_set
+    from napari_ppii.io import write_array
+    from napari_ppii.io.scan import Scan
+
+    vol = Scan(np.full((10, 32, 32), -800.0, np.float32), (2.5, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3), "CT")
+    path = write_array(vol.array, tmp_path / "vol", like=vol, fmt="nifti")
+    boxes = tmp_path / "boxes.csv"
+    with boxes.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["label", "z0", "y0", "x0", "z1", "y1", "x1"])
+        w.writerow(["lesion", 100, 5, 5, 110, 12, 12])
+    with pytest.raises(InputError, match="lies within this scan's 10 slices"):
+        load_volume_test_set(path, boxes)
+    with boxes.open("a", newline="") as fh:
+        csv.writer(fh).writerow(["lesion", 3, 5, 5, 5, 12, 12])
+    items = load_volume_test_set(path, boxes)
+    assert len(items[0].boxes) == 1 and items[0].boxes[0].lo[0] == 3  # only the box inside is a lesion

@@ -129,7 +129,12 @@ def load_volume_test_set(path: str | Path, boxes: str | Path | None) -> list[Tes
         raise InputError("volume evaluation needs --boxes (LIDC XML or CSV)")
     bx = read_boxes(boxes, scan.slice_positions)
     lesions = merge_reader_boxes(bx) if any(b.label.startswith("nodule") for b in bx) else [b for b in bx if b.ndim == 3]
-    return [TestItem(Path(path).name, Path(path), lesions, scan)]
+    inside = [b for b in lesions if b.hi[0] >= 0 and b.lo[0] <= scan.shape[0] - 1]
+    if lesions and not inside:
+        zs = ", ".join(f"{b.lo[0]:g}-{b.hi[0]:g}" for b in lesions[:4])
+        raise InputError(f"none of the {len(lesions)} lesion(s) in {Path(boxes).name} lies within this scan's "
+                         f"{scan.shape[0]} slices (their slice ranges: {zs}): do the boxes belong to this scan?", path)
+    return [TestItem(Path(path).name, Path(path), inside, scan)]
 
 
 def _stat_block(values: dict, key: str, stat: Callable, n: int, opts: EvalOptions) -> None:

@@ -72,7 +72,7 @@ def _plots(ev, out: Path) -> list[str]:
         scan = it.scan.array
         z = None
         if scan.ndim == 3:
-            z = int(round(it.boxes[0].centre[0])) if it.boxes else scan.shape[0] // 2
+            z = int(np.clip(round(it.boxes[0].centre[0]), 0, scan.shape[0] - 1)) if it.boxes else scan.shape[0] // 2
             scan, amap = scan[z], amap[z]
         cands = extract_candidates(amap, max_candidates=10)
         fig, ax = _subplots(figsize=(5, 5))
