@@ -173,6 +173,11 @@ def test_realism_statistics_of_a_known_blend():
     lungs[:, :40] = True
     assert lesion_stats(img, (50, 50), 6, lungs).in_lungs == 0.0
     assert lesion_stats(img, (50, 30), 6, lungs).in_lungs == 1.0
+    # where the lesion sits relative to the mask: 10 px outside its edge, straddling it, 6 px inside
+    out, edge, inside = (lesion_stats(img, (50, x), 6, lungs) for x in (49.5, 39.5, 33.5))
+    assert out.outside_frac == 1.0 and out.edge_distance_frac == pytest.approx(-10 / 101, abs=1.5 / 101)
+    assert 0.4 < edge.outside_frac < 0.6 and abs(edge.edge_distance_frac) <= 1.5 / 101
+    assert inside.outside_frac == 0.0 and inside.edge_distance_frac == pytest.approx(6 / 101, abs=1.5 / 101)
 
 
 def test_calibrated_anomalies_are_subtler_than_the_papers_on_a_phantom():
@@ -185,6 +190,9 @@ def test_calibrated_anomalies_are_subtler_than_the_papers_on_a_phantom():
     assert calib["abs_contrast"]["median"] < paper["abs_contrast"]["median"]
     assert calib["gradient_ratio"]["median"] < paper["gradient_ratio"]["median"]
     assert calib["in_lungs"] >= 0.9 > paper["in_lungs"]
+    # placed on the lungs, the calibrated anomalies sit mostly inside, some straddling the edge
+    assert calib["outside_frac"]["median"] < paper["outside_frac"]["median"]
+    assert calib["edge_distance_frac"]["median"] > 0
 
 
 def test_ppii_realism_cli(tmp_path, capsys):

@@ -10,7 +10,12 @@ input images (after the training pre-processing), so the two can be set side by 
   textured as the surroundings; a smooth, soft blob is near 1, up-scaled texture far above);
 * ``diameter_px`` -- the disc's diameter in pixels of the measured image, and ``diameter_frac`` as a
   fraction of the image side;
-* ``in_lungs`` -- whether the centre lies in the lung fields (:mod:`napari_ppii.anatomy`).
+* ``in_lungs`` -- whether the centre lies in the lung fields (:mod:`napari_ppii.anatomy`);
+* ``edge_distance_frac`` -- where the centre sits relative to the lung mask's boundary: its distance to the
+  boundary as a fraction of the image side, positive inside, negative outside (capped at the measuring
+  window, twice the ring's outer radius), so lesions on the pleura sit near 0;
+* ``outside_frac`` -- the share of the lesion disc outside the lung mask (a juxtapleural nodule straddles
+  the pleura: a share well above 0).
 
 A real lesion's disc is the one inscribed in its box.  A synthetic P-PII anomaly's disc is its raters'
 mean circle (mean centre and radius); for PII/FPI the disc inscribed in the patch box.  Reference
@@ -28,7 +33,8 @@ import numpy as np
 
 from .errors import InputError
 
-QUANTITIES = ("contrast", "abs_contrast", "gradient_ratio", "diameter_frac", "in_lungs")
+QUANTITIES = ("contrast", "abs_contrast", "gradient_ratio", "diameter_frac", "in_lungs", "edge_distance_frac",
+              "outside_frac")
 
 
 @dataclass
@@ -39,6 +45,8 @@ class LesionStats:
     diameter_px: float
     diameter_frac: float
     in_lungs: float  # 1.0 / 0.0, NaN when no lung mask
+    edge_distance_frac: float = float("nan")  # signed distance of the centre to the mask boundary / side
+    outside_frac: float = float("nan")  # share of the disc outside the mask
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -71,11 +79,23 @@ def lesion_stats(image: np.ndarray, centre: Sequence[float], radius: float, lung
     g2 = gy**2 + gx**2
     c = float(img[disc].mean() - img[rim].mean())
     ratio = float(g2[disc].mean() / max(g2[rim].mean(), 1e-12))
-    inl = float("nan")
+    inl = edge = outside = float("nan")
     if lung_mask is not None:
+        from scipy import ndimage as ndi
+
         cy, cx = (int(np.clip(round(v), 0, n - 1)) for v, n in zip(centre, lung_mask.shape))
         inl = float(bool(lung_mask[cy, cx]))
-    return LesionStats(c, abs(c), ratio, 2 * radius, 2 * radius / max(np.shape(image)), inl)
+        mwin = np.asarray(lung_mask[y0:y0 + win.shape[0], x0:x0 + win.shape[1]], bool)
+        if mwin.shape == win.shape:
+            outside = float(1.0 - mwin[disc].mean())
+            ly, lx = (int(np.clip(v, 0, n - 1)) for v, n in zip((cy - y0, cx - x0), mwin.shape))
+            cap = float(h)
+            if mwin.all() or not mwin.any():
+                d = cap
+            else:
+                d = float(ndi.distance_transform_edt(mwin if mwin[ly, lx] else ~mwin)[ly, lx])
+            edge = (min(d, cap) if mwin[ly, lx] else -min(d, cap)) / max(np.shape(image))
+    return LesionStats(c, abs(c), ratio, 2 * radius, 2 * radius / max(np.shape(image)), inl, edge, outside)
 
 
 def synthetic_stats(images: np.ndarray, synthesis_config, n_samples: int = 64, seed: int = 0,
@@ -154,7 +174,8 @@ def comparison_table(groups: dict[str, dict]) -> str:
     """A Markdown table of :func:`summarise` outputs side by side."""
     names = list(groups)
     lines = ["| quantity | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for q in ("abs_contrast", "contrast", "gradient_ratio", "diameter_frac", "in_lungs", "brighter_fraction"):
+    for q in ("abs_contrast", "contrast", "gradient_ratio", "diameter_frac", "in_lungs", "edge_distance_frac",
+              "outside_frac", "brighter_fraction"):
         cells = []
         for n in names:
             v = groups[n].get(q)
