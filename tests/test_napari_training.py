@@ -252,6 +252,24 @@ def test_screenshot_shows_the_map_over_the_implanted_lesion(predict_setup, qtbot
     assert inside.mean() > 0.9, inside.mean()
 
 
+def test_threshold_follows_each_new_map_until_the_user_moves_it(predict_setup, qtbot):
+    """A model whose map never reaches 0.5 still shows detections: the threshold starts at each new map's
+    99.9th percentile; moving the slider turns that off and the next map keeps the user's threshold."""
+    v, w, box = predict_setup
+    assert w.auto_threshold.isChecked()
+    _predict(w, qtbot)
+    amap = v.layers["anomaly map"].data
+    want = min(0.99, float(np.percentile(amap, 99.9)))
+    assert w.threshold.value() == pytest.approx(want, abs=0.006)
+    assert w.last_counts[0] + w.last_counts[1] >= 1  # something is shown
+    w.threshold.setValue(0.9)  # as the user drags it
+    assert not w.auto_threshold.isChecked()
+    _predict(w, qtbot)
+    assert w.threshold.value() == pytest.approx(0.9)
+    w.auto_threshold.setChecked(True)
+    assert w.threshold.value() == pytest.approx(want, abs=0.006)
+
+
 def test_prediction_with_a_painted_prior_mask(predict_setup, qtbot):
     """Prior 'mask' with a Labels layer: the map is unchanged deep inside the painted region, damped to
     the floor far outside it, and the raw map is kept as a hidden layer; no Labels layer: a message."""

@@ -128,9 +128,20 @@ class PredictWidget(FormsMixin, QWidget):
         self.threshold.setRange(0.0, 1.0)
         self.threshold.setDecimals(2)
         self.threshold.setValue(0.5)
-        self.threshold.valueChanged.connect(self.update_detections)
+        self.threshold.valueChanged.connect(self._threshold_moved)
+        from qtpy.QtWidgets import QCheckBox
+
+        # a map's range depends on the model (the shipped CT model's never reaches 0.5): by default the
+        # threshold follows each new map, at its top 0.1 % of pixels; moving the slider takes over
+        self.auto_threshold = QCheckBox("auto: the map's top 0.1%")
+        self.auto_threshold.setChecked(True)
+        self.auto_threshold.setToolTip("set the threshold from each new map (its 99.9th percentile); moving the "
+                                       "slider turns this off")
+        self.auto_threshold.toggled.connect(lambda on: on and self._auto_set_threshold())
+        self._setting_threshold = False
         form2 = QFormLayout()
         form2.addRow("Threshold", self.threshold)
+        form2.addRow("", self.auto_threshold)
         outer.addLayout(form2)
         self.counts = QLabel("")
         outer.addWidget(self.counts)
@@ -140,6 +151,24 @@ class PredictWidget(FormsMixin, QWidget):
 
     def _fail(self, msg: str):
         report_error(self, msg, self.counts)
+
+    def _threshold_moved(self, *_):
+        if not self._setting_threshold:
+            self.auto_threshold.setChecked(False)
+        self.update_detections()
+
+    def _auto_set_threshold(self) -> None:
+        """The threshold at the current map's 99.9th percentile (at most 0.99)."""
+        if self.map_layer is None or MAP not in self.viewer.layers:
+            return
+        data = np.asarray(self.map_layer.data)
+        thr = float(np.clip(np.percentile(data, 99.9), 0.0, 0.99))
+        self._setting_threshold = True
+        try:
+            self.threshold.setValue(round(thr, 2) if round(thr, 2) > 0 else thr)
+        finally:
+            self._setting_threshold = False
+        self.update_detections()
 
     @property
     def busy(self) -> bool:
@@ -313,7 +342,10 @@ class PredictWidget(FormsMixin, QWidget):
         elif VAR in self.viewer.layers:
             self.viewer.layers.remove(VAR)
         self._geo = geo
-        self.update_detections()
+        if self.auto_threshold.isChecked():
+            self._auto_set_threshold()
+        else:
+            self.update_detections()
         self.prediction_done.emit(amap)
 
     def _current_map(self):
