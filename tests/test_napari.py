@@ -460,3 +460,21 @@ def test_preview_engine_is_qt_free_and_caches_per_token():
             "bad = [m for m in sys.modules if m.split('.')[0] in ('qtpy', 'PyQt6', 'PyQt5', 'napari')]; assert not bad, bad")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_preview_keeps_the_users_boxes_above_its_layers(make_napari_viewer, qtbot):
+    """The user's ground-truth boxes stay on top of the opaque preview image when the preview opens."""
+    from napari_ppii._sample_data import nih_normals
+    from napari_ppii._widgets.preview import PreviewWidget
+
+    v = make_napari_viewer()
+    for data, kw, _ in nih_normals()[:2]:
+        v.add_image(data, **kw)
+    v.add_shapes([np.array([[100, 100], [140, 140]])], shape_type="rectangle", name="my boxes")
+    w = PreviewWidget(v)
+    qtbot.addWidget(w)
+    _wait(qtbot, w)
+    names = [ly.name for ly in v.layers]
+    assert "P-PII image" in names
+    assert names.index("my boxes") > names.index("P-PII image")
+    assert names.index("my boxes") > names.index("P-PII label")

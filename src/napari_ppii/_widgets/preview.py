@@ -373,6 +373,7 @@ class PreviewWidget(FormsMixin, QWidget):
             return
         r = res.result
         geo = {"scale": tuple(res.target.spacing), "translate": tuple(res.target.origin)}
+        created = False
         specs = [
             ("image", r.image, {"colormap": "gray", "contrast_limits": (0.0, 1.0)}),
             ("label", r.label, {"colormap": "inferno", "blending": "additive", "opacity": 0.7, "contrast_limits": (0.0, 1.0)}),
@@ -398,6 +399,7 @@ class PreviewWidget(FormsMixin, QWidget):
                     self.viewer.layers.remove(layer)
                 self._deferred.pop(name, None)
                 new = self.viewer.add_image(np.array(data, dtype=np.float32), name=name, **geo, **kw)
+                created = True
                 self._buffers[name] = new.data
                 new.events.visible.connect(lambda e, n=name: self._apply_deferred(n))
         bname = f"{PREFIX} boxes"
@@ -417,6 +419,8 @@ class PreviewWidget(FormsMixin, QWidget):
             if blayer is not None:
                 self.viewer.layers.remove(blayer)
             self.viewer.add_shapes(bdata, **{k: v for k, v in bkw.items() if k != "features"})
+        if created:
+            self._keep_user_annotations_on_top()
         target_layer = self._layer(self.target_combo.value)
         if res.mask is not None and target_layer is not None and (
                 self._layer(MASK_LAYER) is None or self._mask_for != target_layer.name):
@@ -429,6 +433,15 @@ class PreviewWidget(FormsMixin, QWidget):
         where = f" (slice {res.slice_index})" if res.slice_index is not None else ""
         self._set_status(f"{res.config.synthesis.method}: {n} anomal{'y' if n == 1 else 'ies'}{where} in {res.seconds * 1e3:.0f} ms")
         self.preview_updated.emit(res)
+
+    def _keep_user_annotations_on_top(self) -> None:
+        """The user's boxes, points and labels stay visible above the (opaque) preview image layers."""
+        from napari.layers import Labels, Points, Shapes
+
+        user = [ly for ly in self.viewer.layers if isinstance(ly, (Shapes, Points, Labels))
+                and not ly.name.startswith(PREFIX) and ly.name != MASK_LAYER]
+        for ly in user:
+            self.viewer.layers.move(self.viewer.layers.index(ly), len(self.viewer.layers))
 
     def _apply_deferred(self, name):
         layer = self._layer(name)
