@@ -198,7 +198,7 @@ def predict_batch(predictor: Predictor, sources: list[ScanSource], out: str | Pa
     ``prior`` (:class:`~napari_ppii.prior.PriorSettings`, kind ``lungs`` or ``mask`` with ``prior_mask``
     of each scan's shape): the anomaly map is weighted by the soft organ prior and the raw map is
     written beside it as ``<name>_anomaly_map_raw``."""
-    from .prior import PriorSettings, apply_prior, prior_mask as _prior_mask
+    from .prior import PriorSettings, weigh_map
 
     prior = prior or PriorSettings("none")
     import csv
@@ -222,7 +222,7 @@ def predict_batch(predictor: Predictor, sources: list[ScanSource], out: str | Pa
             mean = amap.mean
             if prior.kind != "none":
                 write_array(mean, out / f"{src.name}_anomaly_map_raw", like=scan, fmt=kind)
-                mean = apply_prior(mean, _prior_mask(scan, prior, prior_mask).reshape(mean.shape), prior)
+                mean = weigh_map(mean, scan, prior, prior_mask)
             a = write_array(mean, out / f"{src.name}_anomaly_map", like=scan, fmt=kind)
             v = write_array(amap.variance, out / f"{src.name}_variance", like=scan, fmt=kind)
             rows.append({"input": label, "status": "ok", "anomaly_map": a.name, "variance": v.name,

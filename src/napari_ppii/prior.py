@@ -60,19 +60,16 @@ DEFAULT_PRIOR = PriorSettings()
 def soft_prior(mask: np.ndarray, sigma: float = DEFAULT_PRIOR.sigma, floor: float = DEFAULT_PRIOR.floor) -> np.ndarray:
     """The soft prior of a 2D mask, or of a 3D mask slice by slice, in ``[floor, 1]`` (float32).  An empty
     mask (slice) gives 1 everywhere: no anatomy found means nothing to damp."""
-    from scipy import ndimage as ndi
+    from .anatomy import lung_prior
 
     m = np.asarray(mask)
     if m.ndim == 3:
         return np.stack([soft_prior(s, sigma, floor) for s in m])
     if m.ndim != 2:
         raise InputError(f"a prior mask must be 2D or 3D, got shape {m.shape}")
-    m = (m > 0).astype(np.float32)
-    if not m.any():
-        return np.ones_like(m)
-    s = ndi.gaussian_filter(m, sigma * max(m.shape)) if sigma > 0 else m
-    s = s / float(s.max())
-    return (floor + (1.0 - floor) * s).astype(np.float32)
+    if not (m > 0).any():
+        return np.ones(m.shape, np.float32)
+    return (floor + (1.0 - floor) * lung_prior(m > 0, sigma)).astype(np.float32)
 
 
 def prior_mask(scan, settings: PriorSettings, mask: np.ndarray | None = None) -> np.ndarray | None:
@@ -103,3 +100,11 @@ def apply_prior(amap: np.ndarray, mask: np.ndarray | None, settings: PriorSettin
     if mask.shape != amap.shape:
         raise InputError(f"prior mask of shape {mask.shape} does not match the map's {amap.shape}")
     return (np.asarray(amap, np.float32) * soft_prior(mask, settings.sigma, settings.floor)).astype(np.float32)
+
+
+def weigh_map(amap: np.ndarray, scan, settings: PriorSettings, mask: np.ndarray | None = None) -> np.ndarray:
+    """``amap`` (a map of ``scan``, its spatial shape) weighted by the prior ``settings`` ask for: the lungs
+    computed from ``scan``, or ``mask``; ``amap`` itself for ``none``."""
+    if settings.kind == "none":
+        return amap
+    return apply_prior(amap, prior_mask(scan, settings, mask).reshape(amap.shape), settings)

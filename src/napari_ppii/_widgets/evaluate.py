@@ -214,13 +214,10 @@ class EvaluationWidget(FormsMixin, QWidget):
         def job():
             from ..io import read_scan
 
-            from ..prior import apply_prior, prior_mask
+            from ..prior import weigh_map
 
             scan = it.scan if it.scan is not None else read_scan(it.path)
-            amap = pred.predict_scan(scan, samples=samples).mean
-            if prior.kind != "none":
-                amap = apply_prior(amap, prior_mask(scan, prior, painted).reshape(amap.shape), prior)
-            return i, scan, amap
+            return i, scan, weigh_map(pred.predict_scan(scan, samples=samples).mean, scan, prior, painted)
 
         samples = self.shared.config.model.samples
         prior, painted = self._prior

@@ -216,7 +216,7 @@ class PredictWidget(FormsMixin, QWidget):
         weighted by the prior, the raw map kept as ``amap.raw``."""
         from dataclasses import replace
 
-        from ..prior import apply_prior, prior_mask
+        from ..prior import prior_mask, weigh_map
 
         settings, painted = self.prior.settings(), self.prior.mask()
         if painted is not None:
@@ -225,8 +225,7 @@ class PredictWidget(FormsMixin, QWidget):
         def weigh(amap):
             if settings.kind == "none":
                 return amap
-            m = prior_mask(scan, settings, painted).reshape(amap.mean.shape)
-            return replace(amap, mean=apply_prior(amap.mean, m, settings), raw=amap.mean)
+            return replace(amap, mean=weigh_map(amap.mean, scan, settings, painted), raw=amap.mean)
 
         return weigh
 
