@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Shared by the real-data benchmarks (Table 1, the method ablation): the test sets in ``../shared/data``,
 scoring one checkpoint on each with the evaluation's code and CIs, and the table layout."""
 
@@ -12,7 +13,8 @@ sys.path.insert(0, str(ROOT / "src"))
 SHARED = ROOT.parent / "shared" / "data"
 
 from napari_ppii.evaluation import evaluate, load_csv_test_set, load_volume_test_set  # noqa: E402
-from napari_ppii.evaluation.report import fmt_ci, write_report  # noqa: E402
+from napari_ppii.evaluation.report import write_report  # noqa: E402
+from napari_ppii.evaluation.summary import fmt_ci  # noqa: E402
 
 #: Columns of the tables: metric key -> heading.
 COLUMNS = {"pixel_auroc": "Pixel AUC", "pixel_auroc_lung": "Pixel AUC lungs", "froc_at_10fp": "FROC@10FP box",

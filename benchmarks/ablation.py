@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """The method ablation: FPI, PII, NSA and P-PII with one backbone, one budget and one selection rule,
 scored on real scans in one run beside the non-learned floors, with 95% bootstrap CIs.
 
@@ -114,10 +115,12 @@ def main(argv=None) -> dict:
         results[m] = score_checkpoint(pred, datasets, opts, floors, atlas, args.out / m, NAMES[m])
         results[m]["synthesis"] = pred.cfg.synthesis.model_dump(mode="json")
 
-    budget = (f"Budget: {args.size}x{args.size}, U-Net base {args.base}, batch {args.batch}, {args.steps} steps, "
-              f"Adam 1e-3 (warm-up, cosine), checkpoint rule `{args.select}`"
-              + (" (best NIH Nodule/Mass pixel AUROC: NIH rows are not independent)" if args.select == "reference" else "")
-              + f", seed {args.seed}; 95% CIs from {args.n_boot} bootstrap resamples of images.")
+    budget = (
+        f"Budget: {args.size}x{args.size}, U-Net base {args.base}, batch {args.batch}, {args.steps} steps, "
+        f"Adam 1e-3 (warm-up, cosine), checkpoint rule `{args.select}`"
+        + (" (best NIH Nodule/Mass pixel AUROC: NIH rows are not independent)" if args.select == "reference" else "")
+        + f", seed {args.seed}; 95% CIs from {args.n_boot} bootstrap resamples of images."
+    )
     print(budget)
     rows = [(f"{NAMES[m]} (step {e['step']})", e) for m, e in results.items()]
     md = ["# Method ablation (FPI, PII, NSA, P-PII)", "", budget, ""] + table(datasets, rows, floors)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """How good are the classical lung masks?  Measured on real scans, no learning.
 
 * JSRT (all 162 images; the test rows only measure, they choose nothing) and NIH (34 images):
@@ -47,9 +48,15 @@ def _cxr_set(csv_path: Path, labels=None, limit=None, png: Path | None = None):
             inside.append(mask_coverage(m, pts))
         if png is not None and i < 12:
             _overlay(a, m, pts, png / f"{csv_path.parent.name}_{Path(img).stem}.png")
-    return {"images": len(area), "lesions": len(inside), "lesion_centres_inside": float(np.mean(inside)) if inside else None,
-            "mask_area": float(np.mean(area)), "mask_share_of_central_band": float(np.mean(central)),
-            "mask_share_of_bottom_fifth": float(np.mean(bottom)), "empty_masks": int(sum(a == 0 for a in area))}
+    return {
+        "images": len(area),
+        "lesions": len(inside),
+        "lesion_centres_inside": float(np.mean(inside)) if inside else None,
+        "mask_area": float(np.mean(area)),
+        "mask_share_of_central_band": float(np.mean(central)),
+        "mask_share_of_bottom_fifth": float(np.mean(bottom)),
+        "empty_masks": int(sum(a == 0 for a in area)),
+    }
 
 
 def _overlay(a, m, pts, path):
@@ -100,12 +107,16 @@ def worst_cases_figure(path: Path, n: int = 4) -> None:
     tiles = []
     for _, _, r, a, m, m0 in rows[:n]:
         s = 256 / a.shape[0]
-        tiles.append(tile((a - a.min()) / (a.max() - a.min()), m, m0, [[float(r[k]) * s for k in ("y0", "x0", "y1", "x1")]]))
+        tiles.append(
+            tile((a - a.min()) / (a.max() - a.min()), m, m0, [[float(r[k]) * s for k in ("y0", "x0", "y1", "x1")]])
+        )
     lidc = SHARED / "lidc-idri-0001"
     if lidc.exists():
         scan = read_scan(lidc / "dicom")
         m, m0 = lung_mask_ct(scan.array), lung_mask_ct(scan.array, envelope=False)
-        big = [b for b in read_boxes(lidc / "069.xml", scan.slice_positions) if b.ndim == 3 and b.label == "nodule>=3mm"]
+        big = [
+            b for b in read_boxes(lidc / "069.xml", scan.slice_positions) if b.ndim == 3 and b.label == "nodule>=3mm"
+        ]
         z = int(round(big[0].centre[0])) if big else scan.shape[0] // 2
         s = 256 / scan.shape[1]
         bx = [[v * s for v in (*b.lo[1:], *b.hi[1:])] for b in big[:1]]
@@ -144,10 +155,15 @@ def main(argv=None):
         cents = [b.centre for b in boxes]
         big = [b.centre for b in boxes if b.label == "nodule>=3mm" or b.properties.get("kind") == "nodule>=3mm"]
         body = scan.array > -500
-        out[key] = {"boxes": len(boxes), "box_centres_inside": mask_coverage(m, cents),
-                    "nodule_3mm_centres_inside": mask_coverage(m, big) if big else None,
-                    "mask_volume_share": float(m.mean()), "mask_share_of_soft_tissue": float((m & body).sum() / max(1, body.sum())),
-                    "slices_with_lung": int(m.any((1, 2)).sum()), "slices": int(m.shape[0])}
+        out[key] = {
+            "boxes": len(boxes),
+            "box_centres_inside": mask_coverage(m, cents),
+            "nodule_3mm_centres_inside": mask_coverage(m, big) if big else None,
+            "mask_volume_share": float(m.mean()),
+            "mask_share_of_soft_tissue": float((m & body).sum() / max(1, body.sum())),
+            "slices_with_lung": int(m.any((1, 2)).sum()),
+            "slices": int(m.shape[0]),
+        }
         if args.png is not None:
             for b in boxes[:: max(1, len(boxes) // 4)][:4]:
                 z = int(round(b.centre[0]))

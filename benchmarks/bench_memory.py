@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Peak memory of prediction and preview on big inputs, each scenario in a fresh process, side by side.
 
 Scenarios (synthetic data, an untrained U-Net of the default size -- memory does not depend on weights):
@@ -72,7 +73,9 @@ def run_scenario(name: str, depth: int, ck: Path) -> dict:
     if name == "predict-2d":
         from napari_ppii.io import Scan
 
-        scan = Scan(np.random.default_rng(0).random((2048, 2048)).astype(np.float32), (0.14, 0.14), (0, 0), np.eye(2), "DX")
+        scan = Scan(
+            np.random.default_rng(0).random((2048, 2048)).astype(np.float32), (0.14, 0.14), (0, 0), np.eye(2), "DX"
+        )
     else:
         scan = _volume(depth)
     input_mb = scan.array.nbytes / 2**20
@@ -126,7 +129,10 @@ def main(argv=None) -> dict:
             r = subprocess.run([sys.executable, __file__, "--scenario", name, "--depth", str(args.depth),
                                 "--checkpoint", str(ck)], capture_output=True, text=True)
             if r.returncode != 0:
-                results[name] = {"scenario": name, "error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"}
+                results[name] = {
+                    "scenario": name,
+                    "error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}",
+                }
             else:
                 results[name] = json.loads(r.stdout.strip().splitlines()[-1])
             print(json.dumps(results[name]), flush=True)
@@ -142,7 +148,9 @@ def main(argv=None) -> dict:
         results["whole_over_slab_extra"] = round(a["extra_mb"] / b["extra_mb"], 2)
         print(f"\nextra memory, whole-volume path / slab path: {results['whole_over_slab_extra']:.2f}x")
     if "rss_growth_per_change_mb" in results.get("preview-slice", {}):
-        print(f"preview of one slice: {results['preview-slice']['rss_growth_per_change_mb']:.2f} MB RSS growth per change")
+        print(
+            f"preview of one slice: {results['preview-slice']['rss_growth_per_change_mb']:.2f} MB RSS growth per change"
+        )
     print(json.dumps(results))
     return results
 

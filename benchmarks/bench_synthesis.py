@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Benchmark: P-PII synthesis with the DST engine against the whole-image sparse solve and two peers.
 
 One run measures, side by side, on the same 512x512 radiograph pair (bundled NIH sample) and the same
@@ -94,7 +95,9 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--sparse-blends", type=int, default=90, help="sparse solves actually timed (scaled to all)")
-    ap.add_argument("--device", default=None, help="torch device for the batched path (default: cuda if available, else cpu)")
+    ap.add_argument(
+        "--device", default=None, help="torch device for the batched path (default: cuda if available, else cpu)"
+    )
     ap.add_argument("--batch", type=int, default=16)
     args = ap.parse_args(argv)
 

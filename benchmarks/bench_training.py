@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Benchmark: the trainer's own step, default precision path against fp32/NCHW, side by side in one run.
 
 Each configuration builds a real :class:`~napari_ppii.training.loop.Trainer` on the bundled NIH
@@ -76,10 +77,18 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    base = PPIIConfig().with_overrides([f"data.train={ROOT / 'resources' / 'nih-cxr'}", f"data.image_size={args.size}",
-                                        f"model.base_channels={args.base_channels}", f"training.batch_size={args.batch}",
-                                        f"training.device={args.device}", "data.val_samples=2", "synthesis.placement=lungs"]
-                                       + ([f"training.num_threads={args.threads}"] if args.threads else []))
+    base = PPIIConfig().with_overrides(
+        [
+            f"data.train={ROOT / 'resources' / 'nih-cxr'}",
+            f"data.image_size={args.size}",
+            f"model.base_channels={args.base_channels}",
+            f"training.batch_size={args.batch}",
+            f"training.device={args.device}",
+            "data.val_samples=2",
+            "synthesis.placement=lungs",
+        ]
+        + ([f"training.num_threads={args.threads}"] if args.threads else [])
+    )
     images = load_normal_images(base)
     res = {"device": args.device, "threads": torch.get_num_threads(), "size": args.size, "batch": args.batch,
            "base_channels": args.base_channels, "steps": args.steps}

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """One prepared check for a machine with one GPU (issue 21): everything a short GPU lease should measure,
 in one command that finishes in well under 10 minutes, printing one JSON line.
 
@@ -62,9 +63,17 @@ def check(device: str, size: int, batch: int, base: int, steps: int, ct_shape: t
     imgs = _images(size, max(batch, 4))
 
     # 1. training at the paper's setting
-    cfg = PPIIConfig().with_overrides([f"data.image_size={size}", f"model.base_channels={base}",
-                                       f"training.batch_size={batch}", f"training.device={device}", "data.val_samples=2",
-                                       "synthesis.placement=lungs"] + (["synthesis.size_step=8"] if cuda else []))
+    cfg = PPIIConfig().with_overrides(
+        [
+            f"data.image_size={size}",
+            f"model.base_channels={base}",
+            f"training.batch_size={batch}",
+            f"training.device={device}",
+            "data.val_samples=2",
+            "synthesis.placement=lungs",
+        ]
+        + (["synthesis.size_step=8"] if cuda else [])
+    )
     r = time_trainer(cfg, imgs, steps, max(1, steps // 5))
     out["train"] = {k: r[k] for k in ("path", "steps_per_s", "images_per_s", "gflop_per_s", "gflop_per_step", "loss")}
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """The paper's Table 1 (JSRT, U-Net, PII vs P-PII), reproduced on the CPU with a stated budget.
 
 Trains -- or takes checkpoints of -- U-Net with PII and with P-PII on the JSRT training normals
@@ -60,7 +61,9 @@ def main(argv=None) -> dict:
     floors: dict = {}
     from napari_ppii.training import load_checkpoint
 
-    first = next((args.runs / r / args.checkpoint for r in MODELS.values() if (args.runs / r / args.checkpoint).exists()), None)
+    first = next(
+        (args.runs / r / args.checkpoint for r in MODELS.values() if (args.runs / r / args.checkpoint).exists()), None
+    )
     atlas = training_atlas_of(first) if first is not None else None
     quick = EvalOptions(n_boot=0)
     results: dict = {}
@@ -102,20 +105,35 @@ def main(argv=None) -> dict:
         chosen[f"{first_rule}, x lung field"] = chosen[first_rule]  # the same checkpoint, map x lung prior
         for rule, path in chosen.items():
             tag = "" if rule == first_rule else ("_lungs" if rule.endswith("x lung field") else "_val_dice")
-            results[model][rule] = score_checkpoint(Predictor(path), datasets, opts, floors, atlas, args.out / f"{run}{tag}",
-                                                    f"{model} ({rule})",
-                                                    restrict="lungs" if rule.endswith("x lung field") else None)
+            results[model][rule] = score_checkpoint(
+                Predictor(path),
+                datasets,
+                opts,
+                floors,
+                atlas,
+                args.out / f"{run}{tag}",
+                f"{model} ({rule})",
+                restrict="lungs" if rule.endswith("x lung field") else None,
+            )
 
     print()
-    rows = [(f"{model} ({rule}, step {entry['step']})", entry) for model in MODELS for rule, entry in results.get(model, {}).items()]
-    paper = {"JSRT": [(f"{model}, paper (512, 100k steps)", PAPER_TABLE1[model]) for model in MODELS if model in results]}
+    rows = [
+        (f"{model} ({rule}, step {entry['step']})", entry)
+        for model in MODELS
+        for rule, entry in results.get(model, {}).items()
+    ]
+    paper = {
+        "JSRT": [(f"{model}, paper (512, 100k steps)", PAPER_TABLE1[model]) for model in MODELS if model in results]
+    }
     md = table(datasets, rows, floors, paper)
     for model, traj in trajectories.items():
         print(f"== {model}: kept checkpoints (no CIs) ==")
         keys = [k for k in traj[0] if k not in ("checkpoint", "step")]
         print(f"{'step':>6s} " + " ".join(f"{k:>20s}" for k in keys))
         for r in traj:
-            print(f"{r['step']:>6d} " + " ".join(f"{r[k]:>20.3f}" if r[k] is not None else f"{'n/a':>20s}" for k in keys))
+            print(
+                f"{r['step']:>6d} " + " ".join(f"{r[k]:>20.3f}" if r[k] is not None else f"{'n/a':>20s}" for k in keys)
+            )
         print()
     return write_outputs(args.out, "table1", md, {"table": results, "floors": floors, "trajectories": trajectories})
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """The long CPU runs of issue 23: every kept checkpoint of a run scored on real lesions, raw and
 prior-weighted, beside the non-learned floors; which checkpoint each selection rule picks.
 
@@ -29,14 +30,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _realdata import ROOT, SHARED, write_outputs  # noqa: E402
 
 from napari_ppii.evaluation import EvalOptions, evaluate, load_csv_test_set, load_volume_test_set  # noqa: E402
-from napari_ppii.evaluation.report import fmt_ci  # noqa: E402
+from napari_ppii.evaluation.summary import fmt_ci  # noqa: E402
 from napari_ppii.io import read_boxes, read_scan  # noqa: E402
 from napari_ppii.predict import Predictor  # noqa: E402
 from napari_ppii.prior import DEFAULT_PRIOR  # noqa: E402
@@ -84,8 +84,10 @@ def _ct_sets() -> dict:
 def _swa(paths: list[Path], out: Path) -> Path:
     cks = [load_checkpoint(p) for p in paths]
     avg = dict(cks[-1])
-    avg["model"] = {k: (torch.stack([c["model"][k].float() for c in cks]).mean(0).to(v.dtype) if v.is_floating_point() else v)
-                    for k, v in cks[-1]["model"].items()}
+    avg["model"] = {
+        k: (torch.stack([c["model"][k].float() for c in cks]).mean(0).to(v.dtype) if v.is_floating_point() else v)
+        for k, v in cks[-1]["model"].items()
+    }
     torch.save(avg, out)
     return out
 
@@ -97,7 +99,9 @@ def _row(ev_metrics: dict) -> dict:
     flat = m.get("per_slice", m)
     out["prior"]["top1_hits"] = flat["top1_hits"]
     r = m.get("raw", {})
-    out["raw"] = {k: r[k] for k in ("pixel_auroc", "pixel_auroc_ci", "froc_at_10fp", "froc_at_10fp_ci", "top1_hits") if k in r}
+    out["raw"] = {
+        k: r[k] for k in ("pixel_auroc", "pixel_auroc_ci", "froc_at_10fp", "froc_at_10fp_ci", "top1_hits") if k in r
+    }
     if "per_lesion_3d" in m:
         out["volume_top1"] = m["per_lesion_3d"]["top1_hits"]
     return out
@@ -179,9 +183,12 @@ def main(argv=None) -> dict:
             r, p = row[sname]["raw"], row[sname]["prior"]
             vd = f"{row['val_dice']:.3f}" if row["val_dice"] is not None else ""
             ss = f"{row['select_score']:.3f}" if row["select_score"] is not None else ""
-            md.append(f"| {name} | {row['step']} | {vd} | {ss} | {fmt_ci(r, 'pixel_auroc')} | {fmt_ci(p, 'pixel_auroc')} | "
-                      f"{fmt_ci(r, 'froc_at_10fp')} | {fmt_ci(p, 'froc_at_10fp')} | {r['top1_hits'][0]}/{r['top1_hits'][1]} | "
-                      f"{p['top1_hits'][0]}/{p['top1_hits'][1]} |")
+            md.append(
+                f"| {name} | {row['step']} | {vd} | {ss} | {fmt_ci(r, 'pixel_auroc')} | {fmt_ci(p, 'pixel_auroc')} | "
+                f"{fmt_ci(r, 'froc_at_10fp')} | {fmt_ci(p, 'froc_at_10fp')} | "
+                f"{r['top1_hits'][0]}/{r['top1_hits'][1]} | "
+                f"{p['top1_hits'][0]}/{p['top1_hits'][1]} |"
+            )
         for fname, f in results["floors"][sname].items():
             f = f.get("per_slice", f)
             md.append(f"| floor: {fname} | | | | {fmt_ci(f, 'pixel_auroc')} | | {fmt_ci(f, 'froc_at_10fp')} | | "

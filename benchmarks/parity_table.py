@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """bf16 vs fp32 parity: the validation curves of two runs of the same configuration and seed, side by side.
 
     ppii train --config configs/nih_ppii_unet.yaml --set training.steps=600 --set training.val_every=100 \\

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Choosing the inference prior's settings (napari_ppii.prior) on data that may choose: the NIH Nodule/Mass
 radiographs except the two bundled ones (``--set nih``) or LIDC-IDRI-0002 (``--set lidc2``); never the JSRT
 test rows or the bundled demo slab.
@@ -19,7 +20,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _realdata import ROOT, SHARED  # noqa: E402
@@ -74,13 +74,22 @@ def main(argv=None) -> dict:
             s = PriorSettings("lungs", sigma, floor)
             wm = [apply_prior(a, m, s) for a, m in zip(maps, masks)]
             r = score_maps(wm, boxes, opts, full=False)
-            rows.append({"sigma": sigma, "floor": floor, "pixel_auroc": r["pixel_auroc"], "froc_at_10fp": r["froc_at_10fp"],
-                         "top1_hits": r["top1_hits"]})
+            rows.append(
+                {
+                    "sigma": sigma,
+                    "floor": floor,
+                    "pixel_auroc": r["pixel_auroc"],
+                    "froc_at_10fp": r["froc_at_10fp"],
+                    "top1_hits": r["top1_hits"],
+                }
+            )
             print(f"sigma {sigma:5.3f} floor {floor:4.2f}: pixel AUROC {r['pixel_auroc']:.3f}  FROC@10FP "
                   f"{r['froc_at_10fp']:.3f}  top-1 {r['top1_hits'][0]}/{r['top1_hits'][1]}", flush=True)
     # a floor above zero is part of the design (a lesion just outside the mask must still score): the pick
     # is among those
-    best = max((r for r in rows if r["floor"] > 0), key=lambda r: (r["top1_hits"][0], r["froc_at_10fp"], r["pixel_auroc"]))
+    best = max(
+        (r for r in rows if r["floor"] > 0), key=lambda r: (r["top1_hits"][0], r["froc_at_10fp"], r["pixel_auroc"])
+    )
     res = {"checkpoint": str(args.checkpoint), "set": args.set, "rows": rows, "pick": best}
     print(f"pick: sigma {best['sigma']}, floor {best['floor']}")
     print(json.dumps(res))

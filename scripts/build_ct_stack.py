@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Build one training stack from the normal slices of several CT series (each with its own lesion XML).
 
     python scripts/build_ct_stack.py CONFIG OUT_PREFIX SERIES:BOXES [SERIES:BOXES ...]

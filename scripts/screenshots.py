@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """The README's screenshots of the four widgets, on the bundled NIH sample (free to ship).
 
     .venv/bin/python scripts/screenshots.py [--out docs/images] [--checkpoint runs/demo_nih_unet/best.pt]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Hand-made bad inputs for the reader corpus test: each file a way a scan can be broken."""
 
 from __future__ import annotations
@@ -137,8 +138,14 @@ def make_broken_files(folder: Path) -> dict[str, Path]:
     mixed = folder / "mixed_sizes_dir"
     mixed.mkdir(exist_ok=True)
     for i, (r, c) in enumerate(((32, 32), (40, 40))):
-        _dicom(mixed / f"s{i}.dcm", r, c, ImagePositionPatient=[0, 0, float(i)], ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
-               SeriesInstanceUID="1.2.3")
+        _dicom(
+            mixed / f"s{i}.dcm",
+            r,
+            c,
+            ImagePositionPatient=[0, 0, float(i)],
+            ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+            SeriesInstanceUID="1.2.3",
+        )
     out["mixed_sizes_dir"] = mixed
     return out
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Shared fixtures: scans and files the tests make themselves."""
 
 from __future__ import annotations
@@ -136,9 +137,19 @@ def tiny_checkpoint(tmp_path):
     from napari_ppii.config import PPIIConfig
     from napari_ppii.training import train
 
-    cfg = PPIIConfig().with_overrides(["model.base_channels=4", "model.levels=3", "data.image_size=64", "training.steps=2",
-                                       "training.val_every=2", "training.batch_size=2", "data.val_samples=2",
-                                       f"data.train={RESOURCES / 'nih-cxr'}", f"training.out_dir={tmp_path / 'run'}"])
+    cfg = PPIIConfig().with_overrides(
+        [
+            "model.base_channels=4",
+            "model.levels=3",
+            "data.image_size=64",
+            "training.steps=2",
+            "training.val_every=2",
+            "training.batch_size=2",
+            "data.val_samples=2",
+            f"data.train={RESOURCES / 'nih-cxr'}",
+            f"training.out_dir={tmp_path / 'run'}",
+        ]
+    )
     train(cfg)
     return tmp_path / "run" / "last.pt"
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Anatomy masks (radiograph and CT lung fields), on phantoms and on real scans."""
 
 import numpy as np

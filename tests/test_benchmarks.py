@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """The benchmarks run (tiny repeat counts): a change that breaks one fails here, not months later."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """``ppii`` commands end to end (in-process and as a real console script)."""
 
 import json
@@ -101,3 +102,48 @@ def test_console_script_runs(tmp_path):
     assert r.returncode == 0 and "(512, 512)" in r.stdout
     r = subprocess.run(exe + ["info", str(tmp_path / "none.dcm")], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "no such file" in r.stderr
+
+
+def test_one_input_rule_for_info_and_predict_and_plain_warnings(tmp_path, capsys):
+    """A folder with DICOM slices, a PNG, an XML and a text file: ``ppii info`` and ``ppii predict`` read
+    the same scans (the series and the PNG) and name the files they do not read; the reader's
+    irregular-spacing warning is one plain line without a package path (issue 22 item 8)."""
+    from PIL import Image
+
+    from conftest import make_dicom, smooth_image
+    from napari_ppii.config import PPIIConfig
+    from napari_ppii.training import train
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for k, z in enumerate([0.0, 2.5, 5.0, 9.0]):
+        make_dicom(folder / f"s{k}.dcm", (smooth_image((40, 40), seed=k) * 1400).astype(np.int16), position=(0, 0, z))
+    Image.fromarray((smooth_image((40, 40), seed=9) * 255).astype(np.uint8)).save(folder / "cxr.png")
+    (folder / "boxes.xml").write_text("<LidcReadMessage/>")
+    (folder / "notes.txt").write_text("hello")
+    assert main(["info", str(folder)]) == 0
+    out, err = capsys.readouterr()
+    assert "series 1.2.3.4" in out and "slices 4" in out and "file cxr.png" in out
+    assert "not read: boxes.xml" in out and "not read: notes.txt" in out
+    assert "ppii: warning:" in err and "irregular slice spacing" in err and "readers.py" not in err
+    cfg = PPIIConfig().with_overrides(["model.base_channels=4", "model.levels=3", "data.image_size=32",
+                                       "training.batch_size=4", "data.val_samples=4", "training.steps=1",
+                                       "training.val_every=1", "synthesis.placement=anywhere",
+                                       f"training.out_dir={tmp_path / 'run'}"])
+    train(cfg, images=np.stack([smooth_image((32, 32), seed=s) for s in range(5)]))
+    rc = main(["predict", str(folder), "--checkpoint", str(tmp_path / "run" / "last.pt"), "--out", str(tmp_path / "p"),
+               "--prior", "none", "--quiet"])
+    out, err = capsys.readouterr()
+    assert rc == 1  # something was skipped: said, and the exit status says so
+    assert "2 scans predicted" in out
+    assert "boxes.xml" in err and "notes.txt" in err
+    index = (tmp_path / "p" / "index.csv").read_text()
+    assert index.count(",ok,") == 2 and "cxr.png" in index
+
+
+def test_box_csv_z_index_column_gives_3d_boxes(tmp_path):
+    from napari_ppii.io import read_boxes
+
+    (tmp_path / "b.csv").write_text("x0,y0,x1,y1,z_index,label\n10,10,20,20,7,nodule\n")
+    (b,) = read_boxes(tmp_path / "b.csv")
+    assert b.ndim == 3 and b.lo[0] == b.hi[0] == 7 and "z_index" not in b.properties

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """The configuration object: defaults, overrides, YAML round trip, clear errors."""
 
 import pytest

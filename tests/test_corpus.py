@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Every reader fails cleanly: pydicom's whole bundled test corpus and hand-made broken files go through
 the readers and ``ppii synthesize``; each either works or is an InputError (CLI: one line, exit 2)."""
 

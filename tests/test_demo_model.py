@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """The pretrained models shipped in resources/models (scripts/make_demo_model.sh): what the demo and the
 README say of them holds -- they never trained on the scans the demo scores them on, and on those scans
 they still score as measured when they were shipped."""
@@ -24,7 +25,9 @@ def test_the_ct_model_never_trained_on_the_slab_or_the_second_patients_nodule():
     assert set(by) == {"lidc-idri-0001", "lidc-idri-0002"}
     assert not SLAB & set(by["lidc-idri-0001"]["slices"])
     assert not NODULE_0002 & set(by["lidc-idri-0002"]["slices"])
-    assert sum(s["n_slices"] for s in prov["sources"]) == len(by["lidc-idri-0001"]["slices"]) + len(by["lidc-idri-0002"]["slices"])
+    assert sum(s["n_slices"] for s in prov["sources"]) == len(by["lidc-idri-0001"]["slices"]) + len(
+        by["lidc-idri-0002"]["slices"]
+    )
     assert ck["config"]["training"]["select"] != "reference"  # nothing labelled chose it
     assert prov["step"] == ck["step"]
 
@@ -50,7 +53,9 @@ def test_the_ct_model_still_scores_the_unseen_slab_as_measured():
     from napari_ppii.prior import DEFAULT_PRIOR
 
     slab = RESOURCES / "lidc-idri-0001"
-    items = load_volume_test_set(slab / "LIDC-IDRI-0001_slab_fov256.nii.gz", slab / "LIDC-IDRI-0001_slab_fov256_boxes.csv")
+    items = load_volume_test_set(
+        slab / "LIDC-IDRI-0001_slab_fov256.nii.gz", slab / "LIDC-IDRI-0001_slab_fov256_boxes.csv"
+    )
     ev = evaluate(Predictor(CT, device="cpu"), items, EvalOptions(n_boot=20, prior=DEFAULT_PRIOR),
                   floors=["random", "lung_field", "blob"])
     per_slice = ev.metrics["per_slice"]

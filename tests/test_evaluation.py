@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Metrics on hand-made maps with known answers, and ppii evaluate end to end."""
 
 import numpy as np
@@ -86,7 +87,9 @@ def test_quantile_bins_keep_the_order_of_near_zero_maps():
     for m, k in zip(maps, masks):
         k[10:20, 10:20] = True
         m[k] += 2e-5  # higher, but far below 1/1000
-    uniform = auroc_from_histograms(*[sum(h) for h in zip(*[pixel_histograms(m, k, 1000) for m, k in zip(maps, masks)])])
+    uniform = auroc_from_histograms(
+        *[sum(h) for h in zip(*[pixel_histograms(m, k, 1000) for m, k in zip(maps, masks)])]
+    )
     assert uniform == pytest.approx(0.5)  # equal bins on [0, 1] see only ties
     edges = quantile_edges(maps, 4096)
     got = auroc_from_histograms(*[sum(h) for h in zip(*[pixel_histograms(m, k, edges) for m, k in zip(maps, masks)])])
@@ -281,3 +284,31 @@ def test_volume_boxes_outside_the_scan_are_a_clear_error(tmp_path):
         csv.writer(fh).writerow(["lesion", 3, 5, 5, 5, 12, 12])
     items = load_volume_test_set(path, boxes)
     assert len(items[0].boxes) == 1 and items[0].boxes[0].lo[0] == 3  # only the box inside is a lesion
+
+
+def test_one_lesion_rule_for_the_dock_and_the_evaluation():
+    """LIDC readers' marks: the < 3 mm point marks and non-nodules are no lesion, the >= 3 mm boxes of one
+    nodule are one; the prediction dock's ground truth (read back from a Shapes layer) follows the same
+    rule (issue 22 item 5: the dock counted '0/2 lesions' where the evaluation counted one)."""
+    from napari.layers import Image, Shapes
+
+    from napari_ppii._layers import boxes_shapes_data, shapes_to_boxes
+    from napari_ppii._widgets.predict import truth_lesions
+    from napari_ppii.evaluation.evaluate import lesion_boxes
+    from napari_ppii.io.boxes import Box
+
+    marks = [Box((5, 10, 10), (7, 20, 20), label="nodule>=3mm"), Box((5, 11, 12), (6, 21, 19), label="nodule>=3mm"),
+             Box((6, 40, 40), (6, 40, 40), label="nodule<3mm"), Box((6, 50, 10), (6, 50, 10), label="non-nodule")]
+    assert len(lesion_boxes(marks)) == 1
+    other = [Box((10, 10), (20, 20), label="Nodule"), Box((15, 15), (25, 25), label="Nodule"),
+             Box((40, 40), (50, 50), label="Mass")]
+    assert len(lesion_boxes(other)) == 2
+    data, kw, _ = boxes_shapes_data(marks, 3)
+    layer = Shapes(data, **kw)
+    target = Image(np.zeros((10, 64, 64), np.float32))
+    back = shapes_to_boxes(layer, target)
+    assert {b.label for b in back} == {"nodule>=3mm", "nodule<3mm", "non-nodule"}
+    on_slice_6 = [b.to_2d() for b in back if b.lo[0] <= 6 <= b.hi[0]]
+    assert len(on_slice_6) == 4 and len(truth_lesions(on_slice_6)) == 1
+    plain = Shapes([np.array([[0, 0], [0, 5], [5, 5], [5, 0]])], shape_type="rectangle")
+    assert shapes_to_boxes(plain, Image(np.zeros((16, 16), np.float32)))[0].label == "reference"

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Training survives faults: SIGKILL at random moments then --resume, a second training into a folder in
 use, a new run into a folder with an earlier run's checkpoints, a full disk while writing a checkpoint."""
 
@@ -84,7 +85,7 @@ def test_sigkill_at_random_moments_then_resume_ends_bit_identical(tmp_path):
     assert a["step"] == b["step"] == steps
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
-    assert a["best_dice"] == b["best_dice"]
+    assert a["best_score"] == b["best_score"]
 
 
 def test_second_training_into_a_folder_in_use_is_refused_and_the_first_untouched(tmp_path):
@@ -116,7 +117,8 @@ def test_lock_refuses_in_process_and_dies_with_a_killed_holder(tmp_path, pool):
             train(PPIIConfig().with_overrides(TINY + [f"training.out_dir={out}", "training.steps=2"]), images=pool)
         assert not (out / "log.jsonl").exists() and not (out / "config.yaml").exists()
     # a holder killed by SIGKILL leaves no stale lock
-    code = f"from napari_ppii.training.rundir import RunLock; import time; lock = RunLock({str(out)!r}).acquire(); time.sleep(60)"
+    code = (f"from napari_ppii.training.rundir import RunLock; import time; "
+            f"lock = RunLock({str(out)!r}).acquire(); time.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", code], env=ENV)
     t0 = time.time()
     while in_use(out) is None and time.time() - t0 < 30:

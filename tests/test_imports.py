@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Dependency direction: the core loads no Qt, and inference loads no part of the trainer."""
 
 import subprocess
@@ -14,7 +15,8 @@ def _loaded_after(imports: str) -> set[str]:
 
 CORE = ["napari_ppii.io", "napari_ppii.synthesis", "napari_ppii.models", "napari_ppii.training",
         "napari_ppii.evaluation", "napari_ppii.evaluation.report", "napari_ppii.predict", "napari_ppii.preview",
-        "napari_ppii.anatomy", "napari_ppii.realism", "napari_ppii.cli", "napari_ppii.training.process"]
+        "napari_ppii.anatomy", "napari_ppii.realism", "napari_ppii.cli", "napari_ppii.training.process",
+        "napari_ppii.workflows"]
 
 
 def test_core_modules_load_no_qt():
@@ -28,3 +30,81 @@ def test_core_modules_load_no_qt():
 def test_inference_loads_no_training_module():
     mods = _loaded_after("import napari_ppii.predict; from napari_ppii.predict import Predictor, predict_batch")
     assert not [m for m in mods if m.startswith("napari_ppii.training")]
+
+
+def _package_imports() -> dict[str, set[str]]:
+    """Module -> the package modules it imports (relative or absolute, at any depth of the file)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "src" / "napari_ppii"
+    graph: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root.parent).with_suffix("")
+        parts = list(rel.parts)
+        is_pkg = parts[-1] == "__init__"
+        name = ".".join(parts[:-1] if is_pkg else parts)
+        pkg = parts[:-1] if is_pkg else parts[:-1]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = pkg[:len(pkg) - node.level + 1] if node.level > 1 else pkg
+                    mod = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    mod = node.module or ""
+                if mod.startswith("napari_ppii"):
+                    deps.add(mod)
+                    deps.update(f"{mod}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names if a.name.startswith("napari_ppii"))
+        graph[name] = deps
+    return {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+
+
+def test_training_package_has_no_import_circle():
+    graph = _package_imports()
+    training = {m for m in graph if m.startswith("napari_ppii.training.")}
+    assert {"napari_ppii.training.loop", "napari_ppii.training.select", "napari_ppii.training.validate",
+            "napari_ppii.training.stop"} <= training
+    sub = {m: graph[m] & training for m in training}
+    seen, stack = set(), []
+
+    def visit(m):
+        assert m not in stack, f"import circle: {' -> '.join(stack[stack.index(m):] + [m])}"
+        if m in seen:
+            return
+        stack.append(m)
+        for d in sorted(sub[m]):
+            visit(d)
+        stack.pop()
+        seen.add(m)
+
+    for m in sorted(sub):
+        visit(m)
+
+
+def test_every_source_file_has_an_spdx_header():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = [p for d in ("src", "tests", "benchmarks", "scripts") for p in (root / d).rglob("*.py")]
+    tag = "SPDX-License-Identifier: BSD-3-Clause"
+    missing = [str(p.relative_to(root)) for p in files if tag not in p.read_text()[:300]]
+    assert not missing, missing
+
+
+def test_lint_is_clean():
+    """``ruff check`` (pyproject's [tool.ruff]: pyflakes, pycodestyle, lines <= 120) passes on the whole tree."""
+    import shutil
+    from pathlib import Path
+
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).exists():
+        import pytest
+
+        pytest.skip("ruff is not installed (pip install 'napari-ppii[test]')")
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([ruff, "check", "src", "tests", "benchmarks", "scripts"], cwd=root, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Readers, writers and boxes on files the tests write, and every kind of bad input."""
 
 import numpy as np

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """napari plugin: readers, sample data and the live preview widget (real Qt under Xvfb)."""
 
 import json
@@ -29,8 +30,14 @@ def test_manifest_is_valid_and_lists_contributions():
     from npe2 import PluginManifest
 
     mf = PluginManifest.from_file(files("napari_ppii") / "napari.yaml")
-    assert {r.command for r in mf.contributions.readers} == {"napari-ppii.get_reader", "napari-ppii.get_boxes_reader"}
-    assert {s.key for s in mf.contributions.sample_data} == {"lidc_ct", "lidc_ct_full_view", "nih_nodule", "nih_normals"}
+    # one reader contribution for scans and box files: napari needs no plugin named to open either
+    assert {r.command for r in mf.contributions.readers} == {"napari-ppii.get_reader"}
+    assert {s.key for s in mf.contributions.sample_data} == {
+        "lidc_ct",
+        "lidc_ct_full_view",
+        "nih_nodule",
+        "nih_normals",
+    }
     assert len(mf.contributions.widgets) >= 1
     for cmd in mf.contributions.commands:
         mod, attr = cmd.python_name.split(":")
@@ -98,6 +105,34 @@ def test_reader_lidc_xml_finds_its_series(tmp_path):
     assert {r[0, 0] for r in rects} == {0.0, 1.0, 2.0}  # z mapped to slice indices
 
 
+def test_viewer_opens_box_files_without_naming_the_plugin_and_shows_reader_warnings(make_napari_viewer, tmp_path):
+    """An LIDC XML opens as boxes wherever napari lets the plugin be chosen (File > Open, drag-and-drop,
+    ``viewer.open(path, plugin=None)``): one reader contribution, no ambiguity (issue 22 item 8); a
+    reader's warning (irregular slice spacing) reaches the viewer as a notification worded for the user."""
+    from napari.utils.notifications import notification_manager
+
+    from test_io import LIDC_XML
+
+    folder = tmp_path / "case"
+    folder.mkdir()
+    for k, z in enumerate([-5.0, -2.5, 0.0, 4.0]):  # one gap of 4 mm among 2.5 mm ones: irregular
+        make_dicom(folder / f"{k}.dcm", np.full((100, 100), 1024, np.int16), position=(-50.0, -60.0, z))
+    (folder / "read.xml").write_text(LIDC_XML)
+    viewer = make_napari_viewer()
+    before = len(notification_manager.records)
+    (scan,) = viewer.open(str(folder), plugin="napari-ppii")  # a folder: napari's own reader would stack files
+    assert scan.data.shape[0] == 4
+    texts = [str(n.message) for n in notification_manager.records[before:]]
+    assert any("irregular slice spacing" in t for t in texts), texts
+    assert not any("readers.py" in t for t in texts)
+    # what File > Open and drag-and-drop do (napari's own viewer.open(path) defaults to plugin="napari",
+    # its built-in reader; viewer.open(path, plugin=None) lets napari choose, as the GUI does)
+    (boxes,) = viewer._open_or_raise_error([str(folder / "read.xml")])
+    assert type(boxes).__name__ == "Shapes" and len(boxes.data) > 0
+    (again,) = viewer.open(str(folder / "read.xml"), plugin=None)
+    assert len(again.data) == len(boxes.data)
+
+
 def test_sample_data_layers_line_up():
     from napari_ppii._sample_data import lidc_ct, nih_nodule, nih_normals
 
@@ -120,11 +155,11 @@ def test_full_view_ct_slab_is_the_crop_slab_downsampled_in_place():
     (full, fkw, _), (frects, fbkw, _) = lidc_ct_full_view()
     assert full.shape == (24, 256, 256) and fbkw["scale"] == fkw["scale"]
     assert fkw["scale"] == pytest.approx((2.5, 1.40625, 1.40625))
-    # voxel (z, i, j) of the full view covers crop pixels 2i-k.., 2j-l.. where (k, l) is the crop offset / 2
+    # voxel (z, i, j) of the full view covers crop pixels 2i-k.., 2j-m.. where (k, m) is the crop offset / 2
     off = [(ft - ct) / fs for ft, ct, fs in zip(fkw["translate"], ckw["translate"], fkw["scale"])]
-    k, l = int(round(-off[1] - 0.25)), int(round(-off[2] - 0.25))  # the crop starts at full-view voxel (k, l)
+    k, m = int(round(-off[1] - 0.25)), int(round(-off[2] - 0.25))  # the crop starts at full-view voxel (k, m)
     block = crop[:, :64, :64].reshape(24, 32, 2, 32, 2).mean((2, 4))
-    assert np.abs(full[:, k:k + 32, l:l + 32] - block).max() <= 0.5 + 1e-6  # rounded to int16 HU
+    assert np.abs(full[:, k:k + 32, m:m + 32] - block).max() <= 0.5 + 1e-6  # rounded to int16 HU
 
     def centres(rects, kw):
         return sorted(tuple(np.round(np.asarray(kw["translate"]) + np.asarray(kw["scale"]) * r.mean(0), 2))
@@ -180,7 +215,9 @@ def test_preview_layers_created_and_updated_on_change(widget, viewer_with_cxr, q
     assert widget.config().synthesis.n_raters == (4, 4)
     # the hidden variance layer gets the current variance when it is shown
     v.layers["P-PII variance"].visible = True
-    np.testing.assert_allclose(v.layers["P-PII variance"].data, widget.last_result.result.variance, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        v.layers["P-PII variance"].data, widget.last_result.result.variance, rtol=1e-6, atol=1e-9
+    )
     # user's layers untouched
     assert v.layers[0].data.shape == (512, 512) and v.layers[0].name.startswith("NIH")
 
@@ -270,6 +307,17 @@ def test_preview_volume_current_slice_and_whole_volume(make_napari_viewer, qtbot
     qtbot.waitUntil(lambda: v.layers["P-PII label"].ndim == 3, timeout=60000)
     assert v.layers["P-PII label"].data.shape == (24, 256, 256)
     assert tuple(v.layers["P-PII label"].scale) == pytest.approx(tuple(layer.scale))
+    # the status names the anomalies' slices, and "Next anomaly" goes there (issue 22 item 4)
+    boxes = w.last_result.result.boxes
+    assert boxes and "on slices" in w.status.text() and w.next_button.isEnabled()
+    seen = set()
+    for _ in range(len(boxes)):
+        z = w.goto_next_anomaly()
+        assert any(b.lo[0] <= z <= b.hi[0] for b in boxes)
+        assert int(round(float(layer.world_to_data(v.dims.point)[0]))) == z
+        assert v.layers["P-PII label"].data[z].max() > 0  # the anomaly is on the slice now in view
+        seen.add(z)
+    assert seen == set(w.anomaly_slices) and v.layers["P-PII label"].ndim == 3  # still the whole volume
 
 
 def test_export_matches_cli_layout(widget, tmp_path, qtbot):
@@ -434,8 +482,10 @@ def test_preview_cache_follows_the_layer_not_its_id(widget, viewer_with_cxr, qtb
     tok = widget._token(layer)
     assert any(k[1] == tok for k in widget.engine._cache)
     layer.data = np.ascontiguousarray(layer.data[::-1])
-    qtbot.waitUntil(lambda: widget.last_result is not None and not np.array_equal(widget.last_result.target.array, before),
-                    timeout=60000)
+    qtbot.waitUntil(
+        lambda: widget.last_result is not None and not np.array_equal(widget.last_result.target.array, before),
+        timeout=60000,
+    )
     _wait(qtbot, widget)
     np.testing.assert_allclose(widget.last_result.target.array, before[::-1], atol=1e-6)
     assert not any(k[1] == tok for k in widget.engine._cache)  # the old version's entries are gone
@@ -450,14 +500,18 @@ def test_preview_engine_is_qt_free_and_caches_per_token():
     import subprocess
     import sys
 
-    code = ("import sys, numpy as np; from napari_ppii.preview import PreviewEngine, PreviewRequest; "
-            "from napari_ppii.config import PPIIConfig; from napari_ppii.io import Scan; "
-            "e = PreviewEngine(); s = Scan(np.random.default_rng(0).random((64, 64)).astype('float32'), (1, 1), (0, 0), np.eye(2), 'DX'); "
-            "cfg = PPIIConfig().with_overrides(['synthesis.placement=anywhere']); "
-            "r = e.compute(PreviewRequest(1, s, None, cfg, None, ('t', None))); "
-            "assert r.result.image.shape == (64, 64); n = len(e._cache); e.compute(PreviewRequest(2, s, None, cfg, None, ('t', None))); "
-            "assert len(e._cache) == n; e.forget('t'); assert not e._cache; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('qtpy', 'PyQt6', 'PyQt5', 'napari')]; assert not bad, bad")
+    code = (
+        "import sys, numpy as np; from napari_ppii.preview import PreviewEngine, PreviewRequest; "
+        "from napari_ppii.config import PPIIConfig; from napari_ppii.io import Scan; "
+        "e = PreviewEngine(); "
+        "s = Scan(np.random.default_rng(0).random((64, 64)).astype('float32'), (1, 1), (0, 0), np.eye(2), 'DX'); "
+        "cfg = PPIIConfig().with_overrides(['synthesis.placement=anywhere']); "
+        "r = e.compute(PreviewRequest(1, s, None, cfg, None, ('t', None))); "
+        "assert r.result.image.shape == (64, 64); n = len(e._cache); "
+        "e.compute(PreviewRequest(2, s, None, cfg, None, ('t', None))); "
+        "assert len(e._cache) == n; e.forget('t'); assert not e._cache; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('qtpy', 'PyQt6', 'PyQt5', 'napari')]; assert not bad, bad"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
 
@@ -478,3 +532,60 @@ def test_preview_keeps_the_users_boxes_above_its_layers(make_napari_viewer, qtbo
     assert "P-PII image" in names
     assert names.index("my boxes") > names.index("P-PII image")
     assert names.index("my boxes") > names.index("P-PII label")
+
+
+def test_docks_scroll_instead_of_outgrowing_the_screen(make_napari_viewer):
+    """All four docks open, the preview's groups expanded: each dock's minimum height stays small (its
+    content scrolls), so the window is not pushed past the screen (issue 22 item 3: 1700x1735 on an
+    1100-pixel screen)."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_ppii._widgets.evaluate import EvaluationWidget
+    from napari_ppii._widgets.predict import PredictWidget
+    from napari_ppii._widgets.preview import PreviewWidget
+    from napari_ppii._widgets.training import TrainingWidget
+
+    viewer = make_napari_viewer(show=True)
+    docks = [cls(viewer) for cls in (PreviewWidget, TrainingWidget, PredictWidget, EvaluationWidget)]
+    for d in docks:
+        viewer.window.add_dock_widget(d, area="right")
+    QApplication.processEvents()
+    height_before = viewer.window._qt_window.height()
+    for box in (docks[0].realism_box, docks[0].advanced):
+        box.expand(animate=False)
+    QApplication.processEvents()
+    for d in docks:
+        content = d.scroll_area.widget().sizeHint().height()
+        assert d.minimumSizeHint().height() < 300, (type(d).__name__, d.minimumSizeHint())
+        assert d.scroll_area.verticalScrollBar().maximum() > 0 or content <= d.scroll_area.viewport().height()
+    assert docks[0].scroll_area.widget().sizeHint().height() > 600  # the expanded preview is tall: it scrolls
+    assert viewer.window._qt_window.height() == height_before  # expanding the groups did not grow the window
+
+
+def test_preview_shows_only_the_chosen_methods_parameters(widget, qtbot):
+    """PII ignores the number of anomalies, and the label scale applies to the scaled label only: their
+    controls are hidden while they change nothing (issue 22 item 6, issue 20 item 2)."""
+    form, realism = widget.form, widget.realism_form
+
+    def shown(f, key):
+        return not f[key].widget.native.isHidden()  # hidden by the dock (not merely an unshown parent)
+
+    widget.set_value("synthesis.method", "ppii")
+    widget.set_value("synthesis.label_mode", "logistic")
+    assert shown(form, "synthesis.n_anomalies") and shown(form, "synthesis.n_raters")
+    assert not shown(form, "synthesis.alpha") and not shown(realism, "synthesis.label_scale")
+    assert shown(realism, "synthesis.label_k") and not shown(realism, "synthesis.nsa_patches")
+    widget.set_value("synthesis.label_mode", "scaled")
+    assert shown(realism, "synthesis.label_scale") and not shown(realism, "synthesis.label_k")
+    widget.set_value("synthesis.method", "pii")
+    assert not shown(form, "synthesis.n_anomalies") and not shown(form, "synthesis.n_raters")
+    assert shown(form, "synthesis.alpha") and not shown(realism, "synthesis.label_scale")
+    assert shown(form, "synthesis.patch_size") and shown(realism, "synthesis.placement")  # shared: always
+    widget.set_value("synthesis.method", "ppii")
+    from napari_ppii.config import PPIIConfig
+    from napari_ppii.synthesis import applicable
+
+    nsa = PPIIConfig().with_values({"synthesis.method": "nsa"})
+    assert applicable("synthesis.nsa_patches", nsa) and applicable("synthesis.label_k", nsa)
+    assert not applicable("synthesis.n_raters", nsa) and applicable("preprocess.window", nsa)
+    _wait(qtbot, widget, timeout=180000)  # the redraws of the changes above (slow on a loaded machine)

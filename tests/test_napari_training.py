@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Training and prediction from the viewer (real Qt under Xvfb; training in a real subprocess)."""
 
 import time

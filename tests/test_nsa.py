@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """NSA (Natural Synthetic Anomalies) as the fourth method: its label, blending, sampling and replay."""
 
 from pathlib import Path

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """A wheel that works alone: built, installed into a folder away from the source tree, then the sample
 data, the napari manifest, ``python -m napari_ppii`` and the version are used from there."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Anatomy-aware placement, realism controls, realism statistics."""
 
 import json
@@ -53,7 +54,9 @@ def test_source_in_mask_and_anywhere_is_the_paper():
     # placement anywhere ignores masks and lands outside a small mask sometimes
     any_syn = make_synthesizer(SynthesisConfig.paper())
     small = _disc_mask(img.shape, (20, 20), 8)
-    outside = [s for seed in range(10) for s in any_syn.sample(img, src, rng=seed).plan if small[s.target_slices].mean() < 0.7]
+    outside = [
+        s for seed in range(10) for s in any_syn.sample(img, src, rng=seed).plan if small[s.target_slices].mean() < 0.7
+    ]
     assert outside
 
 
@@ -64,7 +67,9 @@ def test_placement_mask_errors_and_empty_mask_fallback():
     with pytest.raises(InputError, match="does not match"):
         make_synthesizer(SynthesisConfig(placement="mask")).sample(img, src, rng=0, mask=np.ones((10, 10)))
     # an empty mask (no lung found) places anywhere rather than silently giving no anomaly
-    r = make_synthesizer(SynthesisConfig(placement="mask", mask_blend=False)).sample(img, src, rng=0, mask=np.zeros((64, 64)))
+    r = make_synthesizer(SynthesisConfig(placement="mask", mask_blend=False)).sample(
+        img, src, rng=0, mask=np.zeros((64, 64))
+    )
     assert r.plan and r.label.max() > 0
 
 

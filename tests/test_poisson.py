@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """The DST-I Poisson solve against a sparse direct solve of the same discrete system."""
 
 import numpy as np

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Batch prediction over files, folders and CSVs with one model load; slab-wise volumes; preprocessing
 that is the same chunk by chunk as whole."""
 
@@ -103,4 +104,7 @@ def test_folder_of_dicom_series_and_empty_folder(tmp_path, checkpoint, dicom_ser
     empty = tmp_path / "empty"
     empty.mkdir()
     srcs, bad = expand_inputs([str(dicom_series), str(empty)])
-    assert len(srcs) == 1 and srcs[0].series and bad and "empty" in bad[0][1]
+    assert len(srcs) == 1 and srcs[0].series
+    # the empty folder, and the series folder's text file (listed, as ppii info lists it)
+    assert [why for inp, why in bad if inp == str(empty)] == ["folder is empty"]
+    assert any(inp.endswith("notes.txt") and "not a scan" in why for inp, why in bad)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Windows, normalisation, equalisation, resizing."""
 
 import numpy as np

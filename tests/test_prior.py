@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Anatomy-aware maps at inference: the soft prior, ppii evaluate's two rows, ppii predict --prior."""
 
 from __future__ import annotations

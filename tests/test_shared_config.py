@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """One configuration per viewer, shared live by the four widgets, with generated controls:
 widget -> configuration -> widget is lossless for every field, and the CLI builds the same configuration."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """FPI, PII and P-PII: reproducibility, labels, variance, engines, validation."""
 
 import numpy as np

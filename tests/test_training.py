@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Backbones, trainer, checkpoints, DDP, prediction (CPU, tiny sizes)."""
 
 import json
@@ -98,9 +99,13 @@ def test_odd_input_sizes_are_padded_and_cropped():
 @pytest.mark.parametrize("backbone", ["unet", "mc_unet", "phiseg"])
 def test_resume_continues_exactly(tmp_path, pool, backbone):
     n = 6
-    full = tiny_cfg(tmp_path / "full", f"training.steps={2 * n}", f"training.val_every={n}", f"model.backbone={backbone}")
+    full = tiny_cfg(
+        tmp_path / "full", f"training.steps={2 * n}", f"training.val_every={n}", f"model.backbone={backbone}"
+    )
     train(full, images=pool)
-    half = tiny_cfg(tmp_path / "half", f"training.steps={2 * n}", f"training.val_every={n}", f"model.backbone={backbone}")
+    half = tiny_cfg(
+        tmp_path / "half", f"training.steps={2 * n}", f"training.val_every={n}", f"model.backbone={backbone}"
+    )
     train(half, images=pool, stop_after=n)
     assert load_checkpoint(tmp_path / "half" / "last.pt")["step"] == n
     train(half, resume=tmp_path / "half" / "last.pt", images=pool)
@@ -232,8 +237,24 @@ def test_cuda_requested_without_gpu(tmp_path, pool):
 def test_ddp_two_process_gloo(tmp_path):
     """torchrun --nproc_per_node 2 on the CPU: gloo, one log and one set of checkpoints."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "napari_ppii.cli",
-           "train", "--quiet", "--data", str(RESOURCES / "nih-cxr"), "--out", str(tmp_path), "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "napari_ppii.cli",
+        "train",
+        "--quiet",
+        "--data",
+        str(RESOURCES / "nih-cxr"),
+        "--out",
+        str(tmp_path),
+        "--device",
+        "cpu",
+    ]
     for o in TINY + ["training.steps=4", "training.val_every=2"]:
         cmd += ["--set", o]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
@@ -447,3 +468,43 @@ def test_cpu_bf16_path_trains_and_resumes_exactly(tmp_path, monkeypatch):
     train(d, images=pool)
     x, y = load_checkpoint(tmp_path / "c" / "last.pt"), load_checkpoint(tmp_path / "d" / "last.pt")
     assert any(not torch.equal(x["model"][k], y["model"][k]) for k in x["model"] if x["model"][k].is_floating_point())
+
+
+def test_best_score_names_its_rule_and_old_checkpoints_resume(tmp_path, pool):
+    """Checkpoints and logs hold ``best_score`` with the rule's name; a checkpoint written before the
+    rename (``best_dice``) resumes with its best score kept (a lower later score does not replace best.pt)."""
+    from napari_ppii.checkpoint import save_checkpoint
+
+    cfg = tiny_cfg(tmp_path / "a", "training.steps=6", "training.val_every=3")
+    res = train(cfg, images=pool, stop_after=3)
+    ck = load_checkpoint(res.last_checkpoint)
+    assert ck["select"] == "val_dice" and ck["best_score"] == ck["val_dice"] == res.best_score
+    assert res.select == "val_dice" and "best_dice" not in ck
+    recs = read_log(tmp_path / "a" / "log.jsonl")
+    assert [r["best_score"] for r in recs if r["event"] == "val"] == [ck["best_score"]]
+    old = dict(ck)
+    old["best_dice"] = 2.0  # an old checkpoint, its best beyond any Dice: best.pt must not move on resume
+    del old["best_score"], old["select"]
+    save_checkpoint(old, tmp_path / "a" / "last.pt")
+    best_before = (tmp_path / "a" / "best.pt").read_bytes()
+    res = train(cfg, resume=tmp_path / "a" / "last.pt", images=pool)
+    assert res.step == 6 and res.best_score == 2.0
+    assert (tmp_path / "a" / "best.pt").read_bytes() == best_before
+
+
+def test_stop_request_is_a_context_manager_that_restores_handlers():
+    import os
+    import signal
+
+    from napari_ppii.training.stop import StopRequest
+
+    before = signal.getsignal(signal.SIGTERM)
+    with StopRequest() as stop:
+        assert not stop.requested and signal.getsignal(signal.SIGTERM) is not before
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested
+    assert signal.getsignal(signal.SIGTERM) is before
+    with pytest.raises(KeyError):  # restored also when the body raises
+        with StopRequest():
+            raise KeyError("x")
+    assert signal.getsignal(signal.SIGTERM) is before

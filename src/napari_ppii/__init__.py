@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """napari-ppii: self-supervised anomaly localisation with Probabilistic Poisson Image Interpolation.
 
 The core (``io``, ``preprocess``, ``synthesis``, ``config``) imports no Qt and is usable from Python and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """``python -m napari_ppii``: the ``ppii`` command line."""
 
 from .cli import main

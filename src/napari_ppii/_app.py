@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """``ppii view``: napari with a scan (or bundled sample) and the P-PII preview docked.
 
 With a display it opens the viewer and runs napari's event loop.  Without one (or with

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Layers <-> core values, in one place: Scan -> image layer data, boxes -> shapes layer data, and an
 image layer -> Scan.  The scan's geometry travels with the layer (``scale`` = spacing, ``translate`` =
 origin, and ``metadata['ppii_scan']``), so whatever is computed from it -- synthetic anomalies,
@@ -18,6 +19,13 @@ from .io.boxes import Box
 from .io.scan import Scan
 
 SCAN_KEY = "ppii_scan"
+#: the name prefix of the layers the plugin's docks make (preview, training output, prediction)
+LAYER_PREFIX = "P-PII"
+
+
+def is_own_layer(layer) -> bool:
+    """A layer made by one of the plugin's docks (not the user's)."""
+    return layer.name.startswith(LAYER_PREFIX)
 
 
 def geometry_kwargs(scan: Scan) -> dict[str, Any]:
@@ -102,7 +110,10 @@ def shapes_to_boxes(shapes_layer, target_layer) -> list[Box]:
     coordinates, so differing scale/translate line up); a 3D rectangle is a box one slice thick."""
     out = []
     nd = target_layer.ndim
-    for verts in shapes_layer.data:
+    feats = getattr(shapes_layer, "features", None)
+    labels = list(feats["label"]) if feats is not None and "label" in feats else []
+    kinds = list(feats["kind"]) if feats is not None and "kind" in feats else []
+    for i, verts in enumerate(shapes_layer.data):
         v = np.asarray(verts, dtype=float)
         if v.shape[1] != nd:
             continue
@@ -112,7 +123,9 @@ def shapes_to_boxes(shapes_layer, target_layer) -> list[Box]:
         lo[-2:] += 0.5
         hi[-2:] -= 0.5
         hi = np.maximum(hi, lo)
-        out.append(Box(tuple(lo), tuple(hi), label="reference"))
+        label = str(labels[i]) if i < len(labels) and str(labels[i]) not in ("", "nan") else "reference"
+        props = {"kind": str(kinds[i])} if i < len(kinds) and str(kinds[i]) not in ("", "nan") else {}
+        out.append(Box(tuple(lo), tuple(hi), label=label, properties=props))
     return out
 
 
@@ -173,3 +186,26 @@ def set_image_layer(viewer, name: str, data, geo: dict[str, Any], **kwargs):
     if name in viewer.layers:
         viewer.layers.remove(name)
     return viewer.add_image(data, name=name, **geo, **kwargs)
+
+
+def set_boxes_layer(viewer, name: str, boxes: Sequence[Box], ndim: int, geo: dict[str, Any], *,
+                    edge_color: str = "#00bfff", quiet: bool = False):
+    """Show ``boxes`` as the rectangles of the Shapes layer ``name``: refilled in place when it exists with
+    the same dimensionality, else (re)made.  ``quiet`` refills without data events (the viewer's
+    extent is not recomputed over every layer: the boxes lie inside the scan).  Returns ``(layer, made)``."""
+    data, kw, _ = boxes_shapes_data(boxes, ndim, name=name, edge_color=edge_color, **geo)
+    layer = viewer.layers[name] if name in viewer.layers else None
+    if layer is not None and layer.ndim == kw["ndim"]:
+        if quiet:
+            with layer.events.data.blocker(), layer.events.blocker_all():
+                layer.data = []
+        else:
+            layer.data = []
+        if data:
+            layer.add_rectangles(data, edge_color=edge_color, face_color="transparent", edge_width=2)
+        elif quiet:
+            layer.refresh()
+        return layer, False
+    if layer is not None:
+        viewer.layers.remove(layer)
+    return viewer.add_shapes(data, **{k: v for k, v in kw.items() if k != "features"}), True

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """napari readers (npe2): scans open as image layers that keep their geometry; box files (CSV, LIDC
 XML) open as a Shapes layer of rectangles.  Failures reach napari as :class:`InputError` messages."""
 
@@ -7,9 +8,7 @@ import csv
 from pathlib import Path
 
 from ._layers import boxes_shapes_data, scan_layer_data
-from .io.readers import DICOM_SUFFIXES, ITK_SUFFIXES, RASTER_SUFFIXES, _suffix, is_dicom_file
-
-SCAN_SUFFIXES = RASTER_SUFFIXES + ITK_SUFFIXES + DICOM_SUFFIXES
+from .io.readers import SCAN_SUFFIXES, is_dicom_file, scan_suffix
 
 
 def _one(path):
@@ -19,19 +18,46 @@ def _one(path):
 
 
 def get_reader(path):
-    """Scans: image files and DICOM folders.  (Box files: :func:`get_boxes_reader`.)"""
+    """The plugin's one reader: box files (a box CSV, an LIDC XML) open as boxes, scans (image files,
+    DICOM folders) as images.  One contribution, so ``viewer.open(path)`` needs no plugin named."""
     p = _one(path)
     if p is None:
         return None
-    if p.is_dir() or _suffix(p) in SCAN_SUFFIXES or (p.is_file() and not p.suffix and is_dicom_file(p)):
+    boxes = get_boxes_reader(path)
+    if boxes is not None:
+        return boxes
+    if p.is_dir() or scan_suffix(p) in SCAN_SUFFIXES or (p.is_file() and not p.suffix and is_dicom_file(p)):
         return read_scan_layers
     return None
 
 
 def read_scan_layers(path):
+    """The scan as an image layer; a reader's warnings (e.g. irregular slice spacing) become napari
+    notifications, worded for the user (no source path or line of the package)."""
+    import warnings
+
     from .io import read_scan
 
-    return [scan_layer_data(read_scan(_one(path)))]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layer = scan_layer_data(read_scan(_one(path)))
+    _notify([str(w.message) for w in caught if issubclass(w.category, UserWarning)])
+    return [layer]
+
+
+def _notify(messages) -> None:
+    if not messages:
+        return
+    try:
+        from napari.utils.notifications import show_warning
+    except ImportError:  # used without napari: plain warnings
+        import warnings
+
+        for m in messages:
+            warnings.warn(m, stacklevel=3)
+        return
+    for m in messages:
+        show_warning(m)
 
 
 def _is_box_csv(p: Path) -> bool:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """napari sample data: real scans shipped in ``resources/`` with their ground-truth boxes.
 
 Installed from a wheel, the data is the package ``napari_ppii.resources`` (read with

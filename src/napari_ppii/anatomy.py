@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Anatomy masks, classical and offline: lung fields of chest radiographs and of chest CT.
 
 No learned weights, nothing to download.  Both work on plain arrays and on :class:`~napari_ppii.io.Scan`

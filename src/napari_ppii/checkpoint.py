@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Checkpoints: written atomically, loaded safely.
 
 A checkpoint is a plain dict of tensors and primitives -- model, optimiser and scheduler state, the
@@ -59,11 +60,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         if "Unsupported global" in str(exc) or "global" in str(exc).lower():
-            raise InputError("refused to load this checkpoint: it holds pickled objects other than weights, which "
-                             "could run code on loading (only weights-only napari-ppii checkpoints are loaded)", path) from None
+            raise InputError(
+                "refused to load this checkpoint: it holds pickled objects other than weights, which "
+                "could run code on loading (only weights-only napari-ppii checkpoints are loaded)",
+                path,
+            ) from None
         raise InputError("not a readable checkpoint (corrupt, truncated or not a torch file)", path) from None
     except Exception as exc:
-        raise InputError(f"not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})", path) from None
+        raise InputError(
+            f"not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})", path
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InputError("not a napari-ppii checkpoint (missing format marker)", path)
     return state
@@ -75,7 +81,8 @@ def export_weights(src: str | Path, dst: str | Path, half: bool = False, provena
     (plain JSON values: which scans, which slices, how it was chosen) is stored as it is."""
     ck = load_checkpoint(src)
     model = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ck["model"].items()}
-    keep = {k: ck[k] for k in ("config", "step", "backbone", "val_dice", "select_score") if k in ck}
+    keep = {k: ck[k] for k in ("config", "step", "backbone", "val_dice", "select_score", "best_score", "select",
+                               "inputs", "provenance") if k in ck}
     extra = {"provenance": provenance} if provenance else {}
     return save_checkpoint({"model": model, **keep, "exported_from": str(src), **extra}, dst)
 

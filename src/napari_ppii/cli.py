@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """The ``ppii`` command line: thin over the library.
 
 Every command prints a bad-input problem as one line on stderr (``ppii: error: ...``) and exits 2.
@@ -13,7 +14,6 @@ from pathlib import Path
 import typing
 from typing import Sequence
 
-import numpy as np
 
 from . import __version__
 from .config import Method, PPIIConfig
@@ -35,15 +35,29 @@ def _load_config(args) -> PPIIConfig:
 # ppii info
 # --------------------------------------------------------------------------------------------------
 def cmd_info(args) -> int:
-    from .io import list_series, read_scan
+    from .io import read_scan
+    from .io.readers import folder_contents
 
     path = Path(args.input)
-    if path.is_dir():
-        for s in list_series(path):
+    if path.is_dir():  # the folder as ppii predict reads it: each series and each image file is a scan
+        found = folder_contents(path)
+        for s in found.series:
             print(f"series {s.uid}  modality {s.modality}  slices {s.n_slices}  {s.description}")
+        for f in found.files:
+            print(f"file {f.name}")
+        for f, why in found.skipped:
+            print(f"not read: {f.name} ({why})")
+        if not found.series:  # a folder of image files: describe each is ppii info FILE's job
+            if not found.files:
+                raise InputError("no scans in the folder", path)
+            print(f"{found.n_scans} scan(s); ppii predict reads each of them")
+            return 0
+        if found.files:
+            print(f"{found.n_scans} scans; ppii predict reads each of them; below: the largest series")
     scan = read_scan(path, args.series)
     a = scan.array
-    print(f"{scan.path}: {scan.ndim}D {scan.modality} shape {scan.shape} spacing {tuple(round(s, 4) for s in scan.spacing)} "
+    spacing = tuple(round(s, 4) for s in scan.spacing)
+    print(f"{scan.path}: {scan.ndim}D {scan.modality} shape {scan.shape} spacing {spacing} "
           f"origin {tuple(round(o, 2) for o in scan.origin)} values {a.min():.1f}..{a.max():.1f}")
     return 0
 
@@ -51,36 +65,11 @@ def cmd_info(args) -> int:
 # --------------------------------------------------------------------------------------------------
 # ppii synthesize
 # --------------------------------------------------------------------------------------------------
-def _placement_mask(args, cfg: PPIIConfig, raw, shape) -> np.ndarray | None:
-    """The target's placement mask: lungs computed on the raw scan (HU for CT), or ``--mask FILE``;
-    resized to the pre-processed shape."""
-    place = cfg.synthesis.placement
-    if place == "anywhere":
-        return None
-    if getattr(args, "mask", None):
-        from .io import read_scan
-
-        m = read_scan(args.mask).array
-        if m.shape != raw.shape:
-            raise InputError(f"mask of shape {m.shape} does not match the input {raw.shape}", args.mask)
-        m = m > 0
-    elif place == "lungs":
-        from .anatomy import lung_mask
-
-        m = lung_mask(raw)
-    else:
-        raise InputError("synthesis.placement=mask needs --mask FILE (a mask image or volume of the input's shape)")
-    if m.shape != tuple(shape):
-        from .preprocess import resize
-
-        m = resize(m.astype(np.float32), shape) >= 0.5
-    return m
-
-
 def cmd_synthesize(args) -> int:
     from .io import read_scan
     from .preprocess import prepare
-    from .synthesis import AnomalySpec, make_synthesizer
+    from .synthesis import AnomalySpec
+    from .workflows import placement_mask, synthesize_scan
 
     plan = None
     if args.replay:
@@ -114,28 +103,39 @@ def cmd_synthesize(args) -> int:
     from .synthesis.plan import validate_images
 
     validate_images(scan.array[None], cfg.synthesis)  # size and values first: clearer than a mask error
-    mask = _placement_mask(args, cfg, raw, scan.shape)
+    given = None
+    if getattr(args, "mask", None):
+        given = read_scan(args.mask).array
+    try:
+        mask = placement_mask(cfg.synthesis.placement, raw, scan.shape, given=given,
+                              missing="synthesis.placement=mask needs --mask FILE (a mask image or volume of the "
+                              "input's shape)")
+    except InputError as exc:
+        raise InputError(exc.reason, args.mask) if given is not None else exc from None
     source = None
     if args.source:
         src_scan = read_scan(args.source)
         if src_scan.ndim != scan.ndim:
             raise InputError(f"source is {src_scan.ndim}D but the input is {scan.ndim}D", args.source)
-        src_scan = prepare(src_scan, cfg.preprocess)
-        if src_scan.shape != scan.shape:
-            from .preprocess import resize
-
-            src_scan = src_scan.with_array(resize(src_scan.array, scan.shape))
-        source = src_scan.array
-
-    synth = make_synthesizer(cfg.synthesis)
-    result = synth.sample(scan.array, source, rng=np.random.default_rng(cfg.seed), plan=plan, mask=mask)
+        source = prepare(src_scan, cfg.preprocess).array
+    out_ = synthesize_scan(scan.array, cfg, source=source, mask=mask, plan=plan)
+    synth, result = out_.synthesizer, out_.result
 
     from .synthesis.export import export_sample
 
     out = Path(args.out)
-    record = export_sample(out, scan, result, cfg, fmt=args.format, resolved=synth.config.model_dump(mode="json"),
-                           command="synthesize", input=str(args.input), source=str(args.source) if args.source else None,
-                           series_uid=scan.metadata.get("series_instance_uid"))
+    record = export_sample(
+        out,
+        scan,
+        result,
+        cfg,
+        fmt=args.format,
+        resolved=synth.config.model_dump(mode="json"),
+        command="synthesize",
+        input=str(args.input),
+        source=str(args.source) if args.source else None,
+        series_uid=scan.metadata.get("series_instance_uid"),
+    )
     written = record["files"]
     print(f"{cfg.synthesis.method}: {len(result.boxes)} anomal{'y' if len(result.boxes) == 1 else 'ies'} in "
           f"{scan.ndim}D {scan.shape}; wrote {', '.join(written.values())}, boxes.csv, params.json to {out}")
@@ -163,8 +163,8 @@ def cmd_train(args) -> int:
             cfg = cfg.with_values({"training.out_dir": out})
     res = train(cfg, resume=args.resume, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"trained {cfg.model.backbone} to step {res.step}: loss {res.last_loss:.4f}, best val Dice "
-              f"{res.best_dice:.4f}; checkpoints in {cfg.training.out_dir}")
+        print(f"trained {cfg.model.backbone} to step {res.step}: loss {res.last_loss:.4f}, best {res.select} score "
+              f"{res.best_score:.4f}; checkpoints in {cfg.training.out_dir}")
     return 0
 
 
@@ -190,6 +190,9 @@ def cmd_predict(args) -> int:
     res = predict_batch(pred, sources, out, samples=args.samples, fmt=args.format, progress=progress, skipped=bad,
                         prior=prior, prior_mask=pmask)
     ok = [r for r in res.rows if r["status"] == "ok"]
+    for r in ok:
+        if r.get("warning"):
+            print(f"ppii: warning: {r['input']}: {r['warning']}", file=sys.stderr)
     (out / "predict.json").write_text(json.dumps({
         "checkpoint": str(args.checkpoint), "step": pred.step, "backbone": pred.cfg.model.backbone,
         "inputs": [str(i) for i in args.inputs], "predicted": len(ok), "skipped": len(res.skipped),
@@ -210,7 +213,11 @@ def _prior_args(args):
     from .prior import DEFAULT_PRIOR, PriorSettings
 
     kind = args.prior or ("lungs" if getattr(args, "restrict", None) == "lungs" else DEFAULT_PRIOR.kind)
-    floor = args.prior_floor if args.prior_floor is not None else (0.0 if getattr(args, "restrict", None) else DEFAULT_PRIOR.floor)
+    floor = (
+        args.prior_floor
+        if args.prior_floor is not None
+        else (0.0 if getattr(args, "restrict", None) else DEFAULT_PRIOR.floor)
+    )
     prior = PriorSettings(kind, args.prior_sigma if args.prior_sigma is not None else DEFAULT_PRIOR.sigma, floor)
     mask = None
     if kind == "mask":
@@ -231,24 +238,25 @@ def _add_prior_args(p) -> None:
                    help=f"weight the map by a soft organ prior (default: {DEFAULT_PRIOR.kind}; see README, 'Prior at "
                    "inference'): none = raw map, lungs = computed lung fields, mask = --prior-mask")
     p.add_argument("--prior-mask", help="--prior mask: a mask file (NIfTI, MHA, PNG, ...) of the scan's shape")
-    p.add_argument("--prior-sigma", type=float, help=f"prior smoothing, fraction of the side (default {DEFAULT_PRIOR.sigma:g})")
-    p.add_argument("--prior-floor", type=float, help=f"prior value far outside the mask (default {DEFAULT_PRIOR.floor:g})")
+    p.add_argument(
+        "--prior-sigma", type=float, help=f"prior smoothing, fraction of the side (default {DEFAULT_PRIOR.sigma:g})"
+    )
+    p.add_argument(
+        "--prior-floor", type=float, help=f"prior value far outside the mask (default {DEFAULT_PRIOR.floor:g})"
+    )
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluation import EvalOptions, evaluate, load_csv_test_set, load_volume_test_set
+    from .evaluation import EvalOptions, evaluate
     from .evaluation.report import write_report
     from .evaluation.summary import first_hit_lines, summarise
     from .predict import Predictor
+    from .workflows import atlas_floor, open_test_set
 
     prior, pmask = _prior_args(args)
     pred = Predictor(args.checkpoint, device=args.device or "cpu")
     data = Path(args.data)
-    if data.suffix.lower() == ".csv":
-        items = load_csv_test_set(data, labels=args.labels.split(",") if args.labels else None, split=args.split,
-                                  limit=args.limit)
-    else:
-        items = load_volume_test_set(data, args.boxes)
+    items = open_test_set(data, args.boxes, labels=args.labels, split=args.split, limit=args.limit)
     opts = EvalOptions(score=args.score, topk_percent=args.topk, region=args.region, n_boot=args.n_boot,
                        samples=args.samples, min_distance=args.min_distance, prior=prior)
     bar = None
@@ -257,16 +265,15 @@ def cmd_evaluate(args) -> int:
 
         bar = tqdm(total=len(items), desc="evaluate", unit="scan")
     atlas = None
-    train_data = args.train_data or pred.cfg.data.train
-    if not args.no_floors and train_data and Path(train_data).exists():
-        from .evaluation.floors import training_atlas
-        from .training.data import load_normal_images
-
-        atlas = training_atlas(load_normal_images(pred.cfg.with_values({"data.train": train_data})))
+    if not args.no_floors:
+        atlas, why = atlas_floor(pred.cfg, args.train_data, checkpoint=args.checkpoint,
+                                 recorded=pred.inputs.get("train_data"))
     ev = evaluate(pred, items, opts, progress=(lambda i, n: bar.update(1)) if bar else None,
                   floors=not args.no_floors, atlas=atlas, prior_mask=pmask)
     if bar:
         bar.close()
+    if not args.no_floors and why:
+        ev.metrics.setdefault("floors_left_out", {})["atlas"] = why
     report = write_report(ev, args.out, title=f"{pred.cfg.model.backbone} ({pred.cfg.synthesis.method}) on {data.name}",
                           extra={"checkpoint": str(args.checkpoint), "step": pred.step, "data": str(data)})
     m = ev.metrics
@@ -319,9 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=list(typing.get_args(Method)))
     p.add_argument("--seed", type=int)
     p.add_argument("--size", type=int, help="resize images / slices to SIZE x SIZE before synthesis")
-    p.add_argument("--window", choices=["lung", "mediastinum", "bone", "soft_tissue", "header"], help="CT window preset")
+    p.add_argument(
+        "--window", choices=["lung", "mediastinum", "bone", "soft_tissue", "header"], help="CT window preset"
+    )
     p.add_argument("--series", help="SeriesInstanceUID (folders with several series; default the largest)")
-    p.add_argument("--format", choices=["tiff", "png", "nifti"], help="output format (default: tiff for 2D, nifti for 3D)")
+    p.add_argument(
+        "--format", choices=["tiff", "png", "nifti"], help="output format (default: tiff for 2D, nifti for 3D)"
+    )
     p.add_argument("--replay", type=Path, help="params.json of an earlier run: re-render exactly that sample")
     p.add_argument("--mask", help="placement mask (image / volume of the input's shape) for synthesis.placement=mask")
     p.add_argument("--out", required=True, type=Path, help="output folder")
@@ -357,9 +368,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boxes", help="LIDC XML or box CSV for a CT series")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--samples", type=int, help="MC-dropout / PHiSeg samples (default: the model's)")
-    p.add_argument("--score", choices=["topk", "max", "mean"], default="topk", help="per-image score (default: mean of the top 1%%)")
+    p.add_argument(
+        "--score",
+        choices=["topk", "max", "mean"],
+        default="topk",
+        help="per-image score (default: mean of the top 1%%)",
+    )
     p.add_argument("--topk", type=float, default=1.0, help="percent of pixels for --score topk")
-    p.add_argument("--region", choices=["box", "disc"], default="box", help="pixel AUROC ground truth: box or inscribed disc")
+    p.add_argument(
+        "--region", choices=["box", "disc"], default="box", help="pixel AUROC ground truth: box or inscribed disc"
+    )
     p.add_argument("--labels", help="comma-separated box labels to count as lesions (e.g. Nodule,Mass)")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, help="evaluate only the first N test images")
@@ -369,7 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-floors", action="store_true", help="skip the non-learned floors (random, lung field, "
                    "darkness, training atlas, blob filter) scored beside the model")
     p.add_argument("--train-data", help="normal images for the atlas floor (default: the checkpoint's data.train)")
-    p.add_argument("--restrict", choices=["lungs"], help=argparse.SUPPRESS)  # old spelling: --prior lungs --prior-floor 0
+    p.add_argument(
+        "--restrict", choices=["lungs"], help=argparse.SUPPRESS
+    )  # old spelling: --prior lungs --prior-floor 0
     _add_prior_args(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
@@ -387,7 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("view", help="open napari with scans (or a bundled sample) and the P-PII preview docked")
     p.add_argument("inputs", nargs="*", help="scans and box files to open")
-    p.add_argument("--sample", choices=["nih", "normals", "ct", "ct-full"], help="bundled sample data to open (default nih when no input)")
+    p.add_argument(
+        "--sample",
+        choices=["nih", "normals", "ct", "ct-full"],
+        help="bundled sample data to open (default nih when no input)",
+    )
     p.add_argument("--screenshot", help="save a screenshot of the window and exit (automatic without a display)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--demo", action="store_true", help="the whole loop on the bundled sample: preview, train "
@@ -398,11 +422,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_own_warning(w) -> bool:
+    return issubclass(w.category, UserWarning) and "napari_ppii" in str(w.filename).replace("-", "_")
+
+
+def _report_warnings(caught, own: bool = True) -> None:
+    """The package's own warnings (irregular slice spacing, ...) as one plain line each, ``ppii: warning:
+    ...``, without a source path (``own`` False: left out -- a failed command says one line, its error);
+    any other warning as Python would show it."""
+    import warnings
+
+    for w in caught:
+        if _is_own_warning(w):
+            if own:
+                print(f"ppii: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    caught: list = []
+    failed = True
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.filterwarnings("always", category=UserWarning, module=r"napari_ppii(\..*)?$")
+            rc = int(args.func(args) or 0)
+        failed = False
+        return rc
     except InputError as exc:
         print(f"ppii: error: {exc}", file=sys.stderr)
         return 2
@@ -419,6 +469,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ppii: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _report_warnings(caught, own=not failed)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Configuration objects shared by the napari widgets, the ``ppii`` CLI and the trainer.
 
 Validated once, at the edge: every field has the paper's / method-notes default and a documented range,
@@ -93,23 +94,39 @@ class SynthesisConfig(_Model):
     rater_radius: float = Field(0.3, gt=0, le=0.5, description="P-PII: mean rater radius, fraction of the patch's "
                                 "shortest side (public sketch: 0.25)")
     rater_radius_std: float = Field(1.0, ge=0, le=20, description="P-PII: std of the rater radius in pixels")
-    rater_centre_std: float = Field(1 / 12, ge=0, le=0.5, description="P-PII: std of the rater centre, fraction of the patch side")
+    rater_centre_std: float = Field(
+        1 / 12, ge=0, le=0.5, description="P-PII: std of the rater centre, fraction of the patch side"
+    )
     mixed_gradients: bool = Field(True, description="P-PII / NSA: keep the larger of (scaled) source and target "
                                   "gradient (NSA: mixed clone; NSA's default is the normal clone, False)")
     alpha: tuple[float, float] = Field((0.05, 0.95), description="PII/FPI: interpolation factor range, in [0, 1]")
-    pairwise: bool = Field(True, description="take the source patch from another image of the batch (else the same image)")
-    label_scale: float = Field(10.0, gt=0, le=100, description="P-PII, label_mode scaled: label = clip(label_scale * "
-                               "|target - mean|, 0, 1) (public sketch: 10; with 1 the faint rim of an anomaly is labelled ~0)")
+    pairwise: bool = Field(
+        True, description="take the source patch from another image of the batch (else the same image)"
+    )
+    label_scale: float = Field(
+        10.0,
+        gt=0,
+        le=100,
+        description="P-PII, label_mode scaled: label = clip(label_scale * "
+        "|target - mean|, 0, 1) (public sketch: 10; with 1 the faint rim of an anomaly is labelled ~0)",
+    )
     label_tolerance: float = Field(1e-3, ge=0, le=1, description="PII/FPI/NSA: a pixel is labelled where it changed by "
                                    "more than this (NSA: 1 grey level, 1/255)")
     clip: Literal["hard", "soft", "none"] = Field(
         "soft", description="blended images beyond the target's intensity range: clipped (hard; the paper), "
         "compressed smoothly into it (soft: no flat white/black plateaus) or left as they are (none)")
-    size_step: int = Field(1, ge=1, le=64, description="round patch sides up to a multiple of this (fewer distinct shapes for GPU batching)")
+    size_step: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="round patch sides up to a multiple of this (fewer distinct shapes for GPU batching)",
+    )
     fast_sizes: bool = Field(True, description="round patch sides up (a few pixels at most) so the DST length "
                              "2 (side - 1) is FFT-friendly (5-smooth): several times faster solves")
     min_patch_side: int = Field(5, ge=3, le=64, description="smallest patch side in pixels")
-    max_tries: int = Field(50, ge=1, le=1000, description="P-PII: placement attempts per anomaly (target boxes never overlap)")
+    max_tries: int = Field(
+        50, ge=1, le=1000, description="P-PII: placement attempts per anomaly (target boxes never overlap)"
+    )
     # -- anatomy-aware placement ------------------------------------------------------------------
     placement: Placement = Field(
         "lungs", description="where target patches go: anywhere (the paper), lungs (lung fields computed "
@@ -146,8 +163,13 @@ class SynthesisConfig(_Model):
         "logistic of the change, 0 at no change: (s(k (|d| - x0)) - s(-k x0)) / (1 - s(-k x0))")
     label_k: float = Field(100.0, gt=0, le=10000, description="logistic label (P-PII logistic, NSA): steepness k per "
                            "unit intensity (NSA: 1/6 per grey level = 42.5)")
-    label_x0: float = Field(0.04, ge=0, le=1, description="logistic label (P-PII logistic, NSA): the change labelled "
-                            "~0.5 (a real JSRT nodule differs from its surroundings by ~0.04; NSA: 20 grey levels = 0.078)")
+    label_x0: float = Field(
+        0.04,
+        ge=0,
+        le=1,
+        description="logistic label (P-PII logistic, NSA): the change labelled "
+        "~0.5 (a real JSRT nodule differs from its surroundings by ~0.04; NSA: 20 grey levels = 0.078)",
+    )
 
     @field_validator("clip", mode="before")
     @classmethod
@@ -194,7 +216,9 @@ class PreprocessConfig(_Model):
     """Scan -> network input: window (CT), normalise to [0, 1], histogram-equalise, resize."""
 
     window: WindowName | None = Field("lung", description="HU window preset for CT; ignored for radiographs")
-    normalise: Literal["minmax", "percentile"] = Field("percentile", description="radiographs: min/max or 0.5/99.5 percentiles to [0, 1]")
+    normalise: Literal["minmax", "percentile"] = Field(
+        "percentile", description="radiographs: min/max or 0.5/99.5 percentiles to [0, 1]"
+    )
     equalise: bool = Field(True, description="histogram equalisation (the paper, after MIMIC-CXR-JPG)")
     size: int | None = Field(None, ge=16, le=4096, description="resize 2D images / slices to size x size (None = keep)")
 
@@ -203,12 +227,18 @@ class ModelConfig(_Model):
     """The backbone (paper section 3: five resolution levels each; PHiSeg two more)."""
 
     backbone: Literal["unet", "mc_unet", "phiseg"] = Field("unet", description="U-Net, MC-dropout U-Net or PHiSeg")
-    base_channels: int = Field(32, ge=2, le=256, description="channels at full resolution (doubling per level, capped at 512)")
-    levels: int = Field(5, ge=2, le=8, description="resolution levels (PHiSeg: latent levels; it adds two resolution levels)")
+    base_channels: int = Field(
+        32, ge=2, le=256, description="channels at full resolution (doubling per level, capped at 512)"
+    )
+    levels: int = Field(
+        5, ge=2, le=8, description="resolution levels (PHiSeg: latent levels; it adds two resolution levels)"
+    )
     dropout: float = Field(0.1, ge=0, lt=1, description="MC-dropout U-Net: dropout rate, active at inference")
     latent_channels: int = Field(2, ge=1, le=64, description="PHiSeg: channels of each latent level")
     kl_weight: float = Field(1.0, ge=0, le=100, description="PHiSeg: weight of the KL term")
-    samples: int = Field(10, ge=1, le=200, description="MC-dropout / PHiSeg: samples drawn at inference (paper: 50 for PHiSeg)")
+    samples: int = Field(
+        10, ge=1, le=200, description="MC-dropout / PHiSeg: samples drawn at inference (paper: 50 for PHiSeg)"
+    )
 
 
 class AugmentConfig(_Model):
@@ -237,7 +267,12 @@ class DataConfig(_Model):
     mask: str | None = Field(None, description="placement masks for synthesis.placement=mask: a .npy stack (N, H, W) "
                              "aligned with the training images (what the viewer writes from a Labels layer), or, for "
                              "a single CT series / volume, a mask volume of the scan's shape")
-    lesion_margin: int = Field(5, ge=0, le=100, description="CT: slices within this many of a lesion are not normal (paper: ~5)")
+    lesion_margin: int = Field(
+        5, ge=0, le=100, description="CT: slices within this many of a lesion are not normal (paper: ~5)"
+    )
+    modality: Literal["CT", "radiograph"] | None = Field(
+        None, description="the modality of the training images where the data does not say (a pre-processed .npy "
+        "stack); recorded in checkpoints, and prediction warns on a scan of another modality")
     image_size: int = Field(256, ge=32, le=2048, description="training images are resized to size x size (paper: 512)")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="normal images held out for the validation set")
     val_samples: int = Field(32, ge=1, le=10000, description="fixed, seeded synthetic validation samples")
@@ -264,8 +299,11 @@ class TrainingConfig(_Model):
         "val_dice", description="which checkpoint becomes best.pt: best synthetic validation Dice (the paper), best "
         "pixel AUROC on a small labelled reference set from another dataset (training.reference), or best Dice on "
         "a held-out anomaly type never trained on (training.heldout; label-free, after Baugh et al. 2023)")
-    reference: str | None = Field(None, description="select=reference: an annotations CSV with lesion boxes (e.g. the "
-                                  "NIH radiographs); its rows with boxes (and its normals) are scored at each validation")
+    reference: str | None = Field(
+        None,
+        description="select=reference: an annotations CSV with lesion boxes (e.g. the "
+        "NIH radiographs); its rows with boxes (and its normals) are scored at each validation",
+    )
     reference_labels: list[str] | None = Field(None, description="select=reference: keep only boxes of these findings "
                                                "(e.g. [Nodule, Mass]); None = every box")
     heldout: dict[str, Any] = Field(default_factory=lambda: {"method": "fpi"}, description="select=heldout: synthesis "
@@ -274,7 +312,9 @@ class TrainingConfig(_Model):
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     amp: bool = Field(True, description="bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16 / AMX); "
                      "fp32 elsewhere")
-    channels_last: bool = Field(True, description="channels_last memory format where the bf16 path runs (CUDA, native-bf16 CPUs)")
+    channels_last: bool = Field(
+        True, description="channels_last memory format where the bf16 path runs (CUDA, native-bf16 CPUs)"
+    )
     synthesis_on_device: bool = Field(True, description="run the batched torch synthesis on the training device")
     out_dir: str = Field("runs/ppii", description="checkpoints and the JSON-lines log go here")
     num_threads: int | None = Field(None, ge=1, le=256, description="CPU threads for torch (None: torch's default)")

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Device resolution shared by the trainer and inference."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """The one error type for bad input.
 
 Everything the user can get wrong -- a missing, corrupt or truncated file, an empty folder, a non-image

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Inference: a checkpoint + a scan -> anomaly map and variance map in the scan's own geometry.
 
 The scan gets the training pre-processing (:func:`napari_ppii.preprocess.model_input`: window or
@@ -32,6 +33,7 @@ class AnomalyMap:
     scan: Scan  # geometry the maps belong to
     samples: int
     raw: np.ndarray | None = None  # the map before an organ prior weighted ``mean`` (napari_ppii.prior)
+    warning: str | None = None  # e.g. a scan of another modality than the model was trained on
 
 
 class Predictor:
@@ -49,9 +51,31 @@ class Predictor:
         try:
             self.model.load_state_dict(ck["model"])
         except RuntimeError as exc:
-            raise InputError(f"weights do not fit the model the checkpoint describes ({str(exc).splitlines()[0]})", checkpoint) from None
+            raise InputError(
+                f"weights do not fit the model the checkpoint describes ({str(exc).splitlines()[0]})", checkpoint
+            ) from None
         self.model.to(self.device).eval()
         self.step = int(ck.get("step", 0))
+        #: what the checkpoint records of its training inputs (modality, training data, input settings)
+        self.inputs: dict = dict(ck.get("inputs") or {})
+
+    @property
+    def modality(self) -> str | None:
+        """``CT`` or ``radiograph``: what the model was trained on (None where the checkpoint does not say)."""
+        return self.inputs.get("modality")
+
+    def modality_warning(self, scan: Scan) -> str | None:
+        """A warning when ``scan`` is of another modality than the model was trained on, else None."""
+        from .preprocess import is_ct
+
+        if self.modality is None:
+            return None
+        kind = "CT" if is_ct(scan) else "radiograph"
+        if kind == self.modality:
+            return None
+        what = {"CT": "CT slices", "radiograph": "radiographs"}
+        return (f"this model was trained on {what[self.modality]}, but the scan is a {kind}: its anomaly map is "
+                f"unlikely to mean anything (use a model trained on {what[kind]})")
 
     def predict_images(self, images: np.ndarray, samples: int | None = None, batch: int = 4,
                        progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -91,7 +115,7 @@ class Predictor:
                 progress(z1, depth)
         if scan.ndim == 2:
             mean, var = mean[0], var[0]
-        return AnomalyMap(mean, var, scan, n if self.model.stochastic else 1)
+        return AnomalyMap(mean, var, scan, n if self.model.stochastic else 1, warning=self.modality_warning(scan))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -124,7 +148,7 @@ def expand_inputs(inputs, split: str | None = None) -> tuple[list[ScanSource], l
     radiographs: each file)."""
     import csv
 
-    from .io.readers import ITK_SUFFIXES, RASTER_SUFFIXES, _suffix, list_series
+    from .io.readers import folder_contents
 
     out: list[ScanSource] = []
     bad: list[tuple[str, str]] = []
@@ -154,20 +178,21 @@ def expand_inputs(inputs, split: str | None = None) -> tuple[list[ScanSource], l
                 bad.append((str(p), f"no rows{f' with split={split}' if split else ''}"))
             out += [ScanSource(i) for i in seen]
         elif p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
-            singles = [f for f in files if _suffix(f) in RASTER_SUFFIXES + ITK_SUFFIXES]
-            if singles:
-                out += [ScanSource(f) for f in singles]
+            # the one folder rule (io.readers.folder_contents, as ppii info): each DICOM series and each
+            # image / volume file is a scan; every other file is listed as skipped, with the reason
+            found = folder_contents(p)
+            if not found.n_scans:
+                bad.append((str(p), f"no scans in the folder ({len(found.skipped)} other file(s))"
+                            if found.skipped else "folder is empty"))
                 continue
-            try:
-                series = list_series(p)
-            except InputError as exc:
-                bad.append((str(p), exc.reason))
-                continue
+            out += [ScanSource(f) for f in found.files]
+            series = found.series
             if len(series) > 1 and all(s.n_slices == 1 for s in series):
                 out += [ScanSource(s.files[0]) for s in series]
             else:
-                out += [ScanSource(p, s.uid, p.name if len(series) == 1 else f"{p.name}_{s.uid}") for s in series]
+                out += [ScanSource(p, s.uid, p.name if len(series) == 1 and not found.files else f"{p.name}_{s.uid}")
+                        for s in series]
+            bad += [(str(f), why) for f, why in found.skipped]
         else:  # a scan file; anything else is read too, and the reader names what is wrong with it
             out.append(ScanSource(p))
     names: dict[str, int] = {}
@@ -218,6 +243,7 @@ def predict_batch(predictor: Predictor, sources: list[ScanSource], out: str | Pa
         try:
             scan = read_scan(src.path, src.series)
             amap = predictor.predict_scan(scan, samples=samples)
+            warning = amap.warning
             kind = fmt or ("nifti" if scan.ndim == 3 else "tiff")
             mean = amap.mean
             if prior.kind != "none":
@@ -225,10 +251,21 @@ def predict_batch(predictor: Predictor, sources: list[ScanSource], out: str | Pa
                 mean = weigh_map(mean, scan, prior, prior_mask)
             a = write_array(mean, out / f"{src.name}_anomaly_map", like=scan, fmt=kind)
             v = write_array(amap.variance, out / f"{src.name}_variance", like=scan, fmt=kind)
-            rows.append({"input": label, "status": "ok", "anomaly_map": a.name, "variance": v.name,
-                         "shape": "x".join(str(n) for n in scan.shape), "max": f"{float(mean.max()):.6f}", "prior": prior.kind,
-                         "samples": amap.samples, "seconds": f"{time.perf_counter() - t0:.2f}"})
-            status = "ok"
+            rows.append(
+                {
+                    "input": label,
+                    "status": "ok",
+                    "anomaly_map": a.name,
+                    "variance": v.name,
+                    "shape": "x".join(str(n) for n in scan.shape),
+                    "max": f"{float(mean.max()):.6f}",
+                    "prior": prior.kind,
+                    "samples": amap.samples,
+                    "seconds": f"{time.perf_counter() - t0:.2f}",
+                    "warning": warning or "",
+                }
+            )
+            status = "ok" if not warning else f"ok, but {warning}"
             del scan, amap
         except InputError as exc:
             reason = exc.reason if exc.path is not None and Path(exc.path) in (src.path, Path(src.path)) else str(exc)
@@ -238,7 +275,8 @@ def predict_batch(predictor: Predictor, sources: list[ScanSource], out: str | Pa
         if progress is not None:
             progress(i + 1, len(sources), src.name, status)
     index = out / "index.csv"
-    cols = ["input", "status", "anomaly_map", "variance", "shape", "max", "prior", "samples", "seconds", "reason"]
+    cols = ["input", "status", "anomaly_map", "variance", "shape", "max", "prior", "samples", "seconds", "reason",
+            "warning"]
     with index.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Pre-processing: HU windows, normalisation to [0, 1], histogram equalisation, resizing.
 
 The paper normalises intensities and then applies histogram equalisation (after MIMIC-CXR-JPG) to every
@@ -46,7 +47,9 @@ def apply_window(values: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.clip((np.asarray(values, dtype=np.float32) - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
-def normalise(values: np.ndarray, method: str = "percentile", percentiles: tuple[float, float] = (0.5, 99.5)) -> np.ndarray:
+def normalise(
+    values: np.ndarray, method: str = "percentile", percentiles: tuple[float, float] = (0.5, 99.5)
+) -> np.ndarray:
     """Rescale to ``[0, 1]`` by min/max or robust percentiles (clipped).  A constant image maps to 0."""
     x = np.asarray(values, dtype=np.float32)
     if method == "minmax":
@@ -101,7 +104,9 @@ class Equaliser:
             return self  # one level: equalisation is undefined, values pass unchanged
         hist = edges = None
         for i in range(n_chunks):
-            h, edges = np.histogram(np.asarray(chunk_fn(i), dtype=np.float32), bins=self.nbins, range=(np.float32(lo), np.float32(hi)))
+            h, edges = np.histogram(
+                np.asarray(chunk_fn(i), dtype=np.float32), bins=self.nbins, range=(np.float32(lo), np.float32(hi))
+            )
             hist = h if hist is None else hist + h
         cdf = hist.cumsum()
         self.cdf = (cdf / float(cdf[-1])).astype(np.float32)

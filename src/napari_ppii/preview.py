@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """The synthesis preview's computation, Qt-free: a request (target, source, configuration, slice, mask,
 reference lesions) -> the synthetic sample and its realism figures.
 
@@ -83,7 +84,7 @@ class PreviewEngine:
 
 def compute_preview(req: PreviewRequest, engine: PreviewEngine | None = None) -> PreviewResult:
     """Pre-process (cached by ``engine``), take the slice, synthesise.  Raises InputError on bad input."""
-    from .synthesis import make_synthesizer
+    from .workflows import placement_mask, synthesize_scan
 
     engine = engine or PreviewEngine()
     t0 = time.perf_counter()
@@ -103,30 +104,21 @@ def compute_preview(req: PreviewRequest, engine: PreviewEngine | None = None) ->
     else:
         t_img = target.array
         s_img = None if source is None else source.array
-    if s_img is not None and s_img.shape != t_img.shape:
-        from .preprocess import resize
-
-        s_img = resize(s_img, t_img.shape)
-    synth = make_synthesizer(cfg.synthesis)
-    mask = full_mask = None
-    if cfg.synthesis.placement != "anywhere":
-        full_mask = req.mask
-        if full_mask is None and cfg.synthesis.placement == "lungs":
-            full_mask = engine.lungs(req.target, t_tok)
-        if full_mask is None:
-            raise InputError("placement 'mask' needs a placement mask: paint the 'P-PII placement mask' Labels "
-                             "layer (or choose placement lungs / anywhere)")
-        mask = full_mask  # the given array as it is (e.g. a Labels layer's data): only the slice is thresholded
-        if req.slice_index is not None and np.ndim(full_mask) == 3:
-            mask = full_mask[int(np.clip(req.slice_index, 0, full_mask.shape[0] - 1))]
-        mask = np.asarray(mask) > 0
-        if mask.shape != t_img.shape:
-            raise InputError(f"the placement mask {mask.shape} does not match the target {t_img.shape}")
-    result = synth.sample(t_img, s_img, rng=np.random.default_rng(cfg.seed), mask=mask)
+    place = cfg.synthesis.placement
+    # the whole target's mask is kept for display (the Labels layer's data as it is, or the cached lungs);
+    # only the previewed slice is thresholded
+    full_mask = None if place == "anywhere" else (
+        req.mask if req.mask is not None else engine.lungs(req.target, t_tok) if place == "lungs" else None)
+    mask = placement_mask(place, req.target, t_img.shape, given=full_mask, slice_index=req.slice_index,
+                          missing="placement 'mask' needs a placement mask: paint the 'P-PII placement mask' Labels "
+                          "layer (or choose placement lungs / anywhere)")
+    result = synthesize_scan(t_img, cfg, source=s_img, mask=mask).result
     realism = None
     if t_img.ndim == 2:
         realism = _realism(t_img, result, mask, req)
-    return PreviewResult(req.generation, target, result, cfg, req.slice_index, time.perf_counter() - t0, full_mask, realism)
+    return PreviewResult(
+        req.generation, target, result, cfg, req.slice_index, time.perf_counter() - t0, full_mask, realism
+    )
 
 
 def _realism(img, result, mask, req) -> dict:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Anatomy-aware anomaly maps at inference: the map weighted by a soft organ prior.
 
 A chest lesion lies in the lungs, so a reader of chest scans looks there; multiplying an anomaly map by

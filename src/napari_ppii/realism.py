@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Realism statistics: do the synthetic anomalies look like real lesions?
 
 The same quantities are measured for synthetic anomalies and for real annotated lesions, on the model's
@@ -199,7 +200,7 @@ def load_realism_data(data: str | Path, boxes: str | Path | None, cfg, labels: S
     (a CSV keyed on image file names) gives boxes for it.
     """
     from .io import read_boxes, read_scan
-    from .io.readers import DICOM_SUFFIXES, ITK_SUFFIXES, RASTER_SUFFIXES, _suffix
+    from .io.readers import scan_files
     from .preprocess import model_input
 
     path = Path(data)
@@ -219,8 +220,7 @@ def load_realism_data(data: str | Path, boxes: str | Path | None, cfg, labels: S
             if b.image and (wanted is None or b.label.lower() in wanted):
                 by_image.setdefault(path.parent / b.image, []).append(b)
     else:
-        files = [path] if path.is_file() else sorted(
-            p for p in path.rglob("*") if p.is_file() and _suffix(p) in RASTER_SUFFIXES + ITK_SUFFIXES + DICOM_SUFFIXES)
+        files = [path] if path.is_file() else scan_files(path)
         if not files:
             raise InputError("no image files", path)
         given = read_boxes(boxes) if boxes else []
@@ -265,8 +265,10 @@ def realism_report(data, out_dir, cfg, boxes=None, labels=None, n_samples: int =
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = comparison_table(summary)
-    (out / "realism.md").write_text(f"# Realism statistics\n\nData: {data}\n\n{table}\n\n"
-                                    "Cells: median [10th, 90th percentile]; in_lungs and brighter_fraction: fractions.\n")
+    (out / "realism.md").write_text(
+        f"# Realism statistics\n\nData: {data}\n\n{table}\n\n"
+        "Cells: median [10th, 90th percentile]; in_lungs and brighter_fraction: fractions.\n"
+    )
     _histograms(groups_stats, out / "realism_hist.png")
     result = {"data": str(data), "groups": summary,
               "values": {k: [s.to_dict() for s in v] for k, v in groups_stats.items()}}

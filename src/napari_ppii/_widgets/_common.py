@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Small pieces the dock widgets share."""
 
 from __future__ import annotations
@@ -5,10 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-#: the checkpoint of the most recent run started from a widget (the prediction widget offers it)
-LAST_RUN: dict[str, Path] = {}
-
 
 def cuda_devices() -> list[str]:
     try:
@@ -30,10 +27,12 @@ def report_error(widget, msg: str, label=None) -> None:
     show_error(msg)
 
 
-def last_run_checkpoint() -> Path | None:
-    """The best (else last) checkpoint of the latest run started from the training widget, if written."""
+def last_run_checkpoint(viewer) -> Path | None:
+    """The best (else last) checkpoint of the latest run started from this viewer's training dock, if written."""
+    from ._config import shared_config
+
     for key in ("checkpoint", "last"):
-        p = LAST_RUN.get(key)
+        p = shared_config(viewer).last_run.get(key)
         if p is not None and Path(p).exists():
             return Path(p)
     return None
@@ -65,7 +64,7 @@ def checkpoint_row(widget):
             field.setText(path)
 
     def last_run():
-        p = last_run_checkpoint()
+        p = last_run_checkpoint(widget.viewer)
         if p is None:
             widget._fail("no run from the training widget has written a checkpoint yet")
         else:
@@ -151,3 +150,22 @@ class PriorControls:
 
             raise InputError("prior 'mask' needs a Labels layer (paint one, or open a mask)")
         return np.array(self.viewer.layers[name].data)
+
+
+def scroll_layout(widget):
+    """The dock's content layout inside a vertical scroll area filling ``widget``: a dock taller than the
+    screen scrolls instead of stretching the window past it.  Returns the layout to add controls to."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+
+    area = QScrollArea(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    inner = QWidget()
+    area.setWidget(inner)
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(area)
+    widget.scroll_area = area
+    return QVBoxLayout(inner)

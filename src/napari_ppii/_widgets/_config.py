@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """One configuration per viewer, shared live by the preview, training, prediction and evaluation
 widgets, and their controls generated from the configuration's pydantic fields.
 
@@ -20,6 +21,7 @@ import json
 import types
 import typing
 import weakref
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from psygnal import Signal
@@ -81,6 +83,8 @@ class SharedConfig:
 
     def __init__(self, cfg: PPIIConfig | None = None):
         self._cfg = cfg if cfg is not None else PPIIConfig()
+        #: the checkpoints of the latest run this viewer's training dock started (the other docks offer it)
+        self.last_run: dict[str, Path] = {}
 
     @property
     def config(self) -> PPIIConfig:

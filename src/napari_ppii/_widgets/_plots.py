@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Plots in the docks (matplotlib Figure on a Qt canvas; no pyplot, no global backend switch)."""
 
 from __future__ import annotations

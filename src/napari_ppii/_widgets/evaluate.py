@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Evaluation in the viewer: pick a checkpoint and test data, score in a background worker, see the
 metrics table (with bootstrap CIs) and the FROC curve in the dock, and browse the test images with
 their anomaly map, ground-truth boxes and FROC candidates."""
@@ -6,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QFormLayout,
@@ -18,12 +18,12 @@ from qtpy.QtWidgets import (
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
 from ..errors import InputError
-from ._common import checkpoint_row, report_error
+from ..evaluation.summary import below_floor_lines, fmt_ci
+from ._common import checkpoint_row, report_error, scroll_layout
 from ._config import FormsMixin
 
 ROWS = (("pixel_auroc", "Pixel AUROC"), ("sample_auroc", "Sample AUROC"), ("sample_ap", "Sample AP"),
@@ -52,7 +52,7 @@ class EvaluationWidget(FormsMixin, QWidget):
         self._item_worker = None
         self.worker = None
         self.last_error: str | None = None
-        outer = QVBoxLayout(self)
+        outer = scroll_layout(self)
         form = QFormLayout()
         row = checkpoint_row(self)
         self.data = QLineEdit()
@@ -93,6 +93,10 @@ class EvaluationWidget(FormsMixin, QWidget):
         self.floors_table = QTableWidget(len(ROWS), 0)
         self.floors_table.setVerticalHeaderLabels([r[1] for r in ROWS])
         outer.addWidget(self.floors_table)
+        self.notes = QLabel("")  # figures not above a floor, floors left out (and why)
+        self.notes.setWordWrap(True)
+        self.notes.setVisible(False)
+        outer.addWidget(self.notes)
         from ._plots import CurvePlot
 
         self.froc_plot = CurvePlot()
@@ -117,45 +121,46 @@ class EvaluationWidget(FormsMixin, QWidget):
     def run(self):
         from ._common import launch
 
-        from ..evaluation import EvalOptions, evaluate, load_csv_test_set, load_volume_test_set
+        from ..evaluation import EvalOptions, evaluate
         from ..predict import Predictor
+        from ..workflows import atlas_floor, open_test_set
 
+        ckpt, data, boxes, labels = self.checkpoint.text(), self.data.text(), self.boxes.text(), self.labels.text()
         try:
-            if not self.checkpoint.text():
+            if not ckpt:
                 raise InputError("choose a checkpoint (best.pt / last.pt of a run)")
-            pred = Predictor(self.checkpoint.text(), device=self.shared.config.training.device)
-            data = Path(self.data.text())
-            if not self.data.text():
+            if not Path(ckpt).is_file():
+                raise InputError("checkpoint not found", ckpt)
+            if not data:
                 raise InputError("choose test data (an annotations CSV or a CT series)")
-            if data.suffix.lower() == ".csv":
-                labels = [s.strip() for s in self.labels.text().split(",") if s.strip()] or None
-                items = load_csv_test_set(data, labels=labels)
-            else:
-                items = load_volume_test_set(data, self.boxes.text() or None)
             prior, painted = self.prior.settings(), self.prior.mask()
         except InputError as exc:
             self._fail(str(exc))
             return
         opts = EvalOptions(n_boot=self.n_boot.value(), samples=self.shared.config.model.samples, prior=prior)
         self._prior = (prior, painted)
+        device = self.shared.config.training.device
 
-        def job():  # the progress signal crosses threads as a queued connection
-            atlas = None
-            train_data = pred.cfg.data.train
-            if train_data and Path(train_data).exists():
-                from ..evaluation.floors import training_atlas
-                from ..training.data import load_normal_images
+        def job():  # off the GUI thread: model load, test-set listing, floors, evaluation
+            pred = Predictor(ckpt, device=device)
+            items = open_test_set(data, boxes or None, labels=labels)
+            atlas, why = atlas_floor(pred.cfg, checkpoint=ckpt, recorded=pred.inputs.get("train_data"))
+            ev = evaluate(pred, items, opts, progress=self.progress_changed.emit, keep_maps=0, atlas=atlas,
+                          prior_mask=painted)
+            if why:
+                ev.metrics.setdefault("floors_left_out", {})["atlas"] = why
+            return items, pred, ev
 
-                atlas = training_atlas(load_normal_images(pred.cfg))
-            return evaluate(pred, items, opts, progress=self.progress_changed.emit, keep_maps=0, atlas=atlas,
-                            prior_mask=painted)
+        def done(result):
+            self.items, self._predictor, self._shown = result[0], result[1], None
+            self._show(result[2])
 
-        self.items, self._predictor, self._shown = items, pred, None
+        self.items, self._predictor, self._shown = [], None, None
 
         self.progress.setRange(0, 0)
         self.last_error = None
         self.run_button.setEnabled(False)
-        self.worker = launch(job, returned=self._show, finished=self._finished, errored=lambda e: self._fail(
+        self.worker = launch(job, returned=done, finished=self._finished, errored=lambda e: self._fail(
             str(e) if isinstance(e, InputError) else f"evaluation failed: {type(e).__name__}: {e}"))
 
     def _finished(self):
@@ -169,21 +174,22 @@ class EvaluationWidget(FormsMixin, QWidget):
         self.evaluation = ev
         m = ev.metrics
         for i, (key, _) in enumerate(ROWS):
-            v, ci = m.get(key), m.get(f"{key}_ci")
-            self.table.setItem(i, 0, QTableWidgetItem("n/a" if v is None or not np.isfinite(v) else f"{v:.3f}"))
-            self.table.setItem(i, 1, QTableWidgetItem("" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"))
-            r = m.get("raw", {}).get(key)
-            self.table.setItem(i, 2, QTableWidgetItem("" if r is None or not np.isfinite(r) else f"{r:.3f}"))
+            value, _, ci = fmt_ci(m, key).partition(" ")
+            self.table.setItem(i, 0, QTableWidgetItem(value))
+            self.table.setItem(i, 1, QTableWidgetItem(ci))
+            self.table.setItem(i, 2, QTableWidgetItem(fmt_ci(m.get("raw", {}), key).partition(" ")[0]
+                                                      if m.get("raw") else ""))
         floors = m.get("floors", {})
         self.floors_table.setColumnCount(len(floors))
         self.floors_table.setHorizontalHeaderLabels(list(floors))
         for j, f in enumerate(floors.values()):
             for i, (key, _) in enumerate(ROWS):
-                v, ci = f.get(key), f.get(f"{key}_ci")
-                text = "n/a" if v is None or not np.isfinite(v) else f"{v:.3f}"
-                if ci and np.all(np.isfinite(ci)):
-                    text += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
-                self.floors_table.setItem(i, j, QTableWidgetItem(text))
+                self.floors_table.setItem(i, j, QTableWidgetItem(fmt_ci(f, key, ci_digits=2)))
+        notes = below_floor_lines(m) + [
+            f"floor {k} left out: {v}" for k, v in m.get("floors_left_out", {}).items() if v
+        ]
+        self.notes.setText("\n".join(notes))
+        self.notes.setVisible(bool(notes))
         curve = m.get("per_slice", m)["froc_curve"]
         p = self.froc_plot
         p.ax.clear()
@@ -226,7 +232,7 @@ class EvaluationWidget(FormsMixin, QWidget):
             self, "_item_worker", None), errored=lambda e: self._fail(f"cannot show test scan {i}: {e}"))
 
     def _display(self, i: int, scan, amap):
-        from .._layers import boxes_shapes_data, geometry_kwargs, set_image_layer
+        from .._layers import geometry_kwargs, set_boxes_layer, set_image_layer
         from ..evaluation.metrics import extract_candidates
 
         if i != self.index.value():
@@ -238,11 +244,9 @@ class EvaluationWidget(FormsMixin, QWidget):
         from .predict import overlay_style
 
         set_image_layer(self.viewer, "eval map", amap, geo, **overlay_style())  # the scan stays readable
-        for name in ("eval boxes", "eval candidates"):
-            if name in self.viewer.layers:
-                self.viewer.layers.remove(name)
-        bdata, bkw, _ = boxes_shapes_data(it.boxes, scan.ndim, name="eval boxes", **geo)
-        self.viewer.add_shapes(bdata, **{k: v for k, v in bkw.items() if k != "features"})
+        if "eval candidates" in self.viewer.layers:
+            self.viewer.layers.remove("eval candidates")
+        set_boxes_layer(self.viewer, "eval boxes", it.boxes, scan.ndim, geo)
         cands = extract_candidates(amap, max_candidates=10)
         self.viewer.add_points(cands.points, name="eval candidates", symbol="cross", face_color="lime", size=8, **geo)
         self.item_label.setText(f"{it.name}: {len(it.boxes)} lesion(s)")

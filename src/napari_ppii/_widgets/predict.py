@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Prediction from the viewer: a checkpoint + an image or volume layer -> anomaly map (and, for
 MC-dropout U-Net and PHiSeg, an uncertainty layer) over the scan, with the scan's scale and translate so
 they line up with the ground-truth boxes.  A threshold turns the map into candidate detections, shown
@@ -18,13 +19,12 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QLabel,
     QProgressBar,
-    QVBoxLayout,
     QWidget,
 )
 from superqt import QLabeledDoubleSlider
 
-from .._layers import layer_to_scan, set_image_layer, shapes_to_boxes
-from ._common import button_row, checkpoint_row, report_error
+from .._layers import LAYER_PREFIX, layer_to_scan, set_boxes_layer, set_image_layer, shapes_to_boxes
+from ._common import button_row, checkpoint_row, report_error, scroll_layout
 from ._config import FormsMixin
 from ..errors import InputError
 from ..io.boxes import Box
@@ -73,11 +73,12 @@ def count_hits(dets: list[Box], truth: list[Box]) -> tuple[int, int, int]:
 
 
 def truth_lesions(boxes: list[Box]) -> list[Box]:
-    """Ground-truth boxes as lesions: overlapping boxes are one lesion (their union), as the evaluation
-    counts the several LIDC readers' boxes of one nodule."""
-    from ..evaluation.evaluate import merge_overlapping
+    """Ground-truth boxes as lesions by the evaluation's rule (:func:`~napari_ppii.evaluation.evaluate.
+    lesion_boxes`: the LIDC readers' boxes of one >= 3 mm nodule are one lesion, their < 3 mm point marks
+    none)."""
+    from ..evaluation.evaluate import lesion_boxes
 
-    return merge_overlapping(boxes)
+    return lesion_boxes(boxes)
 
 
 class PredictWidget(FormsMixin, QWidget):
@@ -92,8 +93,9 @@ class PredictWidget(FormsMixin, QWidget):
         self.map_layer = None
         self.worker = None
         self.last_error: str | None = None
+        self.last_warning: str | None = None  # of the map on show (e.g. another modality than trained on)
         self.last_counts: tuple[int, int, int] | None = None
-        outer = QVBoxLayout(self)
+        outer = scroll_layout(self)
         form = QFormLayout()
         row = checkpoint_row(self)
         from napari.layers import Image, Shapes
@@ -101,7 +103,7 @@ class PredictWidget(FormsMixin, QWidget):
         from ._common import layer_picker
         from ._config import inference_form
 
-        mine = lambda ly: ly.name in (MAP, RAW, VAR, DET) or ly.name.startswith((MAP, "P-PII"))  # noqa: E731
+        mine = lambda ly: ly.name in (MAP, RAW, VAR, DET) or ly.name.startswith((MAP, LAYER_PREFIX))  # noqa: E731
         self.image_combo = layer_picker(self.viewer, Image, exclude=mine, label="Scan layer")
         self.truth_combo = layer_picker(self.viewer, Shapes, extra=("(none)",), exclude=mine, label="Ground truth")
         form.addRow("Checkpoint", row)
@@ -114,7 +116,9 @@ class PredictWidget(FormsMixin, QWidget):
 
         self.prior = PriorControls(napari_viewer)
         outer.addWidget(self.prior.container.native)
-        self.predict_button, self.all_button, self.folder_button = button_row(outer, "Predict", "All layers", "Folder...")
+        self.predict_button, self.all_button, self.folder_button = button_row(
+            outer, "Predict", "All layers", "Folder..."
+        )
         self.predict_button.clicked.connect(self.predict)
         self.all_button.setToolTip("predict every image layer (a map layer each)")
         self.all_button.clicked.connect(self.predict_all)
@@ -232,8 +236,11 @@ class PredictWidget(FormsMixin, QWidget):
     def _image_layers(self) -> list[str]:
         from napari.layers import Image
 
-        return [ly.name for ly in self.viewer.layers if isinstance(ly, Image) and not ly.name.startswith((MAP, VAR, "P-PII"))
-                and ly.name not in (DET, RAW)]
+        return [
+            ly.name
+            for ly in self.viewer.layers
+            if isinstance(ly, Image) and not ly.name.startswith((MAP, VAR, LAYER_PREFIX)) and ly.name not in (DET, RAW)
+        ]
 
     def _scan_of(self, name: str):
         layer = self.viewer.layers[name]
@@ -329,6 +336,11 @@ class PredictWidget(FormsMixin, QWidget):
             self.progress.setValue(0)
 
     def _show(self, amap, geo):
+        self.last_warning = amap.warning
+        if amap.warning:  # e.g. a CT model on a radiograph: shown, never silent
+            from napari.utils.notifications import show_warning
+
+            show_warning(amap.warning)
         raw = amap.raw
         if raw is not None:  # the map before the prior, hidden, for comparison
             set_image_layer(self.viewer, RAW, raw, geo, **overlay_style(), visible=False)
@@ -336,8 +348,17 @@ class PredictWidget(FormsMixin, QWidget):
             self.viewer.layers.remove(RAW)
         self.map_layer = set_image_layer(self.viewer, MAP, amap.mean, geo, **overlay_style())
         if amap.samples > 1:
-            set_image_layer(self.viewer, VAR, amap.variance, geo, colormap="viridis", opacity=0.5, blending="additive", visible=False,
-                            contrast_limits=(0.0, max(float(amap.variance.max()), 1e-6)))
+            set_image_layer(
+                self.viewer,
+                VAR,
+                amap.variance,
+                geo,
+                colormap="viridis",
+                opacity=0.5,
+                blending="additive",
+                visible=False,
+                contrast_limits=(0.0, max(float(amap.variance.max()), 1e-6)),
+            )
         elif VAR in self.viewer.layers:
             self.viewer.layers.remove(VAR)
         self._geo = geo
@@ -352,13 +373,13 @@ class PredictWidget(FormsMixin, QWidget):
             return None, None
         data = np.asarray(self.map_layer.data)
         if data.ndim == 3:
-            z = int(np.clip(round(float(self.map_layer.world_to_data(self.viewer.dims.point)[0])), 0, data.shape[0] - 1))
+            z = int(
+                np.clip(round(float(self.map_layer.world_to_data(self.viewer.dims.point)[0])), 0, data.shape[0] - 1)
+            )
             return data[z], z
         return data, None
 
     def update_detections(self, *_):
-        from .._layers import boxes_shapes_data
-
         amap, z = self._current_map()
         if amap is None:
             return
@@ -373,17 +394,12 @@ class PredictWidget(FormsMixin, QWidget):
             if z is not None:
                 truth = [b.to_2d() for b in truth if b.ndim == 3 and b.lo[0] <= z <= b.hi[0]]
             truth = truth_lesions(truth)
-        boxes3 = [Box((z, *b.lo), (z, *b.hi), label=b.label, properties=b.properties) for b in dets] if z is not None else dets
-        data, kw, _ = boxes_shapes_data(boxes3, 3 if z is not None else 2, name=DET, edge_color="yellow", **self._geo)
-        if DET in self.viewer.layers and self.viewer.layers[DET].ndim == kw["ndim"]:
-            ly = self.viewer.layers[DET]
-            ly.data = []
-            if data:
-                ly.add_rectangles(data, edge_color="yellow", face_color="transparent", edge_width=2)
-        else:
-            if DET in self.viewer.layers:
-                self.viewer.layers.remove(DET)
-            self.viewer.add_shapes(data, **{k: v for k, v in kw.items() if k != "features"})
+        boxes3 = (
+            [Box((z, *b.lo), (z, *b.hi), label=b.label, properties=b.properties) for b in dets]
+            if z is not None
+            else dets
+        )
+        set_boxes_layer(self.viewer, DET, boxes3, 3 if z is not None else 2, self._geo, edge_color="yellow")
         hits, fps, n = count_hits(dets, truth)
         self.last_counts = (hits, fps, n)
         where = "" if z is None else f" (slice {z})"

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Live P-PII preview: pick a scan layer and the generator's parameters; every change recomputes the
 synthetic sample in a background worker and updates the preview layers in place.
 
@@ -20,31 +21,30 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSizePolicy,
-    QVBoxLayout,
     QWidget,
 )
 from superqt import QCollapsible
 
-from .._layers import layer_to_scan, write_image_data
-from ._common import button_row, report_error
+from .._layers import LAYER_PREFIX, layer_to_scan, set_boxes_layer, write_image_data
+from ._common import button_row, report_error, scroll_layout
 from ._config import FormsMixin
 from ..config import PPIIConfig
 from ..errors import InputError
 from ..preview import PreviewEngine, PreviewRequest, PreviewResult, realism_text
 
-PREFIX = "P-PII"
+PREFIX = LAYER_PREFIX
 SAME = "(same image)"
 NONE = "(none)"
 MASK_LAYER = f"{PREFIX} placement mask"
 
 #: The preview's controls: configuration keys, generated from the fields (``_config.ConfigForm``).
 MAIN_FIELDS = ("synthesis.method", "seed", "synthesis.patch_size", "synthesis.n_anomalies", "synthesis.n_raters",
-               "synthesis.gradient_scale", "synthesis.alpha", "synthesis.label_scale", "synthesis.mixed_gradients",
+               "synthesis.gradient_scale", "synthesis.alpha", "synthesis.mixed_gradients",
                "synthesis.pairwise", "preprocess.window", "preprocess.equalise")
 #: Synthesis fields of the "Anatomy and realism" group.
 REALISM_FIELDS = ("placement", "placement_min_inside", "source_in_mask", "mask_blend", "patch_distribution",
                   "patch_gamma", "source_rescale", "gradient_scale_distribution", "source_smoothing", "clip",
-                  "label_mode", "label_k", "label_x0", "nsa_patches", "label_median_radius")
+                  "label_mode", "label_scale", "label_k", "label_x0", "nsa_patches", "label_median_radius")
 
 
 def _advanced_fields() -> tuple[str, ...]:
@@ -125,7 +125,7 @@ class PreviewWidget(FormsMixin, QWidget):
         from ._common import layer_picker
         from ._config import ConfigForm
 
-        outer = QVBoxLayout(self)
+        outer = scroll_layout(self)
         own = lambda ly: ly.name.startswith(PREFIX)  # noqa: E731 - the preview's own layers
         self.target_combo = layer_picker(self.viewer, Image, exclude=own, label="Target")
         self.source_combo = layer_picker(self.viewer, Image, extra=(SAME,), exclude=own, label="Source")
@@ -148,7 +148,9 @@ class PreviewWidget(FormsMixin, QWidget):
         self.realism_box.addWidget(self.realism_form.native)
         self.realism_box.addWidget(Container(widgets=[self.reference_combo], labels=True).native)
         self.lungs_button = QPushButton("Lung mask -> placement mask layer")
-        self.lungs_button.setToolTip("compute the lung fields of the target into the editable placement-mask Labels layer")
+        self.lungs_button.setToolTip(
+            "compute the lung fields of the target into the editable placement-mask Labels layer"
+        )
         self.realism_box.addWidget(self.lungs_button)
         outer.addWidget(self.realism_box)
         self.realism_label = QLabel("")
@@ -160,9 +162,14 @@ class PreviewWidget(FormsMixin, QWidget):
         self.advanced_form = ConfigForm(self.shared, ADVANCED_FIELDS, on_error=self._notify)
         self.advanced.addWidget(self.advanced_form.native)
         self.forms = [self.form, self.realism_form, self.advanced_form]
+        self.show_applicable_controls()
         outer.addWidget(self.advanced)
 
-        self.volume_button, self.export_button = button_row(outer, "Whole volume", "Export...")
+        self.volume_button, self.next_button, self.export_button = button_row(
+            outer, "Whole volume", "Next anomaly", "Export...")
+        self.next_button.setToolTip("whole-volume sample: go to the slice of the next anomaly")
+        self.next_button.setEnabled(False)
+        self.anomaly_slices: list[int] = []  # the centre slice of each anomaly of a whole-volume sample
         self.progress = QProgressBar()
         self.progress.setRange(0, 3)
         self.progress.setVisible(False)
@@ -182,6 +189,7 @@ class PreviewWidget(FormsMixin, QWidget):
         self.lungs_button.clicked.connect(self.reset_mask_to_lungs)
         self.new_button.clicked.connect(self.new_sample)
         self.volume_button.clicked.connect(self.run_whole_volume)
+        self.next_button.clicked.connect(self.goto_next_anomaly)
         self.export_button.clicked.connect(self._export_clicked)
 
     def new_sample(self):
@@ -192,9 +200,21 @@ class PreviewWidget(FormsMixin, QWidget):
         if not self._building:
             self.request_update()
 
+    def show_applicable_controls(self, cfg: PPIIConfig | None = None) -> None:
+        """Only the chosen method's parameters (and only those its modes use, e.g. the label scale of the
+        scaled label) have visible controls: a control that changes nothing is not shown."""
+        from ..synthesis import applicable
+
+        cfg = cfg or self.shared.config
+        for form in self.forms:
+            for key, ctl in form.controls.items():
+                ctl.widget.visible = applicable(key, cfg)
+
     def _config_changed(self, cfg, keys):
         if self._closed:
             return
+        if "synthesis.method" in keys or "synthesis.label_mode" in keys:
+            self.show_applicable_controls(cfg)
         if "preprocess.window" in keys:
             self.apply_window_to_target()
         if any(k == "seed" or k.startswith(("synthesis.", "preprocess.")) for k in keys):
@@ -224,7 +244,12 @@ class PreviewWidget(FormsMixin, QWidget):
 
     def _on_slice_change(self, *_):
         target = self._layer(self.target_combo.value)
-        if target is not None and target.ndim == 3 and self.last_result is not None and self.last_result.slice_index is not None:
+        if (
+            target is not None
+            and target.ndim == 3
+            and self.last_result is not None
+            and self.last_result.slice_index is not None
+        ):
             if self._current_slice(target) != self.last_result.slice_index:
                 self.request_update()
 
@@ -281,8 +306,9 @@ class PreviewWidget(FormsMixin, QWidget):
             refs = shapes_to_boxes(ref_layer, layer)
         self._generation += 1
         key = (self._token(layer), None if source is None else self._token(src_layer))
-        return PreviewRequest(self._generation, target, source, cfg, None if whole_volume else self._current_slice(layer),
-                              key, mask, refs)
+        return PreviewRequest(
+            self._generation, target, source, cfg, None if whole_volume else self._current_slice(layer), key, mask, refs
+        )
 
     def reset_mask_to_lungs(self):
         """Compute the target's lung fields into the placement-mask Labels layer (editable)."""
@@ -367,8 +393,6 @@ class PreviewWidget(FormsMixin, QWidget):
         self._show(res)
 
     def _show(self, res: PreviewResult):
-        from .._layers import boxes_shapes_data
-
         if self._closed:
             return
         r = res.result
@@ -376,9 +400,22 @@ class PreviewWidget(FormsMixin, QWidget):
         created = False
         specs = [
             ("image", r.image, {"colormap": "gray", "contrast_limits": (0.0, 1.0)}),
-            ("label", r.label, {"colormap": "inferno", "blending": "additive", "opacity": 0.7, "contrast_limits": (0.0, 1.0)}),
-            ("variance", r.variance, {"colormap": "viridis", "blending": "additive", "opacity": 0.6, "visible": False,
-                                      "contrast_limits": (0.0, max(float(np.max(r.variance)), 1e-6))}),
+            (
+                "label",
+                r.label,
+                {"colormap": "inferno", "blending": "additive", "opacity": 0.7, "contrast_limits": (0.0, 1.0)},
+            ),
+            (
+                "variance",
+                r.variance,
+                {
+                    "colormap": "viridis",
+                    "blending": "additive",
+                    "opacity": 0.6,
+                    "visible": False,
+                    "contrast_limits": (0.0, max(float(np.max(r.variance)), 1e-6)),
+                },
+            ),
         ]
         for key, data, kw in specs:
             name = f"{PREFIX} {key}"
@@ -402,23 +439,7 @@ class PreviewWidget(FormsMixin, QWidget):
                 created = True
                 self._buffers[name] = new.data
                 new.events.visible.connect(lambda e, n=name: self._apply_deferred(n))
-        bname = f"{PREFIX} boxes"
-        bdata, bkw, _ = boxes_shapes_data(r.boxes, r.image.ndim, name=bname, edge_color="#00ff88", **geo)
-        blayer = self._layer(bname)
-        if blayer is not None and blayer.ndim == r.image.ndim:
-            # Rebuilt without data events: the boxes lie inside the target, so the viewer's dims/extent
-            # recomputation that each data event triggers (over every layer) would change nothing.
-            with blayer.events.data.blocker():
-                with blayer.events.blocker_all():
-                    blayer.data = []
-                if bdata:
-                    blayer.add_rectangles(bdata, edge_color="#00ff88", face_color="transparent", edge_width=2)
-                else:
-                    blayer.refresh()
-        else:
-            if blayer is not None:
-                self.viewer.layers.remove(blayer)
-            self.viewer.add_shapes(bdata, **{k: v for k, v in bkw.items() if k != "features"})
+        set_boxes_layer(self.viewer, f"{PREFIX} boxes", r.boxes, r.image.ndim, geo, edge_color="#00ff88", quiet=True)
         if created:
             self._keep_user_annotations_on_top()
         target_layer = self._layer(self.target_combo.value)
@@ -431,7 +452,16 @@ class PreviewWidget(FormsMixin, QWidget):
         self.last_error = None
         n = len(r.boxes)
         where = f" (slice {res.slice_index})" if res.slice_index is not None else ""
-        self._set_status(f"{res.config.synthesis.method}: {n} anomal{'y' if n == 1 else 'ies'}{where} in {res.seconds * 1e3:.0f} ms")
+        volume = res.slice_index is None and r.image.ndim == 3
+        self.anomaly_slices = sorted(int(round((b.lo[0] + b.hi[0]) / 2)) for b in r.boxes) if volume else []
+        self.next_button.setEnabled(bool(self.anomaly_slices))
+        if volume and r.boxes:
+            spans = ", ".join(f"{int(b.lo[0])}-{int(b.hi[0])}" if int(b.lo[0]) != int(b.hi[0]) else f"{int(b.lo[0])}"
+                              for b in sorted(r.boxes, key=lambda b: b.lo[0]))
+            where = f" on slices {spans} (Next anomaly: go there)"
+        self._set_status(
+            f"{res.config.synthesis.method}: {n} anomal{'y' if n == 1 else 'ies'}{where} in {res.seconds * 1e3:.0f} ms"
+        )
         self.preview_updated.emit(res)
 
     def _keep_user_annotations_on_top(self) -> None:
@@ -452,6 +482,18 @@ class PreviewWidget(FormsMixin, QWidget):
                 layer.contrast_limits = (0.0, max(float(np.max(data)), 1e-6))
 
     # ------------------------------------------------------------------ whole volume, export
+    def goto_next_anomaly(self) -> int | None:
+        """Move the viewer to the next anomaly's centre slice (after the one in view, wrapping round);
+        returns that slice index."""
+        layer = self._layer(f"{PREFIX} image")
+        if not self.anomaly_slices or layer is None or layer.ndim != 3:
+            return None
+        here = int(round(float(layer.world_to_data(self.viewer.dims.point)[0])))
+        z = next((s for s in self.anomaly_slices if s > here), self.anomaly_slices[0])
+        world = np.asarray(layer.data_to_world([z, 0, 0]))
+        self.viewer.dims.set_point(0, float(world[0]))
+        return z
+
     def run_whole_volume(self):
         from ._common import launch
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Training from the viewer: configure with the one configuration object, run ``ppii train`` in its own
 process, follow its log live (progress, ETA, loss and validation-Dice plot), stop, resume.
 
@@ -23,14 +24,14 @@ from qtpy.QtWidgets import (
     QMessageBox,
     QPlainTextEdit,
     QProgressBar,
-    QVBoxLayout,
     QWidget,
 )
 
+from .._layers import LAYER_PREFIX, is_own_layer
 from ..config import PPIIConfig
 from ._config import FormsMixin
 from ..errors import InputError
-from ._common import LAST_RUN, button_row, report_error
+from ._common import button_row, report_error, scroll_layout
 from ._plots import CurvePlot
 
 #: The training widget's first controls (configuration keys); every other model, data and training key is
@@ -93,13 +94,13 @@ class TrainingWidget(FormsMixin, QWidget):
         from ._common import layer_picker
         from ._config import ConfigForm, device_choices, leaf_keys
 
-        outer = QVBoxLayout(self)
+        outer = scroll_layout(self)
         devices = device_choices()
         # the viewer's shared configuration: the synthesis is what the preview shows
         self.form = ConfigForm(self.shared, MAIN_FIELDS, on_error=self._fail, extra_choices=devices)
         outer.addWidget(self.form.native)
         self.use_layers = QCheckBox("train on the selected image layers instead")
-        self.layer_list = layer_picker(self.viewer, Image, exclude=lambda ly: ly.name.startswith("P-PII"), multiple=True,
+        self.layer_list = layer_picker(self.viewer, Image, exclude=is_own_layer, multiple=True,
                                        tooltip="the image layers to train on (select several)")
         self.layer_list.native.setMaximumHeight(80)
         self.layer_list.value = []
@@ -204,8 +205,7 @@ class TrainingWidget(FormsMixin, QWidget):
         from napari.layers import Labels
 
         from .._layers import layer_to_scan
-        from ..anatomy import lung_mask
-        from ..preprocess import resize
+        from ..workflows import placement_mask
 
         s = cfg.data.image_size
         stacks = []
@@ -213,9 +213,11 @@ class TrainingWidget(FormsMixin, QWidget):
             layer = self.viewer.layers[name]
             painted = [ly for ly in self.viewer.layers if isinstance(ly, Labels)
                        and ly.metadata.get("ppii_mask_for") == name and tuple(ly.data.shape) == tuple(layer.data.shape)]
-            m = np.asarray(painted[0].data) > 0 if painted else lung_mask(layer_to_scan(layer))
-            m = m if m.ndim == 3 else m[None]
-            stacks.append(np.stack([resize(a.astype(np.float32), (s, s)) >= 0.5 for a in m]))
+            scan = layer_to_scan(layer)
+            shape = (s, s) if scan.ndim == 2 else (scan.shape[0], s, s)
+            # a painted mask wins; without one, the lungs (also for placement 'mask': the preview's default)
+            m = placement_mask("lungs", scan, shape, given=np.asarray(painted[0].data) if painted else None)
+            stacks.append(m if m.ndim == 3 else m[None])
         np.save(out / "masks.npy", np.concatenate(stacks).astype(np.uint8))
         return out / "masks.npy"
 
@@ -260,8 +262,8 @@ class TrainingWidget(FormsMixin, QWidget):
         self.steps_total = cfg.training.steps
         self.progress.setRange(0, cfg.training.steps)
         self.process.start()
-        LAST_RUN["checkpoint"] = Path(cfg.training.out_dir) / "best.pt"
-        LAST_RUN["last"] = Path(cfg.training.out_dir) / "last.pt"
+        self.shared.last_run.update(checkpoint=Path(cfg.training.out_dir) / "best.pt",
+                                    last=Path(cfg.training.out_dir) / "last.pt")
         self.timer.start()
         self._update_buttons()
         self.eta.setText("starting...")
@@ -341,14 +343,21 @@ class TrainingWidget(FormsMixin, QWidget):
             return b.image[:, 0].numpy(), b.label[:, 0].numpy()
 
         self._batch_worker = launch(
-            job, returned=self._show_batch_layers, finished=lambda: setattr(self, "_batch_worker", None),
-            errored=lambda e: self._fail(str(e) if isinstance(e, InputError) else f"batch failed: {type(e).__name__}: {e}"))
+            job,
+            returned=self._show_batch_layers,
+            finished=lambda: setattr(self, "_batch_worker", None),
+            errored=lambda e: self._fail(
+                str(e) if isinstance(e, InputError) else f"batch failed: {type(e).__name__}: {e}"
+            ),
+        )
         return True
 
     def _show_batch_layers(self, arrays):
-        for name, data, kw in (("batch image", arrays[0], {"colormap": "gray"}),
-                               ("batch label", arrays[1], {"colormap": "inferno", "blending": "additive", "opacity": 0.7})):
-            full = f"P-PII {name}"
+        for name, data, kw in (
+            ("batch image", arrays[0], {"colormap": "gray"}),
+            ("batch label", arrays[1], {"colormap": "inferno", "blending": "additive", "opacity": 0.7}),
+        ):
+            full = f"{LAYER_PREFIX} {name}"
             if full in self.viewer.layers:
                 self.viewer.layers[full].data = data
             else:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Scoring a model on real test scans: load the test set, predict, compute every metric with CIs.
 
 Test data:
@@ -16,13 +17,16 @@ import csv
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from ..errors import InputError
 from ..io import Box, read_boxes, read_scan
 from ..io.scan import Scan
+if TYPE_CHECKING:
+    from ..prior import PriorSettings
+
 from .metrics import (
     FROC_RATES,
     auroc_from_histograms,
@@ -105,20 +109,39 @@ def merge_overlapping(boxes: Sequence[Box], label: str = "lesion") -> list[Box]:
     """One box per group of overlapping boxes (their union; ``n_readers``: how many readers drew it)."""
     groups: list[list[Box]] = []
     for b in boxes:
-        joined = [g for g in groups if any(all(x.lo[d] <= b.hi[d] and b.lo[d] <= x.hi[d] for d in range(b.ndim)) for x in g)]
+        joined = [
+            g for g in groups if any(all(x.lo[d] <= b.hi[d] and b.lo[d] <= x.hi[d] for d in range(b.ndim)) for x in g)
+        ]
         merged = [b] + [x for g in joined for x in g]
         groups = [g for g in groups if g not in joined] + [merged]
     out = []
     for g in groups:
         lo = tuple(min(b.lo[d] for b in g) for d in range(g[0].ndim))
         hi = tuple(max(b.hi[d] for b in g) for d in range(g[0].ndim))
-        out.append(Box(lo, hi, label=label, properties={"n_readers": len({b.properties.get("reader_index", i) for i, b in enumerate(g)})}))
+        out.append(
+            Box(
+                lo,
+                hi,
+                label=label,
+                properties={"n_readers": len({b.properties.get("reader_index", i) for i, b in enumerate(g)})},
+            )
+        )
     return out
 
 
 def merge_reader_boxes(boxes: Sequence[Box], kinds: tuple[str, ...] = ("nodule>=3mm",)) -> list[Box]:
     """One lesion per group of overlapping reader boxes of these kinds (union box, readers counted)."""
     return merge_overlapping([b for b in boxes if b.label in kinds or b.properties.get("kind") in kinds], "nodule")
+
+
+def lesion_boxes(boxes: Sequence[Box]) -> list[Box]:
+    """The one lesion rule of the evaluation, the docks and the summaries.  LIDC readers' marks (labels
+    ``nodule>=3mm``, ``nodule<3mm``, ``non-nodule``): one lesion per group of overlapping >= 3 mm nodule
+    boxes -- the < 3 mm point marks and non-nodules are not lesions.  Other boxes: overlapping boxes are
+    one lesion (their union)."""
+    if any(b.label.startswith("nodule") or b.label == "non-nodule" for b in boxes):
+        return merge_reader_boxes(boxes)
+    return merge_overlapping(list(boxes))
 
 
 def load_volume_test_set(path: str | Path, boxes: str | Path | None) -> list[TestItem]:
@@ -128,7 +151,7 @@ def load_volume_test_set(path: str | Path, boxes: str | Path | None) -> list[Tes
     if boxes is None:
         raise InputError("volume evaluation needs --boxes (LIDC XML or CSV)")
     bx = read_boxes(boxes, scan.slice_positions)
-    lesions = merge_reader_boxes(bx) if any(b.label.startswith("nodule") for b in bx) else [b for b in bx if b.ndim == 3]
+    lesions = lesion_boxes([b for b in bx if b.ndim == 3])
     inside = [b for b in lesions if b.hi[0] >= 0 and b.lo[0] <= scan.shape[0] - 1]
     if lesions and not inside:
         zs = ", ".join(f"{b.lo[0]:g}-{b.hi[0]:g}" for b in lesions[:4])
@@ -172,7 +195,9 @@ def score_maps(maps: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]], opts:
         rh = [pixel_histograms(m[r], g[r], edges) for m, g, r in zip(maps, gts, regions)]
         rpos = np.stack([h[0] for h in rh])
         rneg = np.stack([h[1] for h in rh])
-        _stat_block(out, "pixel_auroc_lung", lambda idx: auroc_from_histograms(rpos[idx].sum(0), rneg[idx].sum(0)), n, opts)
+        _stat_block(
+            out, "pixel_auroc_lung", lambda idx: auroc_from_histograms(rpos[idx].sum(0), rneg[idx].sum(0)), n, opts
+        )
 
     def s_auc(idx):
         y = labels[idx]
@@ -188,15 +213,22 @@ def score_maps(maps: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]], opts:
         curve = froc(hh)
         out[f"froc{tag}"] = {str(k): v for k, v in curve.at.items()}
         if full:
-            out[f"froc{tag}_curve"] = {"fps_per_image": curve.fps_per_image.tolist(), "sensitivity": curve.sensitivity.tolist()}
+            out[f"froc{tag}_curve"] = {
+                "fps_per_image": curve.fps_per_image.tolist(),
+                "sensitivity": curve.sensitivity.tolist(),
+            }
         rng = np.random.default_rng(opts.seed)
         boots = []
         for _ in range(opts.n_boot):
             idx = rng.integers(0, n, n)
             boots.append(froc([hh[i] for i in idx]).at)
-        out[f"froc{tag}_ci"] = {str(r): [float(np.nanpercentile([b[r] for b in boots], 2.5)) if boots else float("nan"),
-                                         float(np.nanpercentile([b[r] for b in boots], 97.5)) if boots else float("nan")]
-                                for r in FROC_RATES}
+        out[f"froc{tag}_ci"] = {
+            str(r): [
+                float(np.nanpercentile([b[r] for b in boots], 2.5)) if boots else float("nan"),
+                float(np.nanpercentile([b[r] for b in boots], 97.5)) if boots else float("nan"),
+            ]
+            for r in FROC_RATES
+        }
         out[f"froc{tag}_at_10fp"] = out[f"froc{tag}"]["10.0"]
         out[f"froc{tag}_at_10fp_ci"] = out[f"froc{tag}_ci"]["10.0"]
     # the strongest detection of each image with a lesion: does it land on one? (what a reader looks at first)
@@ -220,8 +252,16 @@ def first_hit_rank(h) -> int:
 
 
 #: The headline figures copied next to each other (model and floors).
-HEADLINE = ("pixel_auroc", "pixel_auroc_lung", "froc_at_10fp", "froc_centre_at_10fp", "sample_auroc", "sample_ap", "top1_hit",
-            "top1_hits")
+HEADLINE = (
+    "pixel_auroc",
+    "pixel_auroc_lung",
+    "froc_at_10fp",
+    "froc_centre_at_10fp",
+    "sample_auroc",
+    "sample_ap",
+    "top1_hit",
+    "top1_hits",
+)
 
 
 @dataclass
@@ -284,9 +324,13 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
     vol_maps, vol_boxes = [], []
     prior = opts.prior
     raw_maps, raw_vol = [], []
+    warnings: list[str] = []
     rng = np.random.default_rng(opts.seed)
     for i, it in enumerate(items):
         scan = it.scan if it.scan is not None else read_scan(it.path)
+        warning = predictor.modality_warning(scan) if predictor is not None else None
+        if warning and warning not in warnings:
+            warnings.append(warning)
         lungs, displays = _lungs_and_display(scan)
         amap = predictor.predict_scan(scan, samples=opts.samples).mean if predictor is not None else None
         if amap is not None and prior.kind != "none":
@@ -334,21 +378,30 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
             metrics[k] = metrics["per_slice"][k]
     if raw_maps:
         raw = score_maps(raw_maps, boxes, opts, regions=regions, full=False)
-        metrics["raw"] = {h: raw[h] for h in HEADLINE if h in raw} | {f"{h}_ci": raw[f"{h}_ci"] for h in HEADLINE if f"{h}_ci" in raw}
+        metrics["raw"] = {h: raw[h] for h in HEADLINE if h in raw} | {
+            f"{h}_ci": raw[f"{h}_ci"] for h in HEADLINE if f"{h}_ci" in raw
+        }
         if raw_vol:
             r3 = score_maps(raw_vol, vol_boxes, opts, three_d=True, full=False)
             metrics["raw"]["per_lesion_3d"] = {h: r3[h] for h in HEADLINE if h in r3}
     metrics["prior"] = prior.to_dict()
+    if warnings:
+        metrics["warnings"] = warnings
     if wanted:
         metrics["floors"] = {}
         for k in wanted:
             fm = score_maps(fmaps[k], boxes, opts, regions=regions, full=False)
-            metrics["floors"][k] = {h: fm[h] for h in HEADLINE if h in fm} | {f"{h}_ci": fm[f"{h}_ci"] for h in HEADLINE if f"{h}_ci" in fm}
+            metrics["floors"][k] = {h: fm[h] for h in HEADLINE if h in fm} | {
+                f"{h}_ci": fm[f"{h}_ci"] for h in HEADLINE if f"{h}_ci" in fm
+            }
     metrics["settings"] = {
-        "pixel_region": opts.region, "sample_score": opts.score if opts.score != "topk" else f"mean of top {opts.topk_percent}% of pixels",
-        "candidates": f"local maxima >= {opts.min_distance} px apart, at most {opts.max_candidates} per image, scored by peak",
+        "pixel_region": opts.region,
+        "sample_score": opts.score if opts.score != "topk" else f"mean of top {opts.topk_percent}% of pixels",
+        "candidates": f"local maxima >= {opts.min_distance} px apart, at most {opts.max_candidates} per image, "
+        "scored by peak",
         "hit_rule": "peak inside the ground-truth box; each lesion counted once; repeats inside a hit lesion ignored",
-        "hit_rule_centre": "froc_centre: peak within the lesion's radius (half its smallest box side) of its centre (LUNA16)",
+        "hit_rule_centre": "froc_centre: peak within the lesion's radius (half its smallest box side) of its centre "
+        "(LUNA16)",
         "pixel_auroc_lung": "pixel AUROC over the pixels inside the lung fields (napari_ppii.anatomy) only",
         "floors": "non-learned maps scored with the same code: " + ", ".join(wanted) if wanted else "none",
         "ci": f"95% percentile bootstrap over images, {opts.n_boot} resamples, seed {opts.seed}",

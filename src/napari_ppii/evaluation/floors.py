@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Non-learned floors: maps that know nothing of lesions, scored beside every model.
 
 A learned anomaly map is only useful where it beats maps that learn nothing.  On chest radiographs both

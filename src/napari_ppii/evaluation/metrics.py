@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Metrics of the paper (section 3): pixel AUROC, sample AUROC and AP, FROC; bootstrap CIs.
 
 Definitions (stated in every report):
@@ -74,11 +75,15 @@ def quantile_edges(maps: Sequence[np.ndarray], bins: int = 4096, sample: int = 4
     """Bin edges at quantiles of the pooled map values (a seeded subsample)."""
     rng = np.random.default_rng(seed)
     per = max(1, sample // max(1, len(maps)))
-    vals = np.concatenate([rng.choice(np.asarray(m, dtype=np.float64).ravel(), min(per, np.size(m)), replace=False) for m in maps])
+    vals = np.concatenate(
+        [rng.choice(np.asarray(m, dtype=np.float64).ravel(), min(per, np.size(m)), replace=False) for m in maps]
+    )
     return np.unique(np.quantile(vals, np.linspace(0.0, 1.0, bins + 1)))
 
 
-def pixel_histograms(amap: np.ndarray, mask: np.ndarray, edges: np.ndarray | int = 1000) -> tuple[np.ndarray, np.ndarray]:
+def pixel_histograms(
+    amap: np.ndarray, mask: np.ndarray, edges: np.ndarray | int = 1000
+) -> tuple[np.ndarray, np.ndarray]:
     """Counts of anomalous and normal pixels per score bin.  ``edges``: increasing bin edges (values
     outside go to the end bins), or a number of equal bins on [0, 1]."""
     a = np.asarray(amap, dtype=np.float64).ravel()
@@ -188,7 +193,9 @@ def froc(hits: Sequence[ImageHits], rates: Sequence[float] = FROC_RATES) -> FROC
             kinds.append(les >= 0)
             lesion_ids.append((i, int(les)))
     if not scores or n_lesions == 0:
-        return FROCResult(np.zeros(1), np.zeros(1), np.zeros(1), {r: float("nan") if n_lesions == 0 else 0.0 for r in rates})
+        return FROCResult(
+            np.zeros(1), np.zeros(1), np.zeros(1), {r: float("nan") if n_lesions == 0 else 0.0 for r in rates}
+        )
     scores = np.asarray(scores)
     kinds = np.asarray(kinds)
     order = np.argsort(-scores, kind="stable")

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Evaluation outputs: ``metrics.json``, a Markdown report and PNG plots (ROC, FROC, score histograms,
 example overlays with the map, the ground-truth boxes and the candidates)."""
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .metrics import extract_candidates
+from .summary import fmt_ci
 
 PAPER_TABLE1 = {  # JSRT, U-Net (paper Table 1)
     "P-PII U-Net": {"pixel_auroc": 0.90, "froc_at_10fp": 0.27, "sample_auroc": 0.64, "sample_ap": 0.94},
@@ -16,11 +18,6 @@ PAPER_TABLE1 = {  # JSRT, U-Net (paper Table 1)
 }
 
 
-def fmt_ci(m: dict, key: str) -> str:
-    v, ci = m.get(key), m.get(f"{key}_ci")
-    if v is None or not np.isfinite(v):
-        return "n/a"
-    return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and np.all(np.isfinite(ci)) else f"{v:.3f}"
 
 
 def _subplots(figsize):
@@ -83,9 +80,13 @@ def _plots(ev, out: Path) -> list[str]:
             if z is not None and not (b.lo[0] <= z <= b.hi[0]):
                 continue
             (y0, x0), (y1, x1) = b.lo[-2:], b.hi[-2:]
-            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, ec="deepskyblue", lw=1.5))
+            ax.add_patch(
+                Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, ec="deepskyblue", lw=1.5)
+            )
         ax.plot(cands.points[:, -1], cands.points[:, -2], "+", color="lime", ms=8)
-        ax.set_title(f"{it.name}{'' if z is None else f' slice {z}'}: map, boxes (blue), candidates (green)", fontsize=8)
+        ax.set_title(
+            f"{it.name}{'' if z is None else f' slice {z}'}: map, boxes (blue), candidates (green)", fontsize=8
+        )
         ax.axis("off")
         fig.tight_layout()
         name = f"example_{k:02d}.png"
@@ -133,8 +134,17 @@ def write_report(ev, out: str | Path, title: str = "napari-ppii evaluation", ext
               "| sensitivity | " + " | ".join(f"{v:.3f}" for v in m["froc"].values()) + " |", ""]
     if "per_lesion_3d" in metrics:
         v = metrics["per_lesion_3d"]
-        lines += ["Per 3D lesion (3D candidates, FPs per volume): " + ", ".join(f"{r}: {s:.3f}" for r, s in v["froc"].items()), ""]
-    lines += [f"Images: {m['n_images']} ({m['n_positive']} with lesions, {m['n_lesions']} lesions).", "", "Definitions:", ""]
+        lines += [
+            "Per 3D lesion (3D candidates, FPs per volume): "
+            + ", ".join(f"{r}: {s:.3f}" for r, s in v["froc"].items()),
+            "",
+        ]
+    lines += [
+        f"Images: {m['n_images']} ({m['n_positive']} with lesions, {m['n_lesions']} lesions).",
+        "",
+        "Definitions:",
+        "",
+    ]
     lines += [f"- {k}: {v}" for k, v in metrics["settings"].items()]
     lines += [""] + [f"![{f}]({f})" for f in files]
     (out / "report.md").write_text("\n".join(lines) + "\n")

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """A few plain lines from an evaluation's ``metrics.json``: where the model's strongest detections land,
 with its pixel AUROC and FROC@10FP (95% CIs) beside every non-learned floor's.  ``ppii evaluate`` prints
 them; for a ``metrics.json`` written earlier:
@@ -8,16 +9,24 @@ them; for a ``metrics.json`` written earlier:
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
 
-def _ci(m: dict, key: str) -> str:
-    v = m.get(key)
-    if v is None:
+def fmt_ci(m: dict, key: str, digits: int = 3, ci_digits: int | None = None) -> str:
+    """``m[key]`` with its 95% CI ``m[key + '_ci']``, e.g. ``0.838 [0.777, 0.895]``; ``n/a`` for a missing
+    or non-finite figure; the CI only where both ends are finite.  The one formatter of the report, the
+    summary lines and the evaluation dock."""
+    v, ci = m.get(key), m.get(f"{key}_ci")
+    if v is None or not math.isfinite(v):
         return "n/a"
-    ci = m.get(f"{key}_ci")
-    return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{v:.3f}"
+    cd = digits if ci_digits is None else ci_digits
+    if ci and all(c is not None and math.isfinite(c) for c in ci):
+        return f"{v:.{digits}f} [{ci[0]:.{cd}f}, {ci[1]:.{cd}f}]"
+    return f"{v:.{digits}f}"
+
+
 
 
 def _top1(m: dict) -> str:
@@ -53,17 +62,41 @@ def summarise(metrics: dict) -> str:
                      f"{_top1(flat)}")
     prior = metrics.get("prior", {}).get("kind", "none")
     tag = f" (map x {prior} prior)" if prior != "none" else ""
-    lines.append(f"model{tag}: pixel AUROC {_ci(metrics, 'pixel_auroc')}, FROC@10FP {_ci(metrics, 'froc_at_10fp')}")
+    lines.append(
+        f"model{tag}: pixel AUROC {fmt_ci(metrics, 'pixel_auroc')}, FROC@10FP {fmt_ci(metrics, 'froc_at_10fp')}"
+    )
     if "raw" in metrics:
         r = metrics["raw"]
         top1 = f", strongest detection on the lesion in {_top1(r)}" if "top1_hits" in r else ""
-        lines.append(f"model, raw map (no prior): pixel AUROC {_ci(r, 'pixel_auroc')}, FROC@10FP "
-                     f"{_ci(r, 'froc_at_10fp')}{top1}")
+        lines.append(f"model, raw map (no prior): pixel AUROC {fmt_ci(r, 'pixel_auroc')}, FROC@10FP "
+                     f"{fmt_ci(r, 'froc_at_10fp')}{top1}")
     for name, f in metrics.get("floors", {}).items():
         f = f.get("per_slice", f)
         top1 = f", strongest detection on the lesion in {_top1(f)}" if "top1_hits" in f else ""
-        lines.append(f"floor {name}: pixel AUROC {_ci(f, 'pixel_auroc')}, FROC@10FP {_ci(f, 'froc_at_10fp')}{top1}")
+        lines.append(
+            f"floor {name}: pixel AUROC {fmt_ci(f, 'pixel_auroc')}, FROC@10FP {fmt_ci(f, 'froc_at_10fp')}{top1}"
+        )
+    lines += [f"floor {name} left out: {why}" for name, why in metrics.get("floors_left_out", {}).items() if why]
+    lines += [f"WARNING: {w}" for w in metrics.get("warnings", [])]
+    lines += below_floor_lines(metrics)
     return "\n".join(lines)
+
+
+def below_floor_lines(metrics: dict) -> list[str]:
+    """A warning line for each figure of the model (pixel AUROC, FROC@10FP) at or below a non-learned
+    floor's point figure: such a figure says the map adds nothing over that floor."""
+    out = []
+    for key, label in (("pixel_auroc", "pixel AUROC"), ("froc_at_10fp", "FROC@10FP")):
+        v = metrics.get(key)
+        if v is None or not math.isfinite(v):
+            continue
+        beaten = [(n, f.get(key, f.get("per_slice", {}).get(key))) for n, f in metrics.get("floors", {}).items()]
+        beaten = [(n, fv) for n, fv in beaten if fv is not None and math.isfinite(fv) and fv >= v and fv > 0]
+        if beaten:
+            names = ", ".join(f"{n} {fv:.3f}" for n, fv in beaten)
+            out.append(f"WARNING: the model's {label} {v:.3f} is not above the floor{'s' if len(beaten) > 1 else ''} "
+                       f"{names}: on this set the map adds nothing over {'them' if len(beaten) > 1 else 'it'}")
+    return out
 
 
 def main(argv=None) -> int:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Ground-truth (and synthetic) lesion boxes: one :class:`Box` type for 2D and 3D.
 
 Convention
@@ -89,7 +90,7 @@ class Box:
     def scaled(self, factors: Sequence[float]) -> "Box":
         """The box on a grid resized by ``factors`` per axis (pixel centres map ``i -> (i + 0.5) f - 0.5``)."""
         lo = tuple((a + 0.5) * f - 0.5 for a, f in zip(self.lo, factors))
-        hi = tuple(max(l, (b + 0.5) * f - 0.5) for b, f, l in zip(self.hi, factors, lo))
+        hi = tuple(max(lo_i, (b + 0.5) * f - 0.5) for b, f, lo_i in zip(self.hi, factors, lo))
         return Box(lo, hi, self.image, self.label, dict(self.properties))
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,7 +99,9 @@ class Box:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Box":
-        return cls(tuple(d["lo"]), tuple(d["hi"]), d.get("image"), d.get("label", "lesion"), dict(d.get("properties") or {}))
+        return cls(
+            tuple(d["lo"]), tuple(d["hi"]), d.get("image"), d.get("label", "lesion"), dict(d.get("properties") or {})
+        )
 
     @classmethod
     def from_half_open(cls, start: Sequence[int], stop: Sequence[int], **kw) -> "Box":
@@ -142,8 +145,13 @@ def _convert(v: str) -> Any:
     return int(f) if f.is_integer() and "." not in v else f
 
 
+#: columns read as a box's slice index (one slice thick), in this order of preference
+Z_COLUMNS = ("z", "z_index", "slice", "slice_index")
+
+
 def read_boxes_csv(path: str | Path) -> list[Box]:
-    """Boxes from a CSV with columns ``x0, y0, x1, y1`` (+ ``z0, z1`` or ``z`` for 3D).
+    """Boxes from a CSV with columns ``x0, y0, x1, y1`` (+ ``z0, z1``, or one of :data:`Z_COLUMNS` such as
+    ``z`` or ``z_index``, for 3D).
 
     The image a row belongs to comes from ``image`` (or ``study_id``/``dicom_file``); the finding from
     ``label`` / ``kind``; every other column is kept in ``properties``.  Rows with an empty box (normal
@@ -163,7 +171,8 @@ def read_boxes_csv(path: str | Path) -> list[Box]:
     if missing:
         raise InputError(f"box CSV lacks column(s) {', '.join(missing)} (has: {', '.join(fields) or 'none'})", path)
     has_z01 = "z0" in fields and "z1" in fields
-    has_z = "z" in fields
+    zcol = next((c for c in Z_COLUMNS if c in fields), None)
+    has_z = zcol is not None
     boxes = []
     for i, row in enumerate(rows, start=2):
         vals = {c: _num(row.get(c, ""), path=path, line=i, col=c) for c in _COORDS}
@@ -175,13 +184,13 @@ def read_boxes_csv(path: str | Path) -> list[Box]:
         if has_z01 and (row.get("z0") or "").strip():
             lo.insert(0, _num(row["z0"], path=path, line=i, col="z0"))
             hi.insert(0, _num(row["z1"], path=path, line=i, col="z1"))
-        elif has_z and (row.get("z") or "").strip():
-            z = _num(row["z"], path=path, line=i, col="z")
+        elif has_z and (row.get(zcol) or "").strip():
+            z = _num(row[zcol], path=path, line=i, col=zcol)
             lo.insert(0, z)
             hi.insert(0, z)
         image = row.get("image") or row.get("study_id") or row.get("dicom_file") or None
         label = row.get("label") or row.get("kind") or "lesion"
-        skip = set(_COORDS) | {"z0", "z1", "label"}
+        skip = set(_COORDS) | {"z0", "z1", "label", zcol}
         props = {k: _convert(v) for k, v in row.items() if k not in skip and k is not None and v not in (None, "")}
         try:
             boxes.append(Box(tuple(lo), tuple(hi), image=image, label=label, properties=props))
@@ -203,7 +212,14 @@ def write_boxes_csv(boxes: Iterable[Box], path: str | Path) -> None:
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()
         for b in boxes:
-            row = {"image": b.image or "", "label": b.label, "x0": b.lo[-1], "y0": b.lo[-2], "x1": b.hi[-1], "y1": b.hi[-2]}
+            row = {
+                "image": b.image or "",
+                "label": b.label,
+                "x0": b.lo[-1],
+                "y0": b.lo[-2],
+                "x1": b.hi[-1],
+                "y1": b.hi[-2],
+            }
             if b.ndim == 3:
                 row.update(z0=b.lo[0], z1=b.hi[0])
             row.update({k: b.properties.get(k, "") for k in prop_keys})
@@ -228,7 +244,9 @@ def _child_text(el, name, default=None):
     return default
 
 
-def read_lidc_xml(path: str | Path, z_positions: Sequence[float] | None = None, *, include_non_nodules: bool = True) -> list[Box]:
+def read_lidc_xml(
+    path: str | Path, z_positions: Sequence[float] | None = None, *, include_non_nodules: bool = True
+) -> list[Box]:
     """Boxes of the findings in an LIDC-IDRI reading XML, one per reader and finding.
 
     Each ``unblindedReadNodule`` becomes a 3D box around its ROI edge points (``nodule>=3mm`` when it

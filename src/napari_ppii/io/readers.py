@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Readers: radiographs (PNG/JPEG/TIFF, single-frame DICOM), CT (DICOM series, NIfTI, MHD/MHA, NRRD).
 
 Every failure -- missing, corrupt or truncated file, empty folder, non-image file, unsupported pixel
@@ -26,14 +27,24 @@ RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MAX_VOXELS = 2**30
 ITK_SUFFIXES = (".nii", ".nii.gz", ".mhd", ".mha", ".nrrd", ".nhdr")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+#: every file suffix a scan reader takes (DICOM files without a suffix are recognised by their header)
+SCAN_SUFFIXES = RASTER_SUFFIXES + ITK_SUFFIXES + DICOM_SUFFIXES
 
 
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    for s in (".nii.gz",):
-        if name.endswith(s):
-            return s
-    return path.suffix.lower()
+def scan_suffix(path: str | Path) -> str:
+    """The lower-case suffix that decides the reader (``.nii.gz`` counts as one)."""
+    name = Path(path).name.lower()
+    if name.endswith(".nii.gz"):
+        return ".nii.gz"
+    return Path(name).suffix
+
+
+def scan_files(folder: str | Path, *, recursive: bool = True, suffixes: Sequence[str] = SCAN_SUFFIXES) -> list[Path]:
+    """The scan files of a folder with one of ``suffixes`` (sorted; hidden files skipped): the one rule
+    the training data, the realism statistics, ``ppii predict`` and the viewer's reader use."""
+    folder = Path(folder)
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.is_file() and not p.name.startswith(".") and scan_suffix(p) in suffixes)
 
 
 def check_finite(array: np.ndarray, path: Path | None) -> None:
@@ -76,7 +87,7 @@ def read_raster(path: str | Path) -> Scan:
     path = Path(path)
     if not path.is_file():
         raise InputError("file not found", path)
-    suffix = _suffix(path)
+    suffix = scan_suffix(path)
     try:
         if suffix in (".tif", ".tiff"):
             import tifffile
@@ -89,7 +100,11 @@ def read_raster(path: str | Path) -> Scan:
 
             arr = iio.imread(path)
     except Exception as exc:  # imageio/PIL/tifffile raise many types for bad files
-        raise InputError(f"cannot be read as {suffix[1:].upper()} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'corrupt or truncated'})", path) from None
+        raise InputError(
+            f"cannot be read as {suffix[1:].upper()} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'corrupt or truncated'})",
+            path,
+        ) from None
     arr = np.asarray(arr)
     arr = np.squeeze(arr) if arr.ndim > 2 and 1 in arr.shape[:-1] else arr
     arr = _to_grey(arr, path)
@@ -146,7 +161,9 @@ def _stored_to_values(ds, path: Path) -> np.ndarray:
         raw = ds.pixel_array
     except Exception as exc:
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
-        raise InputError(f"cannot decode pixel data (transfer syntax {getattr(ts, 'name', ts)}): {str(exc).splitlines()[0]}", path) from None
+        raise InputError(
+            f"cannot decode pixel data (transfer syntax {getattr(ts, 'name', ts)}): {str(exc).splitlines()[0]}", path
+        ) from None
     bits_alloc = _number(ds, "BitsAllocated", raw.dtype.itemsize * 8, path)
     bits = _number(ds, "BitsStored", bits_alloc, path)
     if not 1 <= bits <= bits_alloc <= 64:
@@ -196,7 +213,9 @@ def read_dicom_file(path: str | Path) -> Scan:
     ds = _dcmread(path)
     frames = _number(ds, "NumberOfFrames", 1, path) or 1
     if frames > 1:
-        raise InputError(f"multi-frame DICOM ({frames} frames) is not supported; export single frames or a series", path)
+        raise InputError(
+            f"multi-frame DICOM ({frames} frames) is not supported; export single frames or a series", path
+        )
     values = _stored_to_values(ds, path)
     if values.ndim != 2:
         raise InputError(f"unsupported DICOM pixel layout {values.shape}", path)
@@ -214,7 +233,15 @@ def read_dicom_file(path: str | Path) -> Scan:
         "study_instance_uid": str(getattr(ds, "StudyInstanceUID", "")),
         **_window_meta(ds),
     }
-    return Scan(values, spacing, origin, np.eye(2), modality=str(getattr(ds, "Modality", "OT") or "OT"), path=path, metadata=meta)
+    return Scan(
+        values,
+        spacing,
+        origin,
+        np.eye(2),
+        modality=str(getattr(ds, "Modality", "OT") or "OT"),
+        path=path,
+        metadata=meta,
+    )
 
 
 @dataclass(frozen=True)
@@ -229,7 +256,9 @@ class SeriesInfo:
 
 
 def _candidate_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name.upper() != "DICOMDIR" and not p.name.startswith("."))
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.name.upper() != "DICOMDIR" and not p.name.startswith(".")
+    )
 
 
 def list_series(folder: str | Path) -> list[SeriesInfo]:
@@ -261,6 +290,40 @@ def list_series(folder: str | Path) -> list[SeriesInfo]:
     return sorted(infos, key=lambda s: (-s.n_slices, s.uid))
 
 
+@dataclass
+class FolderContents:
+    """What a folder holds, by the one input rule of ``ppii info``, ``ppii predict`` and the viewer:
+    each DICOM image series is one scan, each image / volume file (PNG, JPEG, TIFF, NIfTI, MHD, NRRD) is
+    one scan; every other file is listed as not read, with the reason."""
+
+    series: list[SeriesInfo]
+    files: list[Path]
+    skipped: list[tuple[Path, str]]
+
+    @property
+    def n_scans(self) -> int:
+        return len(self.series) + len(self.files)
+
+
+def folder_contents(folder: str | Path) -> FolderContents:
+    """The scans of a folder (DICOM series found recursively, image / volume files at its top level) and
+    the files that are not read."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("folder not found", folder)
+    files = scan_files(folder, recursive=False, suffixes=RASTER_SUFFIXES + ITK_SUFFIXES)
+    try:
+        series = list_series(folder)
+    except InputError:
+        series = []
+    in_series = {f for s in series for f in s.files}
+    skipped = [(p, "a box file (open it with the scan, or give it as --boxes)" if scan_suffix(p) in (".csv", ".xml")
+                else "not a scan the readers take")
+               for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")
+               and p not in in_series and p not in files and p.name.upper() != "DICOMDIR"]
+    return FolderContents(series, files, skipped)
+
+
 @dataclass(frozen=True)
 class SeriesGeometry:
     """A series' slice order and geometry, from headers alone (no pixel data read)."""
@@ -284,7 +347,10 @@ def series_geometry(folder: str | Path, series_uid: str | None = None) -> Series
     else:
         match = [s for s in series if s.uid == series_uid]
         if not match:
-            raise InputError(f"no series {series_uid!r}; found: " + ", ".join(f"{s.uid} ({s.n_slices} slices)" for s in series), folder)
+            raise InputError(
+                f"no series {series_uid!r}; found: " + ", ".join(f"{s.uid} ({s.n_slices} slices)" for s in series),
+                folder,
+            )
         chosen = match[0]
     headers = [(f, _dcmread(f, stop_before_pixels=True)) for f in chosen.files]
     iop = _float_tuple(getattr(headers[0][1], "ImageOrientationPatient", None), 6, (1.0, 0.0, 0.0, 0.0, 1.0, 0.0))
@@ -302,10 +368,17 @@ def series_geometry(folder: str | Path, series_uid: str | None = None) -> Series
         gaps = np.diff(positions)
         if np.any(gaps <= 1e-6):
             dup = [k[1].name for k, g in zip(keyed[1:], gaps) if g <= 1e-6]
-            raise InputError(f"series has slices at the same position ({', '.join(dup[:3])}); several series or duplicates mixed", folder)
+            raise InputError(
+                f"series has slices at the same position ({', '.join(dup[:3])}); several series or duplicates mixed",
+                folder,
+            )
         dz = float(np.median(gaps))
         if np.max(np.abs(gaps - dz)) > 0.01 * dz + 1e-3:
-            warnings.warn(f"{folder}: irregular slice spacing ({gaps.min():.3f}-{gaps.max():.3f} mm); using the median {dz:.3f} mm", stacklevel=2)
+            warnings.warn(
+                f"{folder}: irregular slice spacing ({gaps.min():.3f}-{gaps.max():.3f} mm); "
+                f"using the median {dz:.3f} mm",
+                stacklevel=2,
+            )
     else:
         dz = float(getattr(headers[0][1], "SliceThickness", 1.0) or 1.0)
     ds0 = keyed[0][3]
@@ -368,15 +441,21 @@ def read_itk(path: str | Path) -> Scan:
         img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        detail = next((ln for ln in lines if "ERROR" in ln.upper() or "exception" in ln.lower()), lines[-1] if lines else "")
-        raise InputError(f"cannot be read as a {_suffix(path)} image (corrupt, truncated or not an image: {detail[:200]})", path) from None
+        detail = next(
+            (ln for ln in lines if "ERROR" in ln.upper() or "exception" in ln.lower()), lines[-1] if lines else ""
+        )
+        raise InputError(
+            f"cannot be read as a {scan_suffix(path)} image (corrupt, truncated or not an image: {detail[:200]})", path
+        ) from None
     if img.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"has {img.GetNumberOfComponentsPerPixel()} components per pixel; expected a scalar image", path)
+        raise InputError(
+            f"has {img.GetNumberOfComponentsPerPixel()} components per pixel; expected a scalar image", path
+        )
     if img.GetDimension() == 4 and img.GetSize()[3] == 1:
         img = img[:, :, :, 0]
     if img.GetDimension() not in (2, 3):
         raise InputError(f"is {img.GetDimension()}D; expected a 2D image or a 3D volume", path)
-    if _suffix(path) in (".nii", ".nii.gz"):
+    if scan_suffix(path) in (".nii", ".nii.gz"):
         _check_nifti_finite(path)
     arr = sitk.GetArrayFromImage(img)
     spacing, origin, direction = Scan.geometry_from_sitk(img)
@@ -384,7 +463,7 @@ def read_itk(path: str | Path) -> Scan:
         arr, spacing, origin, direction = arr[0], spacing[1:], origin[1:], direction[1:, 1:]
     out = arr.astype(np.float32)
     check_finite(out, path)
-    meta = {"format": _suffix(path).lstrip("."), "dtype": str(arr.dtype)}
+    meta = {"format": scan_suffix(path).lstrip("."), "dtype": str(arr.dtype)}
     for key in img.GetMetaDataKeys():
         if key in ("descrip", "intent_name", "Modality"):
             meta[key] = img.GetMetaData(key)
@@ -440,7 +519,7 @@ def _read_scan(path: Path, series_uid: str | None) -> Scan:
         raise InputError("no such file or folder", path)
     if path.is_dir():
         return read_dicom_series(path, series_uid)
-    suffix = _suffix(path)
+    suffix = scan_suffix(path)
     if path.stat().st_size == 0:
         raise InputError("file is empty", path)
     if suffix in RASTER_SUFFIXES:

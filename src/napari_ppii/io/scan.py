@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """The :class:`Scan` value: everything loaded from a file or folder."""
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ class Scan:
         self.origin = tuple(float(o) for o in self.origin)
         self.direction = np.asarray(self.direction, dtype=float).reshape(nd, nd)
         if len(self.spacing) != nd or len(self.origin) != nd:
-            raise InputError(f"geometry does not match a {nd}D array (spacing {self.spacing}, origin {self.origin})", self.path)
+            raise InputError(
+                f"geometry does not match a {nd}D array (spacing {self.spacing}, origin {self.origin})", self.path
+            )
         if any(not np.isfinite(s) or s <= 0 for s in self.spacing):
             raise InputError(f"voxel spacing must be positive and finite, got {self.spacing}", self.path)
 

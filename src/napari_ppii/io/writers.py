@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Writing arrays back in a scan's geometry: NIfTI (volumes, or 2D), TIFF (float) and PNG (16-bit)."""
 
 from __future__ import annotations

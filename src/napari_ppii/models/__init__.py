@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Backbones: U-Net, MC-dropout U-Net and PHiSeg, all with ``predict(x, samples) -> (mean, variance)``."""
 
 from __future__ import annotations

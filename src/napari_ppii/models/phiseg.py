@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """PHiSeg (Baumgartner et al., MICCAI 2019): a hierarchical conditional VAE with a U-Net-like likelihood.
 
 * ``L = latent_levels`` Gaussian latents ``z_l`` at the L coarsest of ``R = L + 2`` resolution levels
@@ -52,7 +53,11 @@ class _LatentHeads(nn.Module):
             self.heads[str(i)] = nn.Sequential(ConvBlock(cin, ch[i]), nn.Conv2d(ch[i], 2 * lc, 1))
 
     def dist(self, i: int, feat, z_coarser):
-        h = feat if z_coarser is None else torch.cat([feat, F.interpolate(z_coarser, scale_factor=2, mode="nearest")], 1)
+        h = (
+            feat
+            if z_coarser is None
+            else torch.cat([feat, F.interpolate(z_coarser, scale_factor=2, mode="nearest")], 1)
+        )
         mu, logvar = self.heads[str(i)](h).chunk(2, dim=1)
         return mu, logvar.clamp(-10.0, 10.0)
 
@@ -82,7 +87,9 @@ class PHiSeg(AnomalyModel):
         self.post = _LatentHeads(ch, self.latent_idx, latent_channels)
         # likelihood: decode z_l at its level, combine coarse -> fine, then two levels without latents
         self.z_blocks = nn.ModuleDict({str(i): ConvBlock(latent_channels, ch[i]) for i in self.latent_idx})
-        self.upconv = nn.ModuleDict({str(i): nn.ConvTranspose2d(ch[i + 1], ch[i], 2, stride=2) for i in range(self.levels - 1)})
+        self.upconv = nn.ModuleDict(
+            {str(i): nn.ConvTranspose2d(ch[i + 1], ch[i], 2, stride=2) for i in range(self.levels - 1)}
+        )
         self.combine = nn.ModuleDict({
             str(i): ConvBlock(2 * ch[i] if i in self.latent_idx else ch[i], ch[i]) for i in range(self.levels - 1)
         })

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """U-Net (Ronneberger et al. 2015) and its Monte-Carlo-dropout variant (Gal & Ghahramani 2016).
 
 Five resolution levels by default; each level is two 3x3 convolutions with batch normalisation and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Synthetic anomalies: FPI, PII, NSA and P-PII behind one interface, on NumPy or torch.
 
 >>> from napari_ppii.synthesis import make_synthesizer
@@ -18,10 +19,25 @@ from .ppii import PPII
 METHODS: dict[str, type[Synthesizer]] = {"ppii": PPII, "pii": PII, "fpi": FPI, "nsa": NSA}
 
 
+def METHOD_SPECIFIC() -> frozenset[str]:
+    """Fields that some method reads and others do not (every other synthesis field is shared)."""
+    return frozenset().union(*(cls.parameters for cls in METHODS.values()))
+
+
+def applicable(key: str, config) -> bool:
+    """Does the configuration key ``key`` (``synthesis.<field>``, or any other section's) affect what
+    ``config`` (a :class:`~napari_ppii.config.PPIIConfig`) synthesises?  The preview shows only those."""
+    if not key.startswith("synthesis."):
+        return True
+    cls = METHODS.get(config.synthesis.method)
+    return cls is None or cls.applies(key.split(".", 1)[1], config.synthesis)
+
+
 def make_synthesizer(config: SynthesisConfig | None = None) -> Synthesizer:
     """The synthesiser for ``config.method`` (default: P-PII with the paper's defaults)."""
     config = config or SynthesisConfig()
     return METHODS[config.method](config)
 
 
-__all__ = ["AnomalySpec", "FPI", "METHODS", "NSA", "PII", "PPII", "SynthesisResult", "Synthesizer", "make_synthesizer"]
+__all__ = ["AnomalySpec", "FPI", "METHODS", "METHOD_SPECIFIC", "NSA", "PII", "PPII", "SynthesisResult", "Synthesizer",
+           "applicable", "make_synthesizer"]

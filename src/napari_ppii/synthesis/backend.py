@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """NumPy or torch, one code path: the array operations synthesis needs, on either engine.
 
 ``ops(x)`` gives the namespace of ``x``'s engine (:data:`NUMPY` or :data:`TORCH`) with the same

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """The shared interface of the synthesis methods: :class:`Synthesizer` (plan, then render) and its
 :class:`SynthesisResult`.
 
@@ -61,6 +62,18 @@ class Synthesizer:
         if cfg.method != self.method:
             cfg = cfg.model_copy(update={"method": self.method}).resolved()
         self.config = cfg
+
+    #: the configuration fields (of :class:`~napari_ppii.config.SynthesisConfig`) that only this method
+    #: reads; the shared ones (patch sizes, placement, source rescaling, clipping, ...) are every method's
+    parameters: frozenset[str] = frozenset()
+
+    @classmethod
+    def applies(cls, field: str, config) -> bool:
+        """Does ``field`` change what this method draws under ``config``?  Another method's own field
+        does not; a method refines this for fields that matter only in some modes."""
+        from . import METHOD_SPECIFIC
+
+        return field not in METHOD_SPECIFIC() or field in cls.parameters
 
     # -- to implement ---------------------------------------------------------------------------
     def plan_image(self, index: int, spatial: tuple[int, ...], n_images: int, rng: np.random.Generator,
@@ -161,8 +174,17 @@ class Synthesizer:
         results = []
         for i in range(n_out):
             mine = [s for s in plan if s.target_index == i]
-            results.append(SynthesisResult(as_output(img[i]), as_output(lab[i]), as_output(var[i]), [s.box() for s in mine], mine,
-                                           self.method, None if pm is None else pm[i]))
+            results.append(
+                SynthesisResult(
+                    as_output(img[i]),
+                    as_output(lab[i]),
+                    as_output(var[i]),
+                    [s.box() for s in mine],
+                    mine,
+                    self.method,
+                    None if pm is None else pm[i],
+                )
+            )
         return results
 
     def sample(self, target, source=None, rng: np.random.Generator | int | None = None,

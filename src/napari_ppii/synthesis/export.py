@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Writing a synthetic sample: image, label, variance, the pre-processed target, boxes and a JSON of
 everything needed to reproduce it (used by ``ppii synthesize`` and the viewer's Export)."""
 

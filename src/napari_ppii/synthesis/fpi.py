@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Foreign Patch Interpolation (FPI; Tan et al. 2020), the predecessor of PII.
 
 Same patch sampling as PII (square, same location in source and target; another location when the
@@ -15,6 +16,7 @@ from .pii import PII, alpha_labels
 
 class FPI(Synthesizer):
     method = "fpi"
+    parameters = frozenset({"alpha", "label_tolerance"})
     plan_image = PII.plan_image
 
     def render(self, images, plan, n_out, masks=None):

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Natural Synthetic Anomalies (NSA; Schlueter et al., ECCV 2022), the patch drawing P-PII builds on.
 
 Per image: the first patch always, each of ``nsa_patches - 1`` further patches with probability 1/2.
@@ -34,6 +35,8 @@ MASK_MEDIAN = 5
 
 class NSA(Synthesizer):
     method = "nsa"
+    parameters = frozenset({"nsa_patches", "mixed_gradients", "label_k", "label_x0", "label_tolerance",
+                            "label_median_radius"})
 
     def plan_image(self, index, spatial, n_images, rng, masks=None):
         cfg = self.config
@@ -120,7 +123,9 @@ def median_filter(x, offsets: np.ndarray, max_elements: int = 4_000_000):
         b = min(shape[0], a + step)
         views = []
         for o in offsets:
-            sl = (slice(r + o[0] + a, r + o[0] + b),) + tuple(slice(r + oi, r + oi + n) for oi, n in zip(o[1:], shape[1:]))
+            sl = (slice(r + o[0] + a, r + o[0] + b),) + tuple(
+                slice(r + oi, r + oi + n) for oi, n in zip(o[1:], shape[1:])
+            )
             views.append(xp[sl])
         parts.append(xo.median(xo.stack(views), 0))
     return xo.concat(parts, 0)

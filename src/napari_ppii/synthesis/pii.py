@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Poisson Image Interpolation (PII; Tan et al., MICCAI 2021), the baseline of the paper.
 
 One square patch per image (half-width ``U[0.05, 0.2]`` of the height, i.e. side ``U[0.1, 0.4]``),
@@ -29,6 +30,7 @@ def alpha_labels(images, mean, plan, n_out, tolerance):
 
 class PII(Synthesizer):
     method = "pii"
+    parameters = frozenset({"alpha", "label_tolerance"})  # one patch per image: no n_anomalies
 
     def plan_image(self, index, spatial, n_images, rng, masks=None):
         cfg = self.config

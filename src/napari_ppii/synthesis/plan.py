@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Plans: every random choice of one image's anomalies as plain numbers, drawn from a seeded
 ``numpy.random.Generator`` before anything is rendered.
 
@@ -201,7 +202,9 @@ def boxes_overlap(a_start, b_start, size_a, size_b) -> bool:
     return all(a < b + sb and b < a + sa for a, b, sa, sb in zip(a_start, b_start, size_a, size_b))
 
 
-def sample_raters(size: Sequence[int], k: int, cfg: SynthesisConfig, rng: np.random.Generator) -> tuple[list[list[float]], list[float]]:
+def sample_raters(
+    size: Sequence[int], k: int, cfg: SynthesisConfig, rng: np.random.Generator
+) -> tuple[list[list[float]], list[float]]:
     """K circles inside a patch: radius ~ N(rater_radius * shortest side, rater_radius_std), centre ~
     N(patch centre, rater_centre_std * side), both bounded so the circle stays inside the patch."""
     size = np.asarray(size, dtype=float)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Poisson image blending by a DST-I solve over the patch box.
 
 The discrete problem (Perez et al. 2003; the paper's Eq. 4): inside a box ``h`` find ``f`` minimising

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Probabilistic Poisson Image Interpolation (P-PII), the paper's section 2.
 
 Per image: ``n ~ U{n_anomalies}`` anomalies and ``K ~ U{n_raters}`` raters.  Each anomaly takes a patch
@@ -9,8 +10,8 @@ patch) give K versions of the anomaly, each blended from the original target by 
 the patch box.  Anatomy-aware placement (``placement`` lungs/mask) draws target boxes on the mask;
 realism controls (log-uniform gradient scales, a smoothed source, soft clipping, the logistic label,
 NSA-style gamma patch sizes and source rescaling) are documented in
-:class:`~napari_ppii.config.SynthesisConfig`.  Target boxes never overlap, so every blend is independent and the batch renders in a few
-batched solves.  Outputs: the mean over raters (training image), the label
+:class:`~napari_ppii.config.SynthesisConfig`.  Target boxes never overlap, so every blend is
+independent and the batch renders in a few batched solves.  Outputs: the mean over raters (training image), the label
 ``clip(label_scale * |target - mean|, 0, 1)`` and the variance over raters (uncertainty map).
 """
 
@@ -26,6 +27,17 @@ from .render import render_poisson
 
 class PPII(Synthesizer):
     method = "ppii"
+    parameters = frozenset({"n_anomalies", "n_raters", "gradient_scale", "gradient_scale_distribution", "rater_radius",
+                            "rater_radius_std", "rater_centre_std", "mixed_gradients", "source_smoothing",
+                            "label_mode", "label_scale", "label_k", "label_x0"})
+
+    @classmethod
+    def applies(cls, field: str, config) -> bool:
+        if field == "label_scale":  # the scaled label only
+            return config.label_mode == "scaled"
+        if field in ("label_k", "label_x0"):  # the logistic label only
+            return config.label_mode == "logistic"
+        return super().applies(field, config)
 
     def plan_image(self, index, spatial, n_images, rng, masks=None):
         cfg = self.config

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Rendering plans (NumPy or torch, one code path through :mod:`.backend`): rater discs, the batched
 DST Poisson blends of P-PII/PII/FPI, range limits and label borders."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Training: data, augmentations, on-the-fly synthesis, losses, the step loop, checkpoints, logs."""
 
 from ..checkpoint import load_checkpoint, save_checkpoint

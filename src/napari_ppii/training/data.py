@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Training data: normal images in memory, augmentations, on-the-fly synthesis, the validation set.
 
 Sources of normal images (``data.train``):
@@ -9,7 +10,8 @@ Sources of normal images (``data.train``):
 * a CT series folder or a volume file: every slice, except -- with ``data.boxes`` -- slices within
   ``lesion_margin`` slices of an annotated lesion (the paper: ~5 slices either side count as context).
 
-Every image goes through :func:`~napari_ppii.preprocess.model_input` -- the same pre-processing :mod:`napari_ppii.predict` uses.
+Every image goes through :func:`~napari_ppii.preprocess.model_input` -- the same pre-processing
+:mod:`napari_ppii.predict` uses.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from torch.nn import functional as F
 from ..config import AugmentConfig, PPIIConfig
 from ..errors import InputError
 from ..io import read_boxes, read_scan
-from ..io.readers import DICOM_SUFFIXES, ITK_SUFFIXES, RASTER_SUFFIXES, _suffix
+from ..io.readers import ITK_SUFFIXES, RASTER_SUFFIXES, scan_files
 from ..io.scan import Scan
-from ..preprocess import model_input, resize  # noqa: F401 - model_input re-exported
+from ..preprocess import model_input, resize
 from ..synthesis import make_synthesizer
 
 
@@ -124,6 +126,34 @@ def training_masks(cfg: PPIIConfig, images: np.ndarray, masks: np.ndarray | None
     return np.stack([lung_mask_cxr(a) for a in images])
 
 
+def _modality(scan: Scan) -> str:
+    from ..preprocess import is_ct
+
+    return "CT" if is_ct(scan) else "radiograph"
+
+
+def training_inputs(cfg: PPIIConfig, scan: Scan | None = None) -> dict:
+    """What a checkpoint records about its inputs: the modality trained on (``CT``, ``radiograph``, or None
+    where a pre-processed ``.npy`` stack does not say), the training data's absolute path (it resolves
+    from any working folder), and the input settings (pre-processing, image size).  Prediction warns
+    when a scan's modality differs."""
+    src = Path(cfg.data.train) if cfg.data.train else None
+    modality = cfg.data.modality
+    if modality is not None:
+        pass
+    elif scan is not None:
+        modality = _modality(scan)
+    elif src is not None and src.exists() and src.suffix.lower() != ".npy":
+        try:
+            first = _csv_images(src)[0] if src.suffix.lower() == ".csv" else (
+                src if src.is_file() else (scan_files(src) or [src])[0])
+            modality = _modality(read_scan(first))
+        except InputError:
+            modality = None
+    return {"modality": modality, "train_data": str(src.resolve()) if src is not None else None,
+            "image_size": cfg.data.image_size, "preprocess": cfg.preprocess.model_dump(mode="json")}
+
+
 def load_training_set(cfg: PPIIConfig) -> tuple[np.ndarray, np.ndarray | None]:
     """All normal training images as ``(N, S, S)`` float32, and their placement masks (``(N, S, S)``
     bool, or None for ``placement=anywhere``).  CT lung masks come from the HU volume."""
@@ -150,7 +180,7 @@ def _load_images(cfg: PPIIConfig) -> tuple[np.ndarray, Scan | None, list[int] | 
         return _npy_images(src, cfg.data.image_size), None, None
     if src.is_file() and src.suffix.lower() == ".csv":
         return np.concatenate([model_input(read_scan(p), cfg) for p in _csv_images(src)]), None, None
-    is_series = src.is_dir() and not any(_suffix(p) in RASTER_SUFFIXES + ITK_SUFFIXES for p in src.rglob("*") if p.is_file())
+    is_series = src.is_dir() and not scan_files(src, suffixes=RASTER_SUFFIXES + ITK_SUFFIXES)
     if src.is_file() or is_series:
         try:
             scan = read_scan(src)
@@ -171,7 +201,7 @@ def _load_images(cfg: PPIIConfig) -> tuple[np.ndarray, Scan | None, list[int] | 
                 raise InputError("no slice is farther than lesion_margin from a lesion", src)
             arr = arr[keep]
         return arr, scan, keep
-    files = sorted(p for p in src.rglob("*") if p.is_file() and _suffix(p) in RASTER_SUFFIXES + ITK_SUFFIXES + DICOM_SUFFIXES)
+    files = scan_files(src)
     if not files:
         raise InputError("folder holds no image files", src)
     return np.concatenate([model_input(read_scan(p), cfg) for p in files]), None, None
@@ -205,7 +235,9 @@ def augment(images: torch.Tensor, cfg: AugmentConfig, rng: np.random.Generator, 
     out = F.grid_sample(images[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False)
     if masks is None:
         return out[:, 0]
-    mo = F.grid_sample(masks[:, None].to(images.dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    mo = F.grid_sample(
+        masks[:, None].to(images.dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
     return out[:, 0], mo[:, 0] >= 0.5
 
 

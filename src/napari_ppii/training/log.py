@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """The JSON-lines progress log: one object per line (step, loss, lr, val_dice, images_per_s, eta_s, ...).
 
 Written by the training process (rank 0), read live by the viewer; a line is flushed whole, so a reader

@@ -1,10 +1,13 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """The step-based trainer.
 
 ``train(cfg)`` trains ``cfg.model`` on normal images with synthetic anomalies generated on the fly, for
 ``cfg.training.steps`` steps; validates every ``val_every`` steps on a fixed seeded synthetic set (soft
-Dice over all validation pixels); keeps ``last.pt`` and ``best.pt`` (by validation Dice, as the paper);
-logs JSON lines to ``out_dir/log.jsonl``.  Resuming from a checkpoint continues exactly: on the CPU,
-N steps + resume N steps gives the weights of 2N uninterrupted steps.
+Dice over all validation pixels, :mod:`.validate`); keeps ``last.pt`` and ``best.pt`` (by the score of
+``training.select``, :mod:`.select`: the paper's validation Dice by default) as ``best_score``; logs JSON
+lines to ``out_dir/log.jsonl``.  The run folder's lock is :mod:`.rundir`'s, the stop handling
+:mod:`.stop`'s.  Resuming from a checkpoint continues exactly: on the CPU, N steps + resume N steps gives
+the weights of 2N uninterrupted steps.
 
 Under ``torchrun --nproc_per_node N`` it runs DistributedDataParallel (NCCL on CUDA, gloo on the CPU),
 each process drawing its own batches (seed + rank); rank 0 writes checkpoints and the log.
@@ -27,10 +30,12 @@ from ..errors import InputError
 from ..models import build_model
 from ..checkpoint import load_checkpoint, remove_partial_writes, save_checkpoint
 from ..device import fast_path, resolve_device
-from .data import SyntheticBatches, load_training_set, split_indices, training_masks, validation_set
-from .select import Selector
+from .data import SyntheticBatches, load_training_set, split_indices, training_inputs, training_masks, validation_set
 from .log import JsonlLog
-from .losses import segmentation_loss, soft_dice
+from .losses import segmentation_loss
+from .select import Selector
+from .stop import StopRequest
+from .validate import evaluate_dice
 
 
 class TrainingError(RuntimeError):
@@ -82,21 +87,6 @@ class _TrainStep(nn.Module):
         return self.model.training_forward(x, y)
 
 
-@torch.no_grad()
-def evaluate_dice(model, val, device, samples: int = 1, batch: int = 8) -> tuple[float, float]:
-    """Soft Dice over all validation pixels, and the mean BCE+Dice loss, of ``model.predict``."""
-    inter = denom = 0.0
-    losses = []
-    for i in range(0, val.image.shape[0], batch):
-        x = val.image[i:i + batch].to(device)
-        y = val.label[i:i + batch].to(device)
-        mean, _ = model.predict(x, samples=samples)
-        inter += float((mean * y).sum())
-        denom += float(mean.sum() + y.sum())
-        losses.append(float(1.0 - soft_dice(mean, y).mean()))
-    return (2 * inter + 1e-6) / (denom + 1e-6), float(np.mean(losses))
-
-
 def _rng_state(data_rng: np.random.Generator, device) -> dict:
     st = {"numpy": data_rng.bit_generator.state, "torch": torch.get_rng_state()}
     if device.type == "cuda":
@@ -116,39 +106,20 @@ class TrainResult:
     step: int
     last_checkpoint: Path | None
     best_checkpoint: Path | None
-    best_dice: float
+    best_score: float  # the best score of the selection rule ``select`` (``training.select``)
     last_loss: float
+    select: str = "val_dice"
 
 
-class _StopRequest:
-    """SIGTERM / SIGINT ask the loop to stop after the current step and write ``last.pt``."""
-
-    def __init__(self):
-        self.requested = False
-        self._old = {}
-
-    def __enter__(self):
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.requested = True
-
-    def __exit__(self, *exc):
-        import signal
-
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        return False
-
-
-def train(cfg: PPIIConfig, resume: str | Path | None = None, *, progress: bool = False,
-          images: np.ndarray | None = None, stop_after: int | None = None, masks: np.ndarray | None = None) -> TrainResult:
+def train(
+    cfg: PPIIConfig,
+    resume: str | Path | None = None,
+    *,
+    progress: bool = False,
+    images: np.ndarray | None = None,
+    stop_after: int | None = None,
+    masks: np.ndarray | None = None,
+) -> TrainResult:
     """Train as ``cfg`` says; ``resume`` continues from a checkpoint.  ``images`` (``(N, S, S)`` in
     [0, 1]) replaces ``data.train`` (e.g. images from napari layers or tests), ``masks`` (same shape)
     their placement masks.  ``best.pt`` is chosen by ``training.select``.
@@ -217,9 +188,12 @@ class Trainer:
 
         if images is None:
             pool, pool_masks = load_training_set(cfg)
+            self.inputs = training_inputs(cfg) if dist.is_main else {}
         else:
             pool = np.asarray(images, dtype=np.float32)
             pool_masks = training_masks(cfg, pool, masks)
+            self.inputs = {"modality": cfg.data.modality, "train_data": None, "image_size": cfg.data.image_size,
+                           "preprocess": cfg.preprocess.model_dump(mode="json")}
         if pool.ndim != 3 or len(pool) == 0:
             raise InputError(f"training images must be a non-empty (N, H, W) stack, got shape {pool.shape}")
         tr_idx, va_idx = split_indices(len(pool), cfg)
@@ -255,17 +229,21 @@ class Trainer:
         try:
             self.model.load_state_dict(ck["model"])
         except RuntimeError as exc:
-            raise InputError(f"checkpoint does not fit the configured model ({str(exc).splitlines()[0]})", path) from None
+            raise InputError(
+                f"checkpoint does not fit the configured model ({str(exc).splitlines()[0]})", path
+            ) from None
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["scheduler"])
-        self.step_count, self.best = int(ck["step"]), float(ck.get("best_dice", -1.0))
+        # best_score (checkpoints before it was named so: best_dice, holding whatever score selected)
+        self.step_count, self.best = int(ck["step"]), float(ck.get("best_score", ck.get("best_dice", -1.0)))
         self.saved_step = self.step_count
         _set_rng_state(self.data_rng, ck["rng"], self.device)
 
     def state(self, val_dice: float | None) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict(), "step": self.step_count,
-                "rng": _rng_state(self.data_rng, self.device), "config": self.cfg.to_dict(), "best_dice": self.best,
+                "rng": _rng_state(self.data_rng, self.device), "config": self.cfg.to_dict(), "best_score": self.best,
+                "select": self.t.select, "inputs": self.inputs,
                 "val_dice": val_dice, "backbone": self.cfg.model.backbone}
 
     def step(self) -> float:
@@ -305,7 +283,7 @@ class Trainer:
             self.saved_step = step
             if is_best:
                 self.best_path = _save(state, self.out / "best.pt", self.log, step)
-            self.log.write(event="val", step=step, val_dice=dice, val_loss=vloss, best_dice=self.best, loss=self.loss,
+            self.log.write(event="val", step=step, val_dice=dice, val_loss=vloss, best_score=self.best, loss=self.loss,
                            lr=self.sched.get_last_lr()[0], select=self.t.select, select_score=score, **record, **extra)
 
     def keep(self) -> None:
@@ -320,14 +298,17 @@ class Trainer:
         step, out = self.step_count, self.out
         if step != self.saved_step and self.dist.is_main:
             self.last_path = _save(self.state(None), out / "last.pt", self.log, step)
-        self.log.write(event="stopped" if step < self.t.steps else "done", step=step, best_dice=self.best, loss=self.loss)
+        self.log.write(event="stopped" if step < self.t.steps else "done", step=step, best_score=self.best,
+                       select=self.t.select, loss=self.loss)
         if self.dist.enabled:
             torch.distributed.barrier()
         best = self.best_path if self.best_path else (out / "best.pt" if (out / "best.pt").exists() else None)
-        return TrainResult(step, self.last_path, best, self.best, self.loss)
+        return TrainResult(step, self.last_path, best, self.best, self.loss, self.t.select)
 
     # ------------------------------------------------------------------ the loop
-    def run(self, resume: str | Path | None = None, *, progress: bool = False, stop_after: int | None = None) -> TrainResult:
+    def run(
+        self, resume: str | Path | None = None, *, progress: bool = False, stop_after: int | None = None
+    ) -> TrainResult:
         """Train to ``training.steps`` (or ``stop_after``, or SIGTERM/SIGINT: then ``last.pt`` is written)."""
         cfg, t, dist = self.cfg, self.t, self.dist
         if resume is not None:
@@ -346,25 +327,25 @@ class Trainer:
             bar = tqdm(total=t.steps, initial=self.step_count, desc=f"train {cfg.model.backbone}", unit="step",
                        dynamic_ncols=True)
         t0, s0 = time.perf_counter(), self.step_count
-        stopper = _StopRequest().__enter__()
         try:
-            while self.step_count < t.steps:
-                if (stop_after is not None and self.step_count >= stop_after) or stopper.requested:
-                    break
-                loss = self.step()
-                step = self.step_count
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4f}")
-                elapsed = time.perf_counter() - t0
-                speed = {"images_per_s": (step - s0) * t.batch_size * dist.world_size / max(elapsed, 1e-9),
-                         "eta_s": (t.steps - step) * elapsed / max(step - s0, 1)}
-                if step % t.log_every == 0 or step == t.steps:
-                    self.log.write(event="step", step=step, loss=loss, lr=self.sched.get_last_lr()[0], **speed)
-                if step % t.val_every == 0 or step == t.steps:
-                    self.validate(**speed)
-                if t.keep_every and step % t.keep_every == 0 and dist.is_main:
-                    self.keep()
+            with StopRequest() as stopper:
+                while self.step_count < t.steps:
+                    if (stop_after is not None and self.step_count >= stop_after) or stopper.requested:
+                        break
+                    loss = self.step()
+                    step = self.step_count
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{loss:.4f}")
+                    elapsed = time.perf_counter() - t0
+                    speed = {"images_per_s": (step - s0) * t.batch_size * dist.world_size / max(elapsed, 1e-9),
+                             "eta_s": (t.steps - step) * elapsed / max(step - s0, 1)}
+                    if step % t.log_every == 0 or step == t.steps:
+                        self.log.write(event="step", step=step, loss=loss, lr=self.sched.get_last_lr()[0], **speed)
+                    if step % t.val_every == 0 or step == t.steps:
+                        self.validate(**speed)
+                    if t.keep_every and step % t.keep_every == 0 and dist.is_main:
+                        self.keep()
         except torch.cuda.OutOfMemoryError:
             msg = (f"out of GPU memory at step {self.step_count + 1} (batch_size {t.batch_size}, image_size "
                    f"{cfg.data.image_size}, base_channels {cfg.model.base_channels}): lower training.batch_size "
@@ -373,7 +354,6 @@ class Trainer:
             self.log.write(event="error", step=self.step_count, error=msg)
             raise TrainingError(msg) from None
         finally:
-            stopper.__exit__()
             if bar is not None:
                 bar.close()
         return self.finish()

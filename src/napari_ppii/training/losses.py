@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Losses on the continuous P-PII label.
 
 ``bce_dice`` (default): binary cross-entropy with soft targets + soft Dice (``1 - 2 sum(p y) / (sum(p) +
@@ -20,7 +21,9 @@ def confidence_weights(variance: torch.Tensor, gamma: float) -> torch.Tensor:
     return w / w.mean().clamp_min(1e-8)
 
 
-def soft_dice(prob: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
+def soft_dice(
+    prob: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-6
+) -> torch.Tensor:
     """Per-image soft Dice coefficient of ``(B, 1, H, W)`` maps."""
     w = torch.ones_like(prob) if weight is None else weight
     dims = tuple(range(1, prob.ndim))

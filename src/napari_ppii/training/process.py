@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Running ``ppii train`` as a separate process, and following its JSON-lines log (Qt-free).
 
 The viewer starts training in its own process (and process group), so the UI never freezes and

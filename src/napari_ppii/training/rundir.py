@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Run folders: one training at a time per folder, and no run overwrites an earlier run's checkpoints.
 
 A training holds an exclusive lock on ``<run folder>/.lock`` (``fcntl.flock``) from before it writes

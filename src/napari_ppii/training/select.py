@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Checkpoint selection: which validation decides ``best.pt`` (``training.select``).
 
 * ``val_dice`` -- soft Dice on the fixed synthetic validation set (the paper's rule).  At small budgets
@@ -51,7 +52,7 @@ class Selector:
             auc = reference_auroc(model, self.reference, device)
             return auc, {"reference_pixel_auroc": auc}
         if self.kind == "heldout":
-            from .loop import evaluate_dice
+            from .validate import evaluate_dice
 
             d, _ = evaluate_dice(model, self.heldout, device, samples=min(self.cfg.model.samples, 4))
             return d, {"heldout_dice": d}
