@@ -312,3 +312,22 @@ def test_one_lesion_rule_for_the_dock_and_the_evaluation():
     assert len(on_slice_6) == 4 and len(truth_lesions(on_slice_6)) == 1
     plain = Shapes([np.array([[0, 0], [0, 5], [5, 5], [5, 0]])], shape_type="rectangle")
     assert shapes_to_boxes(plain, Image(np.zeros((16, 16), np.float32)))[0].label == "reference"
+
+
+def test_boxes_outside_the_scan_are_refused(tmp_path):
+    """Boxes of another scan (or in another unit) are refused with one message, not scored as missed
+    lesions (issue 22 item 8)."""
+    from PIL import Image
+
+    from napari_ppii.errors import InputError
+    from napari_ppii.evaluation import EvalOptions, evaluate
+    from napari_ppii.evaluation.evaluate import TestItem
+    from napari_ppii.io.boxes import Box, boxes_outside
+
+    assert boxes_outside([Box((10, 10), (20, 20)), Box((70, 10), (80, 20))], (64, 64)) == [Box((70, 10), (80, 20))]
+    assert boxes_outside([Box((2, 10, 10), (3, 20, 20))], (5, 64, 64)) == []
+    assert len(boxes_outside([Box((7, 10, 10), (9, 20, 20))], (5, 64, 64))) == 1
+    png = tmp_path / "a.png"
+    Image.fromarray(np.full((64, 64), 128, np.uint8)).save(png)
+    with pytest.raises(InputError, match="lie outside the"):
+        evaluate(None, [TestItem("a", png, [Box((100, 100), (120, 120), label="nodule")])], EvalOptions(n_boot=10))

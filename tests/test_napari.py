@@ -589,3 +589,23 @@ def test_preview_shows_only_the_chosen_methods_parameters(widget, qtbot):
     assert applicable("synthesis.nsa_patches", nsa) and applicable("synthesis.label_k", nsa)
     assert not applicable("synthesis.n_raters", nsa) and applicable("preprocess.window", nsa)
     _wait(qtbot, widget, timeout=180000)  # the redraws of the changes above (slow on a loaded machine)
+
+
+def test_prediction_dock_warns_about_ground_truth_that_cannot_fit(make_napari_viewer):
+    """2D boxes over a volume (napari draws them on every slice) and boxes outside the scan are named in a
+    warning, not silently counted (issue 22 item 8)."""
+    from napari_ppii._widgets.predict import PredictWidget
+    from napari_ppii.io.boxes import Box
+
+    v = make_napari_viewer()
+    w = PredictWidget(v)
+    w.map_layer = v.add_image(np.zeros((5, 32, 32), np.float32), name="anomaly map")
+    flat = v.add_shapes([np.array([[2, 2], [2, 8], [8, 8], [8, 2]])], shape_type="rectangle", name="flat boxes")
+    w._check_truth(flat, [])
+    assert "2D boxes" in w.last_warning and "z_index" in w.last_warning
+    w.last_warning = None
+    deep = v.add_shapes([np.array([[1, 2, 2], [1, 2, 8], [1, 8, 8], [1, 8, 2]])], shape_type="rectangle", name="ok")
+    w._check_truth(deep, [Box((1, 2, 2), (1, 8, 8))])
+    assert w.last_warning is None
+    w._check_truth(deep, [Box((9, 50, 50), (9, 60, 60))])
+    assert "none of the boxes" in w.last_warning

@@ -108,9 +108,14 @@ def test_train_on_layers(make_napari_viewer, qtbot, tmp_path):
 
     v = make_napari_viewer()
     for i in range(3):
-        v.add_image(smooth_image((40, 40), seed=i), name=f"normal {i}")
+        v.add_image(smooth_image((40, 40), seed=i), name=f"normal {i}", scale=(0.5, 0.5), translate=(10, 20))
+    from napari_ppii._layers import set_image_layer
+
+    # a dock's output (the prediction dock's map) is never offered as training data (issue 22 item 6)
+    set_image_layer(v, "anomaly map", np.zeros((40, 40), np.float32), {"scale": (0.5, 0.5), "translate": (10, 20)})
     w = TrainingWidget(v, confirm=lambda: True)
     qtbot.addWidget(w)
+    assert list(w.layer_list.choices) == ["normal 0", "normal 1", "normal 2"]
     w.layer_list.value = list(w.layer_list.choices)  # every image layer
     w.use_layers.setChecked(True)
     w.set_value("data.image_size", 32)
@@ -121,7 +126,16 @@ def test_train_on_layers(make_napari_viewer, qtbot, tmp_path):
     w.set_value("training.out_dir", str(tmp_path / "run"))
     with qtbot.waitSignal(w.batch_shown, timeout=120000):
         assert w.show_batch()  # in a worker: the viewer stays responsive
-    assert v.layers["P-PII batch image"].data.shape == (2, 32, 32)
+    batch = v.layers["P-PII batch image"]
+    assert batch.data.shape == (2, 32, 32)
+    # laid over the scan's field of view (40 px x 0.5 mm = 20 mm), not 32 px in a corner of it
+    def edges(layer):  # world coordinates of the outer pixel edges (extent.world holds pixel centres)
+        lo, hi = np.asarray(layer.extent.world)[:, -2:]
+        half = np.asarray(layer.scale)[-2:] / 2
+        return lo - half, hi + half
+
+    for got, want in zip(edges(batch), edges(v.layers["normal 0"])):
+        np.testing.assert_allclose(got, want, atol=1e-6)
     # a placement mask painted for "normal 0" (as the preview's Labels layer is): training uses it
     painted = np.zeros((40, 40), np.uint8)
     painted[5:25, 10:30] = 1

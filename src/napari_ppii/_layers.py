@@ -23,9 +23,14 @@ SCAN_KEY = "ppii_scan"
 LAYER_PREFIX = "P-PII"
 
 
+#: metadata key marking a layer a dock made to show its results (maps, evaluation views)
+OUTPUT_KEY = "ppii_output"
+
+
 def is_own_layer(layer) -> bool:
-    """A layer made by one of the plugin's docks (not the user's)."""
-    return layer.name.startswith(LAYER_PREFIX)
+    """A layer made by one of the plugin's docks (preview, batch, anomaly maps, evaluation views), not
+    one of the user's scans: never offered as a scan to train on, predict or preview."""
+    return layer.name.startswith(LAYER_PREFIX) or bool(getattr(layer, "metadata", {}).get(OUTPUT_KEY))
 
 
 def geometry_kwargs(scan: Scan) -> dict[str, Any]:
@@ -185,7 +190,9 @@ def set_image_layer(viewer, name: str, data, geo: dict[str, Any], **kwargs):
         return layer
     if name in viewer.layers:
         viewer.layers.remove(name)
-    return viewer.add_image(data, name=name, **geo, **kwargs)
+    meta = dict(kwargs.pop("metadata", {}) or {})
+    meta.setdefault(OUTPUT_KEY, True)  # a dock's output: not a scan to train on or predict
+    return viewer.add_image(data, name=name, metadata=meta, **geo, **kwargs)
 
 
 def set_boxes_layer(viewer, name: str, boxes: Sequence[Box], ndim: int, geo: dict[str, Any], *,

@@ -31,18 +31,31 @@ from .errors import InputError
 CXR_WORK = 256
 
 
+def _label(mask: np.ndarray):
+    """``ndi.label`` into the smallest integer type that holds the labels (a CT volume's labels as uint16
+    take half the memory of int32)."""
+    try:
+        return ndi.label(mask, output=np.uint16)
+    except RuntimeError:  # more than 65535 components
+        return ndi.label(mask)
+
+
+def _keep_labels(lab: np.ndarray, ids) -> np.ndarray:
+    """``np.isin(lab, ids)`` through a lookup table: no sorted copies of a large label volume."""
+    table = np.zeros(int(lab.max()) + 1, bool)
+    table[np.asarray(ids, dtype=np.int64)] = True
+    table[0] = False
+    return table[lab]
+
+
 def _largest_components(mask: np.ndarray, keep: int, min_fraction: float = 0.0) -> np.ndarray:
-    lab, n = ndi.label(mask)
+    lab, n = _label(mask)
     if n == 0:
         return mask
     sizes = np.bincount(lab.ravel())[1:]
     order = np.argsort(-sizes)[:keep]
     thr = min_fraction * mask.size
-    out = np.zeros_like(mask)
-    for i in order:
-        if sizes[i] >= thr:
-            out |= lab == i + 1
-    return out
+    return _keep_labels(lab, [i + 1 for i in order if sizes[i] >= thr])
 
 
 def _clear_border(mask: np.ndarray) -> np.ndarray:
@@ -233,12 +246,15 @@ def lung_mask_ct(volume: np.ndarray, *, threshold_hu: float = -400.0, min_fracti
         if n:
             edge = np.unique(np.r_[lab[0], lab[-1], lab[:, 0], lab[:, -1]])
             body_air[z] = air[z] & ~np.isin(lab, edge)
-    lungs = _largest_components(body_air, 3, min_fraction / max(1, air.shape[0]) if single else min_fraction)
+    del air
+    lungs = _largest_components(body_air, 3, min_fraction / max(1, body_air.shape[0]) if single else min_fraction)
+    del body_air
     # drop small stray pockets (bowel gas) relative to the largest component
-    lab, n = ndi.label(lungs)
+    lab, n = _label(lungs)
     if n > 1:
         sizes = np.bincount(lab.ravel())[1:]
-        lungs = np.isin(lab, 1 + np.flatnonzero(sizes >= 0.1 * sizes.max()))
+        lungs = _keep_labels(lab, 1 + np.flatnonzero(sizes >= 0.1 * sizes.max()))
+    del lab
     r = max(1, int(round(0.01 * v.shape[-1])))
     out = np.zeros_like(lungs)
     for z in range(lungs.shape[0]):

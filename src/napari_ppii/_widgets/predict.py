@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
-from .._layers import LAYER_PREFIX, layer_to_scan, set_boxes_layer, set_image_layer, shapes_to_boxes
+from .._layers import LAYER_PREFIX, is_own_layer, layer_to_scan, set_boxes_layer, set_image_layer, shapes_to_boxes
 from ._common import button_row, checkpoint_row, report_error, scroll_layout
 from ._config import FormsMixin
 from ..errors import InputError
@@ -103,7 +103,7 @@ class PredictWidget(FormsMixin, QWidget):
         from ._common import layer_picker
         from ._config import inference_form
 
-        mine = lambda ly: ly.name in (MAP, RAW, VAR, DET) or ly.name.startswith((MAP, LAYER_PREFIX))  # noqa: E731
+        mine = lambda ly: ly.name in (MAP, RAW, VAR, DET) or ly.name.startswith(MAP) or is_own_layer(ly)  # noqa: E731
         self.image_combo = layer_picker(self.viewer, Image, exclude=mine, label="Scan layer")
         self.truth_combo = layer_picker(self.viewer, Shapes, extra=("(none)",), exclude=mine, label="Ground truth")
         form.addRow("Checkpoint", row)
@@ -379,6 +379,26 @@ class PredictWidget(FormsMixin, QWidget):
             return data[z], z
         return data, None
 
+    def _check_truth(self, layer, boxes) -> None:
+        """Warn once per layer about ground truth that cannot belong to the scan: 2D boxes over a volume
+        (napari draws them on every slice) or boxes outside the scan."""
+        from ..io.boxes import boxes_outside
+
+        shape = self.map_layer.data.shape
+        msg = None
+        if layer.ndim == 2 and len(shape) == 3:
+            msg = (f"the ground truth '{layer.name}' holds 2D boxes, shown on every slice of this volume: give the "
+                   "box file a z (or z0/z1, z_index) column")
+        elif boxes and len(boxes_outside(boxes, shape)) == len(boxes):
+            msg = f"none of the boxes of '{layer.name}' lies within this scan: do they belong to it?"
+        key = (layer.name, len(layer.data), shape)
+        if msg and getattr(self, "_truth_warned", None) != key:
+            from napari.utils.notifications import show_warning
+
+            self._truth_warned = key
+            self.last_warning = msg
+            show_warning(msg)
+
     def update_detections(self, *_):
         amap, z = self._current_map()
         if amap is None:
@@ -390,7 +410,9 @@ class PredictWidget(FormsMixin, QWidget):
         truth_name = self.truth_combo.value
         truth = []
         if truth_name and truth_name != "(none)" and truth_name in self.viewer.layers:
-            truth = shapes_to_boxes(self.viewer.layers[truth_name], self.map_layer)
+            truth_layer = self.viewer.layers[truth_name]
+            truth = shapes_to_boxes(truth_layer, self.map_layer)
+            self._check_truth(truth_layer, truth)
             if z is not None:
                 truth = [b.to_2d() for b in truth if b.ndim == 3 and b.lo[0] <= z <= b.hi[0]]
             truth = truth_lesions(truth)

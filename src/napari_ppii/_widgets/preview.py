@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from .._layers import LAYER_PREFIX, layer_to_scan, set_boxes_layer, write_image_data
+from .._layers import LAYER_PREFIX, is_own_layer, layer_to_scan, set_boxes_layer, write_image_data
 from ._common import button_row, report_error, scroll_layout
 from ._config import FormsMixin
 from ..config import PPIIConfig
@@ -126,7 +126,7 @@ class PreviewWidget(FormsMixin, QWidget):
         from ._config import ConfigForm
 
         outer = scroll_layout(self)
-        own = lambda ly: ly.name.startswith(PREFIX)  # noqa: E731 - the preview's own layers
+        own = is_own_layer  # the docks' own layers (preview, batch, maps) are no scans to preview
         self.target_combo = layer_picker(self.viewer, Image, exclude=own, label="Target")
         self.source_combo = layer_picker(self.viewer, Image, extra=(SAME,), exclude=own, label="Source")
         self.reference_combo = layer_picker(

@@ -352,16 +352,36 @@ class TrainingWidget(FormsMixin, QWidget):
         )
         return True
 
+    def _batch_geometry(self, side: int) -> dict:
+        """Scale and translate that lay a batch of ``side`` x ``side`` model inputs over the field of view
+        of the scan it stands for (the first image layer trained on, else the first scan in the viewer),
+        not in a corner of it at one pixel per input pixel."""
+        from napari.layers import Image
+
+        names = self._selected_layers() if self.use_layers.isChecked() else []
+        refs = [self.viewer.layers[n] for n in names if n in self.viewer.layers] or [
+            ly for ly in self.viewer.layers if isinstance(ly, Image) and not is_own_layer(ly)]
+        if not refs:
+            return {"scale": (1.0, 1.0, 1.0), "translate": (0.0, 0.0, 0.0)}
+        ref = refs[0]
+        (h, w), (sy, sx), (ty, tx) = ref.data.shape[-2:], tuple(ref.scale)[-2:], tuple(ref.translate)[-2:]
+        fy, fx = h * sy / side, w * sx / side  # world size of one model-input pixel
+        # pixel edges line up: the scan's first pixel edge lies at t - s/2, the batch's at t' - f/2
+        return {"scale": (1.0, fy, fx), "translate": (0.0, ty - sy / 2 + fy / 2, tx - sx / 2 + fx / 2)}
+
     def _show_batch_layers(self, arrays):
+        geo = self._batch_geometry(arrays[0].shape[-1])
         for name, data, kw in (
             ("batch image", arrays[0], {"colormap": "gray"}),
             ("batch label", arrays[1], {"colormap": "inferno", "blending": "additive", "opacity": 0.7}),
         ):
             full = f"{LAYER_PREFIX} {name}"
             if full in self.viewer.layers:
-                self.viewer.layers[full].data = data
+                layer = self.viewer.layers[full]
+                layer.data = data
+                layer.scale, layer.translate = geo["scale"], geo["translate"]
             else:
-                self.viewer.add_image(data, name=full, **kw)
+                self.viewer.add_image(data, name=full, **geo, **kw)
         self.batch_shown.emit()
 
     # ------------------------------------------------------------------ closing

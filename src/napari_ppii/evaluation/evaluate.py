@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import Box, read_boxes, read_scan
+from ..io.boxes import boxes_outside
 from ..io.scan import Scan
 if TYPE_CHECKING:
     from ..prior import PriorSettings
@@ -328,7 +329,14 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
     rng = np.random.default_rng(opts.seed)
     for i, it in enumerate(items):
         scan = it.scan if it.scan is not None else read_scan(it.path)
-        warning = predictor.modality_warning(scan) if predictor is not None else None
+        outside = boxes_outside(it.boxes, scan.shape)
+        if outside:
+            b = outside[0]
+            raise InputError(f"{len(outside)} of its {len(it.boxes)} box(es) lie outside the {scan.shape} scan (e.g. "
+                             f"{tuple(round(v) for v in b.lo)}-{tuple(round(v) for v in b.hi)}): do the boxes belong "
+                             "to this image, in its pixels?", it.path)
+        check = getattr(predictor, "modality_warning", None)  # any object with predict_scan can be scored
+        warning = check(scan) if check is not None else None
         if warning and warning not in warnings:
             warnings.append(warning)
         lungs, displays = _lungs_and_display(scan)

@@ -325,3 +325,15 @@ def read_boxes(path: str | Path, z_positions: Sequence[float] | None = None) -> 
     if suffix == ".xml":
         return read_lidc_xml(path, z_positions)
     raise InputError(f"unsupported box file type {suffix!r} (expected .csv or LIDC .xml)", path)
+
+
+def boxes_outside(boxes: Iterable[Box], shape: Sequence[int]) -> list[Box]:
+    """The boxes that lie wholly outside an array of ``shape`` (pixel centres ``0 .. n - 1`` per axis; a
+    2D box against a volume is checked in-plane).  Such a box cannot be a lesion of that scan: boxes of
+    another scan, or in another unit."""
+    out = []
+    for b in boxes:
+        axes = list(shape)[-b.ndim:]
+        if any(hi < -0.5 or lo > n - 0.5 for lo, hi, n in zip(b.lo, b.hi, axes)):
+            out.append(b)
+    return out

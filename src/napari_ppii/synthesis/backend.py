@@ -41,7 +41,13 @@ class _NumPy:
     tanh = staticmethod(np.tanh)
     where = staticmethod(np.where)
     maximum = staticmethod(np.maximum)
-    zeros_like = staticmethod(np.zeros_like)
+    # np.zeros (calloc): pages never written stay unallocated -- a CT volume's label and variance are
+    # zero outside a few boxes, so they cost next to nothing until written
+    zeros_like = staticmethod(lambda x: np.zeros(x.shape, x.dtype))
+    copy = staticmethod(lambda x: np.array(x, copy=True))
+    #: patch arithmetic in float64 on the CPU, whatever the images are stored in (float32 volumes are
+    #: not copied whole to float64: only the patches are)
+    exact = staticmethod(lambda x: np.asarray(x, dtype=np.float64))
     amin = staticmethod(lambda x, axis: x.min(axis))
     amax = staticmethod(lambda x, axis: x.max(axis))
     median = staticmethod(lambda x, axis: np.median(x, axis))
@@ -83,6 +89,8 @@ class _Torch:
     tanh = staticmethod(lambda x: x.tanh())
     maximum = staticmethod(lambda a, b: a.maximum(b))
     zeros_like = staticmethod(lambda x: x.new_zeros(x.shape))
+    copy = staticmethod(lambda x: x.clone())
+    exact = staticmethod(lambda x: x)
     amin = staticmethod(lambda x, axis: x.amin(axis))
     amax = staticmethod(lambda x, axis: x.amax(axis))
     median = staticmethod(lambda x, axis: x.median(axis).values)
@@ -111,13 +119,15 @@ def to_numpy(x) -> np.ndarray:
 
 
 def as_work_array(images):
-    """float64 NumPy (exact CPU path) or a floating torch tensor (kept on its device and dtype)."""
+    """NumPy images as they are stored when floating (float32 or float64: a float32 CT volume is not
+    copied to float64; the patch arithmetic is float64 regardless, see ``exact``), integers as float64;
+    or a floating torch tensor (kept on its device and dtype)."""
     if is_torch(images):
         return images if images.is_floating_point() else images.float()
     arr = np.asarray(images)
     if arr.dtype.kind not in "uif":
         raise InputError(f"synthesis needs numeric images, got dtype {arr.dtype}")
-    return arr.astype(np.float64)
+    return arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float64)
 
 
 def as_output(x):

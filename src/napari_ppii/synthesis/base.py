@@ -18,7 +18,7 @@ import numpy as np
 from ..config import SynthesisConfig
 from ..errors import InputError
 from ..io.boxes import Box
-from .backend import as_output, as_work_array, ops, to_numpy
+from .backend import as_output, as_work_array, is_torch, ops, to_numpy
 from .plan import AnomalySpec, _mask_index, boxes_overlap, sample_start, validate_images
 
 
@@ -169,7 +169,9 @@ class Synthesizer:
         pm = self.placement_masks(work, masks)
         if plan is None:
             plan = self._plan_images(spatial, work.shape[0], n_out, rng, pm)
-        rm = None if pm is None else ops(work).const(pm[:n_out], work)
+        # NumPy: the boolean masks as they are (a float copy of a CT volume's mask is not made); torch:
+        # on the images' device
+        rm = None if pm is None else (ops(work).const(pm[:n_out], work) if is_torch(work) else pm[:n_out])
         img, lab, var = self.render(work, plan, n_out, rm)
         results = []
         for i in range(n_out):

@@ -22,10 +22,11 @@ class FPI(Synthesizer):
     def render(self, images, plan, n_out, masks=None):
         cfg = self.config
         use_mask = masks is not None and cfg.mask_blend and cfg.placement != "anywhere"
-        out = images[:n_out] * 1.0
+        xp = ops(images)
+        out = xp.copy(images[:n_out])
         for s in plan:
-            t = images[s.target_index][s.target_slices]
-            src = images[s.source_index][s.source_slices]
+            t = xp.exact(images[s.target_index][s.target_slices])
+            src = xp.exact(images[s.source_index][s.source_slices])
             change = s.alpha * (src - t)
             if use_mask:
                 change = change * masks[s.target_index][s.target_slices]

@@ -61,7 +61,7 @@ class NSA(Synthesizer):
     def render(self, images, plan, n_out, masks=None):
         cfg = self.config
         nd = images.ndim - 1
-        out = images[:n_out] * 1.0
+        out = ops(images).copy(images[:n_out])
         var = ops(out).zeros_like(out)
         use_mask = masks is not None and cfg.mask_blend and cfg.placement != "anywhere"
         if plan:
@@ -72,8 +72,8 @@ class NSA(Synthesizer):
             for spec in plan:
                 groups.setdefault(tuple(spec.size), []).append(spec)
             for size, specs in groups.items():
-                tgt = xp.stack([images[s.target_index][s.target_slices] for s in specs])
-                src = xp.stack([source_patch(images, s) for s in specs])
+                tgt = xp.exact(xp.stack([images[s.target_index][s.target_slices] for s in specs]))
+                src = xp.exact(xp.stack([source_patch(images, s) for s in specs]))
                 gt = poisson.forward_gradients(tgt, nd)
                 gs = poisson.forward_gradients(src, nd)
                 guidance = [poisson.mixed(b, a) for a, b in zip(gt, gs)] if cfg.mixed_gradients else gs
@@ -81,7 +81,7 @@ class NSA(Synthesizer):
                 if use_mask:
                     m = xp.stack([masks[s.target_index][s.target_slices] for s in specs])
                     blends = tgt + (blends - tgt) * m
-                blends = limit_range(blends, lows, highs, [s.target_index for s in specs], cfg, images, tgt)
+                blends = limit_range(blends, lows, highs, [s.target_index for s in specs], cfg, tgt, tgt)
                 for s, b in zip(specs, blends):
                     out[s.target_index][s.target_slices] = b
         label = nsa_labels(images, out, plan, n_out, cfg)
@@ -156,7 +156,7 @@ def nsa_labels(images, out, plan, n_out, cfg):
         inner = [(max(0, a - reach), min(n, a + sz + reach)) for a, sz, n in zip(s.target_start, s.size, spatial)]
         outer = [(max(0, lo - pad), min(n, hi + pad)) for (lo, hi), n in zip(inner, spatial)]
         win = tuple(slice(lo, hi) for lo, hi in outer)
-        diff = out[s.target_index][win] - images[s.target_index][win]
+        diff = ops(out).exact(out[s.target_index][win]) - ops(out).exact(images[s.target_index][win])
         diff = ops(diff).abs(diff)
         lab = nsa_label_of(diff, cfg)
         keep = tuple(slice(ilo - olo, ihi - olo) for (ilo, ihi), (olo, _) in zip(inner, outer))

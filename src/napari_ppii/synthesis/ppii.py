@@ -68,7 +68,8 @@ class PPII(Synthesizer):
         for spec in plan:
             if spec.target_index < n_out:
                 sl = spec.target_slices
-                d = mean[spec.target_index][sl] - images[spec.target_index][sl]
+                xp = ops(mean)
+                d = xp.exact(mean[spec.target_index][sl]) - xp.exact(images[spec.target_index][sl])
                 label[spec.target_index][sl] = change_label(ops(d).abs(d), cfg)
         return mean, label, var
 

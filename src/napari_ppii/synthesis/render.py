@@ -31,7 +31,7 @@ def disc_masks(size: Sequence[int], centres, radii, like) -> Any:
 
 
 def source_patch(images, s: AnomalySpec):
-    src = images[s.source_index][s.source_slices]
+    src = ops(images).exact(images[s.source_index][s.source_slices])
     if s.source_size is not None and tuple(s.source_size) != tuple(s.size):
         src = resize_linear(src, s.size)
     return src
@@ -63,7 +63,7 @@ def render_poisson(images, plan: list[AnomalySpec], n_out: int, cfg: SynthesisCo
     """
     nd = images.ndim - 1
     xp = ops(images)
-    out = images[:n_out] * 1.0
+    out = xp.copy(images[:n_out])
     var = xp.zeros_like(out)
     if not plan:
         return out, var
@@ -75,19 +75,19 @@ def render_poisson(images, plan: list[AnomalySpec], n_out: int, cfg: SynthesisCo
         groups.setdefault(key, []).append(spec)
     use_mask = masks is not None and cfg.mask_blend and cfg.placement != "anywhere"
     for (size, k, interp), specs in groups.items():
-        tgt = xp.stack([images[s.target_index][s.target_slices] for s in specs])
-        src = xp.stack([source_patch(images, s) for s in specs])
+        tgt = xp.exact(xp.stack([images[s.target_index][s.target_slices] for s in specs]))
+        src = xp.exact(xp.stack([source_patch(images, s) for s in specs]))
         bshape = (len(specs), 1) + (1,) * nd
         gt = poisson.forward_gradients(tgt, nd)
         if interp:
             gs = poisson.forward_gradients(src, nd)
-            alpha = xp.const([s.alpha for s in specs], images).reshape((len(specs),) + (1,) * nd)
+            alpha = xp.const([s.alpha for s in specs], tgt).reshape((len(specs),) + (1,) * nd)
             guidance = poisson.interpolated_guidance(gt, gs, alpha)
             blends = poisson.poisson_solve(tgt, guidance)[:, None]
         else:
             gs = poisson.forward_gradients(smooth(src, cfg.source_smoothing, nd), nd)
-            scale = xp.const([s.gradient_scale for s in specs], images).reshape(bshape)
-            discs = disc_masks(size, [s.centres for s in specs], [s.radii for s in specs], images)
+            scale = xp.const([s.gradient_scale for s in specs], tgt).reshape(bshape)
+            discs = disc_masks(size, [s.centres for s in specs], [s.radii for s in specs], tgt)
             gt = [g[:, None] for g in gt]
             gs = [scale * g[:, None] for g in gs]
             guidance = poisson.masked_guidance(gt, gs, discs, mixed_gradients=cfg.mixed_gradients)
@@ -95,7 +95,7 @@ def render_poisson(images, plan: list[AnomalySpec], n_out: int, cfg: SynthesisCo
         if use_mask:
             m = xp.stack([masks[s.target_index][s.target_slices] for s in specs])
             blends = tgt[:, None] + (blends - tgt[:, None]) * m[:, None]
-        blends = limit_range(blends, lows, highs, [s.target_index for s in specs], cfg, images, tgt[:, None])
+        blends = limit_range(blends, lows, highs, [s.target_index for s in specs], cfg, tgt, tgt[:, None])
         delta = blends - tgt[:, None]  # averaged as changes: where no rater changed a pixel it stays exact
         dmean = delta.mean(1)
         mean = tgt + dmean
