@@ -82,7 +82,8 @@ def main(argv=None) -> dict:
             if r["rc"] != 0:
                 row["error"] = (r["stderr"].strip().splitlines() or ["?"])[-1]
             if name == "predict" and r["rc"] == 0:
-                row["files_mb"] = {p.name: round(p.stat().st_size / 2**20, 1) for p in sorted((tmp / "pred").glob("*.nii*"))}
+                maps = sorted((tmp / "pred").glob("*.nii*"))
+                row["files_mb"] = {p.name: round(p.stat().st_size / 2**20, 1) for p in maps}
             results[name] = row
             print(json.dumps({name: row}), flush=True)
     print(f"\nCT {shape}: float32 {volume_mb:.0f} MB, budget 2.5x + 1 GB = {budget:.0f} MB")

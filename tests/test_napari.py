@@ -414,6 +414,8 @@ def test_preview_placement_mask_is_an_editable_labels_layer(widget, viewer_with_
 
     v = viewer_with_cxr
     assert widget.config().synthesis.placement == "lungs"
+    widget.set_value("synthesis.placement_margin_share", 0.0)  # every anomaly well inside (margins: elsewhere)
+    _wait(qtbot, widget)
     assert MASK_LAYER in v.layers  # the lung fields the preview computed, shown for editing
     mask = np.asarray(v.layers[MASK_LAYER].data) > 0
     assert mask.shape == v.layers[0].data.shape and 0.1 < mask.mean() < 0.5

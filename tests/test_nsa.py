@@ -135,7 +135,8 @@ def test_nsa_keeps_patches_on_the_object_mask_source_and_target():
     yy, xx = np.mgrid[:128, :128]
     tmask = (yy - 64) ** 2 + (xx - 60) ** 2 <= 35**2
     smask = (yy - 40) ** 2 + (xx - 80) ** 2 <= 30**2
-    cfg = SynthesisConfig(method="nsa", placement="mask", source_in_mask=True, placement_min_inside=0.7)
+    cfg = SynthesisConfig(method="nsa", placement="mask", source_in_mask=True, placement_min_inside=0.7,
+                          placement_margin_share=0.0)
     syn = make_synthesizer(cfg)
     for seed in range(20):
         r = syn.sample(img, src, rng=seed, mask=tmask, source_mask=smask)

@@ -27,7 +27,8 @@ def _disc_mask(shape, c, r):
 def test_placement_never_puts_a_target_box_off_the_mask(method):
     img, src = smooth_image((128, 128), 1), smooth_image((128, 128), 2)
     mask = _disc_mask(img.shape, (70, 50), 30)
-    cfg = SynthesisConfig(method=method, placement="mask", placement_min_inside=0.7, patch_size=(0.05, 0.2))
+    cfg = SynthesisConfig(method=method, placement="mask", placement_min_inside=0.7, patch_size=(0.05, 0.2),
+                          placement_margin_share=0.0)  # every anomaly well inside (margins: test below)
     syn = make_synthesizer(cfg)
     n = 0
     for seed in range(25):
@@ -46,7 +47,8 @@ def test_placement_never_puts_a_target_box_off_the_mask(method):
 def test_source_in_mask_and_anywhere_is_the_paper():
     img, src = smooth_image((128, 128), 1), smooth_image((128, 128), 2)
     mask = _disc_mask(img.shape, (64, 64), 35)
-    syn = make_synthesizer(SynthesisConfig(placement="mask", source_in_mask=True, source_rescale=(1, 1)))
+    syn = make_synthesizer(SynthesisConfig(placement="mask", source_in_mask=True, source_rescale=(1, 1),
+                                           placement_margin_share=0.0))
     for seed in range(10):
         r = syn.sample(img, src, rng=seed, mask=mask, source_mask=mask)
         for spec in r.plan:
@@ -76,7 +78,7 @@ def test_placement_mask_errors_and_empty_mask_fallback():
 def test_lungs_placement_on_a_chest_phantom_lands_in_the_lungs():
     img, lungs = chest_phantom(256, 0)
     src, _ = chest_phantom(256, 1)
-    syn = make_synthesizer(SynthesisConfig())  # defaults: lungs
+    syn = make_synthesizer(SynthesisConfig(placement_margin_share=0.0))  # defaults (lungs), none at the margin
     in_true, in_mask, overlap = [], [], []
     for seed in range(8):
         r = syn.sample(img, src, rng=seed)
@@ -219,3 +221,33 @@ def test_ppii_realism_cli(tmp_path, capsys):
     assert last["real lesions"]["contrast"]["median"] > 0  # the phantom's nodule is brighter
     assert (tmp_path / "out" / "realism.md").exists() and (tmp_path / "out" / "realism_hist.png").exists()
     assert main(["realism", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o2")]) == 2
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_margin_anomalies_straddle_the_mask_edge(method):
+    """``placement_margin_share`` of the anomalies sit on the mask's edge, their boxes partly off it (as
+    juxtapleural nodules are); the rest stay well inside; the change never leaves the mask (issue 19
+    item 2)."""
+    from scipy import ndimage as ndi
+
+    img, src = smooth_image((128, 128), 1), smooth_image((128, 128), 2)
+    mask = _disc_mask(img.shape, (64, 64), 40)
+    dist = ndi.distance_transform_edt(mask)
+    edge = SynthesisConfig(method=method, placement="mask", placement_margin_share=1.0, patch_size=(0.08, 0.2))
+    syn = make_synthesizer(edge)
+    fracs = []
+    for seed in range(12):
+        r = syn.sample(img, src, rng=seed, mask=mask)
+        for spec in r.plan:
+            frac = mask[spec.target_slices].mean()
+            c = tuple(int(a + s // 2) for a, s in zip(spec.target_start, spec.size))
+            assert frac >= edge.placement_margin_min_inside - 1e-9
+            assert dist[c] <= max(spec.size) / 4 + 1.5  # the centre lies in the edge band
+            fracs.append(frac)
+        np.testing.assert_array_equal(r.image[~mask], img[~mask])  # the change stays on the mask
+    assert fracs and np.mean(np.array(fracs) < 0.7) > 0.5  # most straddle the edge
+    # the default share: about one anomaly in ten at the margin
+    syn = make_synthesizer(SynthesisConfig(method=method, placement="mask", patch_size=(0.08, 0.2)))
+    low = [mask[s.target_slices].mean() < 0.7 for seed in range(60) for s in syn.sample(img, src, rng=seed,
+                                                                                        mask=mask).plan]
+    assert 0.01 <= np.mean(low) <= 0.3, np.mean(low)

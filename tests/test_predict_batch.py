@@ -108,3 +108,21 @@ def test_folder_of_dicom_series_and_empty_folder(tmp_path, checkpoint, dicom_ser
     # the empty folder, and the series folder's text file (listed, as ppii info lists it)
     assert [why for inp, why in bad if inp == str(empty)] == ["folder is empty"]
     assert any(inp.endswith("notes.txt") and "not a scan" in why for inp, why in bad)
+
+
+def test_maps_are_written_compactly_within_float16_precision(tmp_path):
+    """Map files keep float16's precision in float32 NIfTI (every reader as before): the dropped mantissa
+    bits compress, the values stay within 2**-11 relative (issue 22 item 11)."""
+    from napari_ppii.io.writers import round_mantissa
+
+    rng = np.random.default_rng(0)
+    vol = (smooth_image((40, 64, 64), seed=2) * 0.6 + rng.random((40, 64, 64)) * 0.01).astype(np.float32)
+    r = round_mantissa(vol, 10)
+    assert r.dtype == np.float32 and np.all(np.abs(r - vol) <= np.abs(vol) * 2.0**-11)
+    assert not np.array_equal(r, vol)
+    scan = Scan(vol, (1, 1, 1), (0, 0, 0), np.eye(3), "CT")
+    full = write_array(vol, tmp_path / "full", like=scan)
+    compact = write_array(vol, tmp_path / "compact", like=scan, mantissa_bits=10)
+    assert compact.stat().st_size < 0.8 * full.stat().st_size
+    back = read_scan(compact).array
+    assert np.all(np.abs(back - vol) <= np.abs(vol) * 2.0**-11)

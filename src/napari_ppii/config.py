@@ -134,6 +134,13 @@ class SynthesisConfig(_Model):
     placement_min_inside: float = Field(
         0.7, ge=0, le=1, description="lungs/mask: least fraction of a target patch box on the mask (AnatPaste/NSA "
         "keep >= 50-70% of the patch on the anatomy); a patch that cannot be placed after max_tries is dropped")
+    placement_margin_share: float = Field(
+        0.1, ge=0, le=1, description="lungs/mask: share of anomalies placed at the mask's edge (the centre within "
+        "a quarter of a box side of it, the box needing only placement_margin_min_inside on the mask): they "
+        "straddle the pleura and the mediastinal edge as about one real nodule in ten does (NIH Nodule/Mass "
+        "boxes, ppii realism); 0 = every anomaly well inside the mask")
+    placement_margin_min_inside: float = Field(
+        0.3, ge=0, le=1, description="lungs/mask: least fraction of a margin anomaly's box on the mask")
     source_in_mask: bool = Field(False, description="lungs/mask: take source patches from inside the mask too")
     mask_blend: bool = Field(True, description="lungs/mask: the change (and so the label) is multiplied by the "
                              "mask, so no anomaly spills outside it; the input image itself is never masked")

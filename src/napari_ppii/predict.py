@@ -204,6 +204,11 @@ def expand_inputs(inputs, split: str | None = None) -> tuple[list[ScanSource], l
     return out, bad
 
 
+#: mantissa bits of the map files ``ppii predict`` writes (10: float16's precision, relative error <= 1/2048;
+#: the files stay float32 for every reader)
+MAP_MANTISSA_BITS = 10
+
+
 @dataclass
 class BatchResult:
     rows: list[dict]
@@ -246,11 +251,12 @@ def predict_batch(predictor: Predictor, sources: list[ScanSource], out: str | Pa
             warning = amap.warning
             kind = fmt or ("nifti" if scan.ndim == 3 else "tiff")
             mean = amap.mean
+            bits = MAP_MANTISSA_BITS  # float16's precision in float32 files: compact, and readable as before
             if prior.kind != "none":
-                write_array(mean, out / f"{src.name}_anomaly_map_raw", like=scan, fmt=kind)
+                write_array(mean, out / f"{src.name}_anomaly_map_raw", like=scan, fmt=kind, mantissa_bits=bits)
                 mean = weigh_map(mean, scan, prior, prior_mask)
-            a = write_array(mean, out / f"{src.name}_anomaly_map", like=scan, fmt=kind)
-            v = write_array(amap.variance, out / f"{src.name}_variance", like=scan, fmt=kind)
+            a = write_array(mean, out / f"{src.name}_anomaly_map", like=scan, fmt=kind, mantissa_bits=bits)
+            v = write_array(amap.variance, out / f"{src.name}_variance", like=scan, fmt=kind, mantissa_bits=bits)
             rows.append(
                 {
                     "input": label,

@@ -42,7 +42,8 @@ MAIN_FIELDS = ("synthesis.method", "seed", "synthesis.patch_size", "synthesis.n_
                "synthesis.gradient_scale", "synthesis.alpha", "synthesis.mixed_gradients",
                "synthesis.pairwise", "preprocess.window", "preprocess.equalise")
 #: Synthesis fields of the "Anatomy and realism" group.
-REALISM_FIELDS = ("placement", "placement_min_inside", "source_in_mask", "mask_blend", "patch_distribution",
+REALISM_FIELDS = ("placement", "placement_min_inside", "placement_margin_share", "placement_margin_min_inside",
+                  "source_in_mask", "mask_blend", "patch_distribution",
                   "patch_gamma", "source_rescale", "gradient_scale_distribution", "source_smoothing", "clip",
                   "label_mode", "label_scale", "label_k", "label_x0", "nsa_patches", "label_median_radius")
 

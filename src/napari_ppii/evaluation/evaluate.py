@@ -37,7 +37,7 @@ from .metrics import (
     lesion_mask,
     match_candidates,
     pixel_histograms,
-    quantile_edges,
+    EdgeSampler,
     sample_score,
 )
 
@@ -179,21 +179,33 @@ def score_maps(maps: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]], opts:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     n = len(maps)
-    edges = quantile_edges(maps, opts.bins, seed=opts.seed)
-    gts = [lesion_mask(b, m.shape, opts.region) for m, b in zip(maps, boxes)]
-    hists = [pixel_histograms(m, g, edges) for m, g in zip(maps, gts)]
+    # two passes over the maps, each map taken once per pass (``maps`` may compute them on demand, as the
+    # floors of a CT volume are: never all held at once): what is small first (bin-edge sample, score,
+    # candidates), then the pixel histograms on those edges
+    sampler = EdgeSampler(n, seed=opts.seed)
+    scores, cands = [], []
+    for m in maps:
+        sampler.add(m)
+        scores.append(sample_score(m, opts.score, opts.topk_percent))
+        cands.append(extract_candidates(m, opts.min_distance, opts.max_candidates))
+    edges = sampler.edges(opts.bins)
+    hists, rh = [], []
+    for i, m in enumerate(maps):
+        g = lesion_mask(boxes[i], m.shape, opts.region)
+        hists.append(pixel_histograms(m, g, edges))
+        if regions is not None:
+            r = regions[i]
+            rh.append(pixel_histograms(m[r], g[r], edges))
     pos = np.stack([h[0] for h in hists])
     neg = np.stack([h[1] for h in hists])
-    scores = np.array([sample_score(m, opts.score, opts.topk_percent) for m in maps])
+    scores = np.array(scores)
     labels = np.array([len(b) > 0 for b in boxes])
-    cands = [extract_candidates(m, opts.min_distance, opts.max_candidates) for m in maps]
     hits = [match_candidates(c, b) for c, b in zip(cands, boxes)]
     hits_c = [match_candidates(c, b, "centre") for c, b in zip(cands, boxes)]
 
     out: dict = {"n_images": n, "n_positive": int(labels.sum()), "n_lesions": int(sum(len(b) for b in boxes))}
     _stat_block(out, "pixel_auroc", lambda idx: auroc_from_histograms(pos[idx].sum(0), neg[idx].sum(0)), n, opts)
     if regions is not None:
-        rh = [pixel_histograms(m[r], g[r], edges) for m, g, r in zip(maps, gts, regions)]
         rpos = np.stack([h[0] for h in rh])
         rneg = np.stack([h[1] for h in rh])
         _stat_block(
@@ -287,10 +299,10 @@ def _lungs_and_display(scan: Scan):
     from ..anatomy import lung_mask_ct, lung_mask_cxr
     from ..preprocess import apply_window, window_limits
 
-    if scan.ndim == 3:
+    if scan.ndim == 3:  # the displays are made when a floor needs them: a volume's are never all held
         lungs = lung_mask_ct(scan.array)
         lo, hi = window_limits("lung")
-        return list(lungs), [apply_window(s, lo, hi) for s in scan.array]
+        return list(lungs), [(lambda s=s: apply_window(s, lo, hi)) for s in scan.array]
     arr = np.asarray(scan.array, dtype=np.float32)
     if arr.ndim == 3:  # colour
         arr = arr[..., :3].mean(-1)
@@ -314,19 +326,18 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
     under ``metrics["raw"]``; ``metrics["prior"]`` records the settings.
     """
     from ..prior import apply_prior, prior_mask as _prior_mask
-    from .floors import FLOORS, floor_maps_2d
+    from .floors import FLOORS, LazyMaps, floor_map_2d
 
     opts = opts or EvalOptions()
     wanted = (list(FLOORS) if floors is True else list(floors or []))
     if atlas is None and "atlas" in wanted:
         wanted.remove("atlas")
-    fmaps: dict[str, list] = {k: [] for k in wanted}
+    floor_inputs: list[tuple] = []  # per image / slice: (image, lung mask, display): floors made when scored
     maps, boxes, kept, regions, names = [], [], [], [], []
     vol_maps, vol_boxes = [], []
     prior = opts.prior
     raw_maps, raw_vol = [], []
     warnings: list[str] = []
-    rng = np.random.default_rng(opts.seed)
     for i, it in enumerate(items):
         scan = it.scan if it.scan is not None else read_scan(it.path)
         outside = boxes_outside(it.boxes, scan.shape)
@@ -367,10 +378,8 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
         regions.extend(lungs)
         if wanted:
             planes = list(scan.array) if scan.ndim == 3 else [scan.array]
-            for plane, lung, disp in zip(planes, lungs, displays):
-                fm = floor_maps_2d(plane if plane.ndim == 2 else plane[..., :3].mean(-1), lung, atlas, rng, disp)
-                for k in wanted:
-                    fmaps[k].append(fm[k])
+            floor_inputs += [(p if p.ndim == 2 else p[..., :3].mean(-1), lung, disp)
+                             for p, lung, disp in zip(planes, lungs, displays)]
         if len(kept) < keep_maps and amap is not None:
             it.scan = scan
             kept.append((it, scan, amap))
@@ -398,7 +407,10 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
     if wanted:
         metrics["floors"] = {}
         for k in wanted:
-            fm = score_maps(fmaps[k], boxes, opts, regions=regions, full=False)
+            lazy = LazyMaps(lambda i, k=k: floor_map_2d(k, floor_inputs[i][0], floor_inputs[i][1], atlas,
+                                                        seed=(opts.seed, i), display=floor_inputs[i][2]),
+                            len(floor_inputs))
+            fm = score_maps(lazy, boxes, opts, regions=regions, full=False)
             metrics["floors"][k] = {h: fm[h] for h in HEADLINE if h in fm} | {
                 f"{h}_ci": fm[f"{h}_ci"] for h in HEADLINE if f"{h}_ci" in fm
             }

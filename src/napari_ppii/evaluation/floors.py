@@ -71,6 +71,49 @@ def floor_maps_2d(image2d: np.ndarray, lung: np.ndarray, atlas: np.ndarray | Non
     return out
 
 
+def floor_map_2d(kind: str, image2d: np.ndarray, lung: np.ndarray, atlas: np.ndarray | None = None,
+                 seed=0, display=None) -> np.ndarray:
+    """One floor of :func:`floor_maps_2d` for one image, computed alone (the evaluation computes the floors
+    of a CT volume slice by slice when it scores them, never holding them all).  ``random`` draws from
+    ``numpy.random.default_rng(seed)``; ``display``: the image already in [0, 1] (CT: windowed), or a
+    callable giving it."""
+    from ..anatomy import lung_prior
+    from ..preprocess import resize
+
+    def x():
+        d = display() if callable(display) else display
+        return display_image(image2d) if d is None else equalise(d)
+
+    if kind == "random":
+        return np.random.default_rng(seed).random(np.shape(image2d)[:2], dtype=np.float32)
+    if kind == "lung_field":
+        return _unit(lung_prior(lung))
+    if kind == "darkness":
+        return darkness_map(x())
+    if kind == "blob":
+        return blob_map(x(), lung_prior(lung))
+    if kind == "atlas":
+        if atlas is None:
+            raise ValueError("the atlas floor needs the training atlas")
+        return _unit(1.0 - resize(atlas, np.shape(image2d)[:2]))
+    raise ValueError(f"unknown floor {kind!r} (one of {', '.join(FLOORS)})")
+
+
+class LazyMaps:
+    """A sequence whose ``i``-th map is ``make(i)``, computed when it is taken (and not kept)."""
+
+    def __init__(self, make, n: int):
+        self.make, self.n = make, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return self.make(i)
+
+
 def training_atlas(images: np.ndarray) -> np.ndarray:
     """The mean of the (pre-processed) training normals ``(N, S, S)``."""
     return np.asarray(images, dtype=np.float32).mean(0)

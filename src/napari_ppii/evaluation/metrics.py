@@ -73,12 +73,27 @@ def sample_score(amap: np.ndarray, kind: str = "topk", k: float = 1.0) -> float:
 # --------------------------------------------------------------------------------------------------
 def quantile_edges(maps: Sequence[np.ndarray], bins: int = 4096, sample: int = 400_000, seed: int = 0) -> np.ndarray:
     """Bin edges at quantiles of the pooled map values (a seeded subsample)."""
-    rng = np.random.default_rng(seed)
-    per = max(1, sample // max(1, len(maps)))
-    vals = np.concatenate(
-        [rng.choice(np.asarray(m, dtype=np.float64).ravel(), min(per, np.size(m)), replace=False) for m in maps]
-    )
-    return np.unique(np.quantile(vals, np.linspace(0.0, 1.0, bins + 1)))
+    sampler = EdgeSampler(len(maps), sample, seed)
+    for m in maps:
+        sampler.add(m)
+    return sampler.edges(bins)
+
+
+class EdgeSampler:
+    """:func:`quantile_edges` one map at a time (the same draws, in the same order), for maps that are
+    computed on demand and never held all at once."""
+
+    def __init__(self, n_maps: int, sample: int = 400_000, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+        self.per = max(1, sample // max(1, n_maps))
+        self.vals: list[np.ndarray] = []
+
+    def add(self, m: np.ndarray) -> None:
+        self.vals.append(self.rng.choice(np.asarray(m, dtype=np.float64).ravel(), min(self.per, np.size(m)),
+                                         replace=False))
+
+    def edges(self, bins: int) -> np.ndarray:
+        return np.unique(np.quantile(np.concatenate(self.vals), np.linspace(0.0, 1.0, bins + 1)))
 
 
 def pixel_histograms(

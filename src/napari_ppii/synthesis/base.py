@@ -134,8 +134,10 @@ class Synthesizer:
         mask (no lung found: not a chest image) places anywhere, as ``placement=anywhere``."""
         if mask is None or _mask_index(mask).size == 0:
             return sample_start(spatial, size, self.config, rng)
+        share = self.config.placement_margin_share
+        margin = share > 0 and float(rng.random()) < share  # no draw at share 0: earlier plans replay alike
         for _try in range(self.config.max_tries):
-            st = sample_start(spatial, size, self.config, rng, mask)
+            st = sample_start(spatial, size, self.config, rng, mask, margin=margin)
             if st is not None:
                 return st
         return None

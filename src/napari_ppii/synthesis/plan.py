@@ -154,19 +154,22 @@ def sample_source_size(spatial: Sequence[int], size: Sequence[int], cfg: Synthes
 
 
 def sample_start(spatial: Sequence[int], size: Sequence[int], cfg: SynthesisConfig, rng: np.random.Generator,
-                 mask: np.ndarray | None = None) -> tuple[int, ...] | None:
+                 mask: np.ndarray | None = None, margin: bool = False) -> tuple[int, ...] | None:
     """Box start whose centre is uniform in the central ``core_fraction`` of each axis (box kept inside).
 
     With a ``mask``: the centre is a mask pixel drawn uniformly, and the box must have at least
-    ``placement_min_inside`` of its pixels on the mask; None when the draw fails that test."""
+    ``placement_min_inside`` of its pixels on the mask; None when the draw fails that test.  ``margin``:
+    the centre is a mask pixel within a quarter of the box's largest side of the mask's edge, and the box needs
+    only ``placement_margin_min_inside`` on the mask (an anomaly straddling the pleura)."""
     if mask is not None:
-        flat = _mask_index(mask)
+        flat = _edge_index(mask, max(size) / 4.0) if margin else _mask_index(mask)
         if flat.size == 0:
             return None
         c = np.unravel_index(int(flat[rng.integers(0, flat.size)]), mask.shape)
         start = tuple(min(max(int(round(ci - s / 2.0)), 0), n - s) for ci, s, n in zip(c, size, spatial))
         inside = float(mask[tuple(slice(a, a + s) for a, s in zip(start, size))].mean())
-        return start if inside >= cfg.placement_min_inside else None
+        need = cfg.placement_margin_min_inside if margin else cfg.placement_min_inside
+        return start if inside >= need else None
     start = []
     for n, s in zip(spatial, size):
         margin = (1.0 - cfg.core_fraction) / 2.0 * n
@@ -177,6 +180,21 @@ def sample_start(spatial: Sequence[int], size: Sequence[int], cfg: SynthesisConf
 
 
 _MASK_INDEX: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+_EDGE_DIST: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _edge_index(mask: np.ndarray, reach: float) -> np.ndarray:
+    """Flat indices of the mask's pixels within ``reach`` pixels of its edge (the distance to the nearest
+    pixel off the mask, cached for the mask array while it is alive)."""
+    from scipy import ndimage as ndi
+
+    hit = _EDGE_DIST.get(id(mask))
+    if hit is None or hit[0] is not mask:
+        if len(_EDGE_DIST) > 16:
+            _EDGE_DIST.clear()
+        dist = ndi.distance_transform_edt(np.pad(np.asarray(mask, bool), 1))[(slice(1, -1),) * np.ndim(mask)]
+        hit = _EDGE_DIST[id(mask)] = (mask, dist.astype(np.float32))
+    return np.flatnonzero((hit[1] > 0) & (hit[1] <= reach))
 
 
 def _mask_index(mask: np.ndarray) -> np.ndarray:
