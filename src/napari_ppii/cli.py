@@ -11,12 +11,11 @@ import json
 import os
 import sys
 from pathlib import Path
-import typing
 from typing import Sequence
 
 
 from . import __version__
-from .config import Method, PPIIConfig
+from .config import PPIIConfig
 from .errors import InputError
 
 
@@ -84,7 +83,7 @@ def cmd_synthesize(args) -> int:
         args.format = args.format or record.get("format")
         plan = [AnomalySpec.from_dict(d) for d in record.get("anomalies", [])]
     else:
-        cfg = _load_config(args)
+        cfg = PPIIConfig.load(args.config) if args.config else PPIIConfig()
         upd = {}
         if args.method:
             upd["synthesis.method"] = args.method
@@ -94,7 +93,8 @@ def cmd_synthesize(args) -> int:
             upd["preprocess.size"] = args.size
         if args.window is not None:
             upd["preprocess.window"] = args.window
-        cfg = cfg.with_overrides([f"{k}={json.dumps(v)}" for k, v in upd.items()])
+        # --method and --set together, in one validation: a registered method's --set synthesis.params=...
+        cfg = cfg.with_overrides([f"{k}={json.dumps(v)}" for k, v in upd.items()] + list(args.overrides))
     if not args.input:
         raise InputError("no INPUT given (a scan file or DICOM folder, or --replay with a params.json)")
 
@@ -323,7 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synthesize", aliases=["synthesise"], help="write one synthetic-anomaly sample of a scan")
     p.add_argument("input", nargs="?", help="radiograph file, DICOM/NIfTI/MHD/NRRD volume, or DICOM series folder")
     p.add_argument("--source", help="second scan to take source patches from (pairwise); default: the input itself")
-    p.add_argument("--method", choices=list(typing.get_args(Method)))
+    from .config import METHOD_NAMES
+
+    p.add_argument("--method", choices=list(METHOD_NAMES), help="synthesis method (registered ones included)")
     p.add_argument("--seed", type=int)
     p.add_argument("--size", type=int, help="resize images / slices to SIZE x SIZE before synthesis")
     p.add_argument(

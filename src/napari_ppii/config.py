@@ -17,7 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import InputError
 
-Method = Literal["ppii", "pii", "fpi", "nsa"]
+#: The synthesis methods a configuration may name: the four built in, and any registered with
+#: :func:`napari_ppii.synthesis.register_method` (which adds to this list, to :data:`METHOD_DEFAULTS`,
+#: :data:`PAPER_SYNTHESIS` and :data:`METHOD_PARAMS`).
+METHOD_NAMES: list[str] = ["ppii", "pii", "fpi", "nsa"]
+Method = str
+#: A registered method's own parameters beyond the shared fields (``synthesis.params``): a pydantic model
+#: per method name, validated with the configuration.
+METHOD_PARAMS: dict[str, type] = {}
 Placement = Literal["anywhere", "lungs", "mask"]
 
 #: Per-method defaults for fields that default to ``None`` in :class:`SynthesisConfig`.
@@ -77,8 +84,11 @@ class SynthesisConfig(_Model):
     method only are ignored by the others.  Sizes are fractions of the image extent along each axis.
     """
 
-    method: Method = Field("ppii", description="ppii (paper), pii (Tan et al. 2021), fpi (Tan et al. 2020) or nsa "
-                           "(Schlueter et al. 2022)")
+    method: Method = Field("ppii", description="ppii (paper), pii (Tan et al. 2021), fpi (Tan et al. 2020), nsa "
+                           "(Schlueter et al. 2022), or a method registered with napari_ppii.synthesis.register_method")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="a registered method's own parameters (its parameter model's fields); "
+        "the four built-in methods have none here")
     patch_size: tuple[float, float] | None = Field(
         None, description="patch side as a fraction of the image extent per axis, in (0, 0.5]; "
         "None = method default (P-PII: 0.05-0.2; PII/FPI: 0.1-0.4, square)")
@@ -178,6 +188,14 @@ class SynthesisConfig(_Model):
         "~0.5 (a real JSRT nodule differs from its surroundings by ~0.04; NSA: 20 grey levels = 0.078)",
     )
 
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v):
+        if v not in METHOD_NAMES:
+            raise ValueError(f"unknown synthesis method {v!r}: one of {', '.join(METHOD_NAMES)} (a new method is "
+                             "registered with napari_ppii.synthesis.register_method)")
+        return v
+
     @field_validator("clip", mode="before")
     @classmethod
     def _clip_bool(cls, v):
@@ -203,6 +221,12 @@ class SynthesisConfig(_Model):
         if self.gradient_scale_distribution == "log_uniform" and self.gradient_scale[0] <= 0:
             raise ValueError("a log-uniform gradient_scale needs a positive low end")
         _check_range("alpha", self.alpha, 0.0, 1.0)
+        model = METHOD_PARAMS.get(self.method)
+        if model is not None:  # the registered method's own parameters, validated and completed
+            self.__dict__["params"] = model.model_validate(self.params).model_dump(mode="json")
+        elif self.params:
+            raise ValueError(f"synthesis.params is for a registered method's own parameters; {self.method} takes none "
+                             f"(got {', '.join(self.params)})")
         return self
 
     @classmethod

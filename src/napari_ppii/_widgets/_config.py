@@ -224,6 +224,9 @@ def make_control(key: str, choices: dict[str, Callable[[], list[str]]] | None = 
     """A magicgui control for the configuration field ``key`` (see the module docstring)."""
     from magicgui import widgets as mw
 
+    from ..config import METHOD_NAMES
+
+    choices = {"synthesis.method": lambda: list(METHOD_NAMES), **(choices or {})}  # registered methods too
     info = field_info(key)
     ann, nullable = _optional(info.annotation)
     origin = typing.get_origin(ann)

@@ -89,8 +89,10 @@ class EdgeSampler:
         self.vals: list[np.ndarray] = []
 
     def add(self, m: np.ndarray) -> None:
-        self.vals.append(self.rng.choice(np.asarray(m, dtype=np.float64).ravel(), min(self.per, np.size(m)),
-                                         replace=False))
+        # the draw of rng.choice(values, k) taken as indices: the same values, no float64 copy of the map
+        flat = np.asarray(m).reshape(-1)
+        idx = self.rng.choice(flat.size, min(self.per, flat.size), replace=False)
+        self.vals.append(flat[idx].astype(np.float64))
 
     def edges(self, bins: int) -> np.ndarray:
         return np.unique(np.quantile(np.concatenate(self.vals), np.linspace(0.0, 1.0, bins + 1)))
@@ -101,15 +103,22 @@ def pixel_histograms(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Counts of anomalous and normal pixels per score bin.  ``edges``: increasing bin edges (values
     outside go to the end bins), or a number of equal bins on [0, 1]."""
-    a = np.asarray(amap, dtype=np.float64).ravel()
-    if np.isscalar(edges):
-        nb = int(edges)
-        idx = np.clip((a * nb).astype(np.int64), 0, nb - 1)
-    else:
-        nb = max(1, len(edges) - 1)
-        idx = np.clip(np.searchsorted(edges, a, side="right") - 1, 0, nb - 1)
-    m = np.asarray(mask, bool).ravel()
-    return np.bincount(idx[m], minlength=nb), np.bincount(idx[~m], minlength=nb)
+    flat = np.asarray(amap).reshape(-1)
+    mflat = np.asarray(mask, bool).reshape(-1)
+    nb = int(edges) if np.isscalar(edges) else max(1, len(edges) - 1)
+    pos = np.zeros(nb, np.int64)
+    neg = np.zeros(nb, np.int64)
+    step = 1 << 22  # chunks of 4M values: a CT volume's map is binned without float64 / int64 copies of it
+    for s in range(0, flat.size, step):
+        a = flat[s:s + step].astype(np.float64)
+        if np.isscalar(edges):
+            idx = np.clip((a * nb).astype(np.int64), 0, nb - 1)
+        else:
+            idx = np.clip(np.searchsorted(edges, a, side="right") - 1, 0, nb - 1)
+        m = mflat[s:s + step]
+        pos += np.bincount(idx[m], minlength=nb)
+        neg += np.bincount(idx[~m], minlength=nb)
+    return pos, neg
 
 
 def auroc_from_histograms(pos: np.ndarray, neg: np.ndarray) -> float:

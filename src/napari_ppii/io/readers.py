@@ -397,16 +397,15 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> Scan
     """
     folder = Path(folder)
     geo = series_geometry(folder, series_uid)
-    slices = []
-    shape0 = None
-    for f in geo.files:
+    vol = None  # float32, filled slice by slice: no list of float64 slices, no stacked copy
+    for k, f in enumerate(geo.files):
         v = _stored_to_values(_dcmread(f), f)
-        if shape0 is None:
-            shape0 = v.shape
-        elif v.shape != shape0:
-            raise InputError(f"slice size {v.shape} differs from the series' {shape0}", f)
-        slices.append(v)
-    vol = np.stack(slices).astype(np.float32)
+        if vol is None:
+            check_size((len(geo.files),) + tuple(v.shape), folder)
+            vol = np.empty((len(geo.files),) + tuple(v.shape), np.float32)
+        elif v.shape != vol.shape[1:]:
+            raise InputError(f"slice size {v.shape} differs from the series' {vol.shape[1:]}", f)
+        vol[k] = v
     check_finite(vol, folder)
     ds0 = geo.first_header
     meta = {

@@ -19,6 +19,45 @@ from .ppii import PPII
 METHODS: dict[str, type[Synthesizer]] = {"ppii": PPII, "pii": PII, "fpi": FPI, "nsa": NSA}
 
 
+def register_method(cls: type[Synthesizer], *, defaults: dict | None = None, paper: dict | None = None,
+                    params=None) -> type[Synthesizer]:
+    """Make a synthesis method known everywhere a method is chosen -- ``ppii synthesize --method``, the
+    preview's method list, training, YAML configurations -- without touching the package (see
+    docs/adding_a_method.md).  ``cls``: a :class:`Synthesizer` subclass with ``method`` (its name),
+    ``parameters`` (the shared fields only it reads), ``plan_image`` and ``render``; ``defaults``: values for
+    the shared fields that default to None (patch_size, square); ``paper``: the published settings
+    (:meth:`SynthesisConfig.paper`); ``params``: a pydantic model of its own parameters (given in
+    ``synthesis.params``, defaults filled in).  Returns ``cls``."""
+    from ..config import METHOD_DEFAULTS, METHOD_NAMES, METHOD_PARAMS, PAPER_SYNTHESIS
+
+    name = getattr(cls, "method", None)
+    if not isinstance(name, str) or not name or not issubclass(cls, Synthesizer):
+        raise TypeError("register_method takes a Synthesizer subclass with a method name")
+    METHODS[name] = cls
+    if name not in METHOD_NAMES:
+        METHOD_NAMES.append(name)
+    METHOD_DEFAULTS[name] = {"patch_size": (0.04, 0.16), "square": False} | dict(defaults or {})
+    PAPER_SYNTHESIS[name] = {"method": name} | dict(paper or {})
+    if params is not None:
+        METHOD_PARAMS[name] = params
+    else:
+        METHOD_PARAMS.pop(name, None)
+    return cls
+
+
+def unregister_method(name: str) -> None:
+    """Forget a registered method (the four built-in ones stay)."""
+    from ..config import METHOD_DEFAULTS, METHOD_NAMES, METHOD_PARAMS, PAPER_SYNTHESIS
+
+    if name in ("ppii", "pii", "fpi", "nsa"):
+        raise ValueError(f"{name} is built in")
+    METHODS.pop(name, None)
+    if name in METHOD_NAMES:
+        METHOD_NAMES.remove(name)
+    for table in (METHOD_DEFAULTS, PAPER_SYNTHESIS, METHOD_PARAMS):
+        table.pop(name, None)
+
+
 def METHOD_SPECIFIC() -> frozenset[str]:
     """Fields that some method reads and others do not (every other synthesis field is shared)."""
     return frozenset().union(*(cls.parameters for cls in METHODS.values()))
@@ -40,4 +79,4 @@ def make_synthesizer(config: SynthesisConfig | None = None) -> Synthesizer:
 
 
 __all__ = ["AnomalySpec", "FPI", "METHODS", "METHOD_SPECIFIC", "NSA", "PII", "PPII", "SynthesisResult", "Synthesizer",
-           "applicable", "make_synthesizer"]
+           "applicable", "make_synthesizer", "register_method", "unregister_method"]

@@ -71,8 +71,11 @@ class Synthesizer:
     def applies(cls, field: str, config) -> bool:
         """Does ``field`` change what this method draws under ``config``?  Another method's own field
         does not; a method refines this for fields that matter only in some modes."""
+        from ..config import METHOD_PARAMS
         from . import METHOD_SPECIFIC
 
+        if field == "params":  # a registered method's own parameters
+            return cls.method in METHOD_PARAMS
         return field not in METHOD_SPECIFIC() or field in cls.parameters
 
     # -- to implement ---------------------------------------------------------------------------
