@@ -464,3 +464,20 @@ def test_overlapping_truth_boxes_count_as_one_lesion():
     assert union.lo == (9, 9) and union.hi == (21, 22)
     det = Box((14, 14), (16, 16), label="detection", properties={"peak": 0.9, "peak_y": 15, "peak_x": 15})
     assert count_hits([det], lesions) == (1, 0, 2)
+
+
+def test_detections_are_peaks_never_boxes_around_a_whole_region():
+    """A diffuse map over most of the image with two peaks: the detections are the evaluation's candidates
+    above the threshold (small boxes at the peaks), not one box around the thresholded region (issue 22
+    item 1: one detection box spanned the whole radiograph)."""
+    from napari_ppii._widgets.predict import detect
+
+    yy, xx = np.mgrid[:128, :128]
+    amap = 0.6 + 0.05 * np.exp(-((yy - 64) ** 2 + (xx - 64) ** 2) / 3000.0)  # high almost everywhere
+    amap += 0.3 * np.exp(-((yy - 30) ** 2 + (xx - 40) ** 2) / 20.0)
+    amap += 0.25 * np.exp(-((yy - 90) ** 2 + (xx - 100) ** 2) / 20.0)
+    dets = detect(amap.astype(np.float32), 0.8)
+    assert len(dets) == 2
+    assert {(d.properties["peak_y"], d.properties["peak_x"]) for d in dets} == {(30, 40), (90, 100)}
+    assert all(max(d.size) <= 17 for d in dets)  # small boxes around the peaks
+    assert detect(amap.astype(np.float32), 0.99) == []

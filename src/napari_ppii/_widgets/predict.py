@@ -47,16 +47,22 @@ def overlay_style() -> dict:
     return {"colormap": cmap, "opacity": 0.9, "blending": "additive", "contrast_limits": (0.0, 1.0)}
 
 
-def detect(amap: np.ndarray, threshold: float) -> list[Box]:
-    """Connected components of ``map > threshold`` (2D) as boxes, with their peak value."""
-    from skimage.measure import label, regionprops
+def detect(amap: np.ndarray, threshold: float, min_distance: int = 8, max_candidates: int = 50) -> list[Box]:
+    """The evaluation's candidates (:func:`~napari_ppii.evaluation.metrics.extract_candidates`: local maxima
+    of the 2D map, >= ``min_distance`` px apart, strongest first) whose peak exceeds ``threshold``, each as
+    a small box around its peak (``2 min_distance + 1`` px a side) -- never a box around a whole
+    thresholded region, which on a diffuse map spans the image."""
+    from ..evaluation.metrics import extract_candidates
 
+    a = np.asarray(amap)
+    c = extract_candidates(a, min_distance=min_distance, max_candidates=max_candidates, threshold=threshold)
     out = []
-    for r in regionprops(label(amap > threshold), intensity_image=amap):
-        y0, x0, y1, x1 = r.bbox
-        peak = np.unravel_index(int(np.argmax(r.image_intensity * r.image)), r.image.shape)
-        out.append(Box((y0, x0), (y1 - 1, x1 - 1), label="detection",
-                       properties={"peak": float(r.intensity_max), "peak_y": y0 + peak[0], "peak_x": x0 + peak[1]}))
+    for (y, x), peak in zip(c.points, c.scores):
+        if peak <= threshold:
+            continue
+        lo = (max(0, int(y) - min_distance), max(0, int(x) - min_distance))
+        hi = (min(a.shape[0] - 1, int(y) + min_distance), min(a.shape[1] - 1, int(x) + min_distance))
+        out.append(Box(lo, hi, label="detection", properties={"peak": float(peak), "peak_y": int(y), "peak_x": int(x)}))
     return out
 
 

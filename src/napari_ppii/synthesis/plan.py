@@ -183,17 +183,30 @@ _MASK_INDEX: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 _EDGE_DIST: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def _edge_index(mask: np.ndarray, reach: float) -> np.ndarray:
-    """Flat indices of the mask's pixels within ``reach`` pixels of its edge (the distance to the nearest
-    pixel off the mask, cached for the mask array while it is alive)."""
+def _edge_distance(mask: np.ndarray) -> np.ndarray:
+    """In-plane distance (pixels, capped at 255, uint8) of each mask pixel to the nearest pixel off the mask;
+    a volume slice by slice (the pleura is in-plane; a 3D transform of a CT mask would take gigabytes)."""
     from scipy import ndimage as ndi
 
+    m = np.asarray(mask, bool)
+    out = np.zeros(m.shape, np.uint8)
+    planes = [(slice(None),)] if m.ndim == 2 else [(z,) for z in range(m.shape[0])]
+    for idx in planes:
+        plane = m[idx]
+        if plane.any():
+            d = ndi.distance_transform_edt(np.pad(plane, 1))[1:-1, 1:-1]
+            out[idx] = np.minimum(np.ceil(d), 255).astype(np.uint8)
+    return out
+
+
+def _edge_index(mask: np.ndarray, reach: float) -> np.ndarray:
+    """Flat indices of the mask's pixels within ``reach`` pixels (in-plane) of its edge (the distances are
+    cached for the mask array while it is alive)."""
     hit = _EDGE_DIST.get(id(mask))
     if hit is None or hit[0] is not mask:
         if len(_EDGE_DIST) > 16:
             _EDGE_DIST.clear()
-        dist = ndi.distance_transform_edt(np.pad(np.asarray(mask, bool), 1))[(slice(1, -1),) * np.ndim(mask)]
-        hit = _EDGE_DIST[id(mask)] = (mask, dist.astype(np.float32))
+        hit = _EDGE_DIST[id(mask)] = (mask, _edge_distance(mask))
     return np.flatnonzero((hit[1] > 0) & (hit[1] <= reach))
 
 
