@@ -112,6 +112,7 @@ def cmd_synthesize(args) -> int:
                               "input's shape)")
     except InputError as exc:
         raise InputError(exc.reason, args.mask) if given is not None else exc from None
+    del raw, given  # the scan as read is not needed past its mask: a CT's HU volume is not held any longer
     source = None
     if args.source:
         src_scan = read_scan(args.source)

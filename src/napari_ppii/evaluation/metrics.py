@@ -57,14 +57,14 @@ def lesion_mask(boxes: Sequence[Box], shape: Sequence[int], region: str = "box")
 
 def sample_score(amap: np.ndarray, kind: str = "topk", k: float = 1.0) -> float:
     """One anomaly score per image: ``max``, ``mean``, or ``topk`` (mean of the top ``k`` percent)."""
-    a = np.asarray(amap, dtype=np.float64).ravel()
+    a = np.asarray(amap).reshape(-1)  # as stored (float32): the same values as a float64 copy, none made
     if kind == "max":
         return float(a.max())
     if kind == "mean":
-        return float(a.mean())
+        return float(a.mean(dtype=np.float64))
     if kind == "topk":
         n = max(1, int(round(a.size * k / 100.0)))
-        return float(np.partition(a, a.size - n)[a.size - n:].mean())
+        return float(np.partition(a, a.size - n)[a.size - n:].astype(np.float64).mean())
     raise ValueError(f"sample score kind must be max, mean or topk, got {kind!r}")
 
 
@@ -146,12 +146,14 @@ def extract_candidates(amap: np.ndarray, min_distance: int = 8, max_candidates: 
     """Local maxima of a map (2D or 3D), strongest first."""
     from skimage.feature import peak_local_max
 
-    a = np.asarray(amap, dtype=np.float64)
+    a = np.asarray(amap)
+    if a.dtype.kind != "f":
+        a = a.astype(np.float64)
     pts = peak_local_max(a, min_distance=min_distance, threshold_abs=threshold, num_peaks=max_candidates,
                          exclude_border=False)
     if len(pts) == 0:
         pts = np.array([np.unravel_index(int(np.argmax(a)), a.shape)])
-    scores = a[tuple(pts.T)]
+    scores = a[tuple(pts.T)].astype(np.float64)
     order = np.argsort(-scores, kind="stable")
     return Candidates(pts[order], scores[order])
 

@@ -24,16 +24,18 @@ def suffix_for(fmt: str) -> str:
 def round_mantissa(array: np.ndarray, bits: int) -> np.ndarray:
     """float32 values rounded to ``bits`` mantissa bits (float16's precision is 10), kept float32: the
     dropped low bits are zeros, which gzip packs far better; relative error <= 2**-(bits + 1)."""
-    a = np.ascontiguousarray(array, dtype=np.float32)
     drop = 23 - int(bits)
+    out = np.array(array, dtype=np.float32, order="C", copy=True)  # the one copy; rounded in place, in chunks
     if drop <= 0:
-        return a
-    u = a.view(np.uint32)
+        return out
     half = np.uint32(1 << (drop - 1))
     mask = np.uint32((0xFFFFFFFF >> drop) << drop)
-    finite = np.isfinite(a)
-    out = ((u + half) & mask).view(np.float32)
-    return np.where(finite, out, a)
+    flat, u = out.reshape(-1), out.reshape(-1).view(np.uint32)
+    step = 1 << 22
+    for s in range(0, flat.size, step):
+        finite = np.isfinite(flat[s:s + step])
+        u[s:s + step][finite] = (u[s:s + step][finite] + half) & mask
+    return out
 
 
 def write_array(array: np.ndarray, path: str | Path, like: Scan | None = None, fmt: str | None = None,
