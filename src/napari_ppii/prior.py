@@ -64,8 +64,11 @@ def soft_prior(mask: np.ndarray, sigma: float = DEFAULT_PRIOR.sigma, floor: floa
     from .anatomy import lung_prior
 
     m = np.asarray(mask)
-    if m.ndim == 3:
-        return np.stack([soft_prior(s, sigma, floor) for s in m])
+    if m.ndim == 3:  # slice by slice into one float32 volume (no list of slices, no stacked copy)
+        out = np.empty(m.shape, np.float32)
+        for z in range(m.shape[0]):
+            out[z] = soft_prior(m[z], sigma, floor)
+        return out
     if m.ndim != 2:
         raise InputError(f"a prior mask must be 2D or 3D, got shape {m.shape}")
     if not (m > 0).any():
@@ -100,7 +103,9 @@ def apply_prior(amap: np.ndarray, mask: np.ndarray | None, settings: PriorSettin
         return amap
     if mask.shape != amap.shape:
         raise InputError(f"prior mask of shape {mask.shape} does not match the map's {amap.shape}")
-    return (np.asarray(amap, np.float32) * soft_prior(mask, settings.sigma, settings.floor)).astype(np.float32)
+    weighted = soft_prior(mask, settings.sigma, settings.floor)  # a new float32 array: weighted in place
+    weighted *= np.asarray(amap, np.float32)
+    return weighted
 
 
 def weigh_map(amap: np.ndarray, scan, settings: PriorSettings, mask: np.ndarray | None = None) -> np.ndarray:
