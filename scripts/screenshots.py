@@ -51,7 +51,6 @@ def _shots(out: Path, skip_training: bool) -> int:
     from napari_ppii._widgets.training import TrainingWidget
 
     out.mkdir(parents=True, exist_ok=True)
-    app = QApplication.instance()
 
     def window():
         viewer = napari.Viewer(show=True, title="napari-ppii")
@@ -71,6 +70,7 @@ def _shots(out: Path, skip_training: bool) -> int:
 
     # ---- radiographs: the NIH sample
     viewer = window()
+    app = QApplication.instance()
     for data, kw, kind in _sample_data.nih_normals() + _sample_data.nih_nodule():
         getattr(viewer, f"add_{kind}")(data, **kw)
     preview = PreviewWidget(viewer)
