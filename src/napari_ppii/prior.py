@@ -108,6 +108,20 @@ def apply_prior(amap: np.ndarray, mask: np.ndarray | None, settings: PriorSettin
     return weighted
 
 
+def weigh_in_place(amap: np.ndarray, mask, settings: PriorSettings) -> None:
+    """``amap`` (float32, 2D or a volume) multiplied by the soft prior of ``mask`` in place, image by image
+    or slice by slice (``mask``: an array of the map's shape, or a list of its slices' masks): the values
+    of :func:`apply_prior`, without a second map."""
+    if settings.kind == "none" or mask is None:
+        return
+    if amap.ndim == 2:
+        m = np.asarray(mask[0] if isinstance(mask, list) else mask).reshape(amap.shape)
+        amap *= soft_prior(m, settings.sigma, settings.floor)
+        return
+    for z in range(amap.shape[0]):
+        amap[z] *= soft_prior(np.asarray(mask[z]), settings.sigma, settings.floor)
+
+
 def weigh_map(amap: np.ndarray, scan, settings: PriorSettings, mask: np.ndarray | None = None) -> np.ndarray:
     """``amap`` (a map of ``scan``, its spatial shape) weighted by the prior ``settings`` ask for: the lungs
     computed from ``scan``, or ``mask``; ``amap`` itself for ``none``."""

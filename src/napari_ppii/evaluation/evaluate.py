@@ -325,7 +325,7 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
     item's shape) scores the prior-weighted maps as the model's figures and the raw maps beside them
     under ``metrics["raw"]``; ``metrics["prior"]`` records the settings.
     """
-    from ..prior import apply_prior, prior_mask as _prior_mask
+    from ..prior import prior_mask as _prior_mask, weigh_in_place
     from .floors import FLOORS, LazyMaps, floor_map_2d
 
     opts = opts or EvalOptions()
@@ -336,7 +336,7 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
     maps, boxes, kept, regions, names = [], [], [], [], []
     vol_maps, vol_boxes = [], []
     prior = opts.prior
-    raw_maps, raw_vol = [], []
+    to_weigh: list[tuple] = []  # (raw map, prior mask per image / slice): weighted after the raw map is scored
     warnings: list[str] = []
     for i, it in enumerate(items):
         scan = it.scan if it.scan is not None else read_scan(it.path)
@@ -353,14 +353,10 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
         lungs, displays = _lungs_and_display(scan)
         amap = predictor.predict_scan(scan, samples=opts.samples).mean if predictor is not None else None
         if amap is not None and prior.kind != "none":
-            raw = amap
-            pm = np.stack(lungs) if prior.kind == "lungs" else _prior_mask(scan, prior, prior_mask)
-            amap = apply_prior(raw, pm if scan.ndim == 3 else pm.reshape(raw.shape), prior)
-            if scan.ndim == 3:
-                raw_vol.append(raw)
-                raw_maps.extend(list(raw))
-            else:
-                raw_maps.append(raw)
+            # the raw map is scored first; then it is weighted by the prior in place (below): a CT volume's
+            # raw and weighted maps are never held side by side
+            pm = lungs if prior.kind == "lungs" else _prior_mask(scan, prior, prior_mask)
+            to_weigh.append((amap, pm))
         if scan.ndim == 3:
             if amap is not None:
                 vol_maps.append(amap)
@@ -385,6 +381,17 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
             kept.append((it, scan, amap))
         if progress is not None:
             progress(i + 1, len(items))
+    raw_metrics = None
+    if to_weigh:
+        raw = score_maps(maps, boxes, opts, regions=regions, full=False)
+        raw_metrics = {h: raw[h] for h in HEADLINE if h in raw} | {
+            f"{h}_ci": raw[f"{h}_ci"] for h in HEADLINE if f"{h}_ci" in raw
+        }
+        if vol_maps:
+            r3 = score_maps(vol_maps, vol_boxes, opts, three_d=True, full=False)
+            raw_metrics["per_lesion_3d"] = {h: r3[h] for h in HEADLINE if h in r3}
+        for amap, pm in to_weigh:  # now the model's map: the raw map x the prior, in place
+            weigh_in_place(amap, pm, prior)
     metrics: dict = score_maps(maps, boxes, opts, regions=regions, names=names) if maps else {}
     if vol_maps:
         metrics = {"per_slice": metrics, "per_lesion_3d": score_maps(vol_maps, vol_boxes, opts, three_d=True,
@@ -393,14 +400,8 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
                   "froc_at_10fp_ci", "froc_centre_at_10fp", "froc_centre_at_10fp_ci", "sample_auroc",
                   "sample_auroc_ci", "sample_ap", "sample_ap_ci"):
             metrics[k] = metrics["per_slice"][k]
-    if raw_maps:
-        raw = score_maps(raw_maps, boxes, opts, regions=regions, full=False)
-        metrics["raw"] = {h: raw[h] for h in HEADLINE if h in raw} | {
-            f"{h}_ci": raw[f"{h}_ci"] for h in HEADLINE if f"{h}_ci" in raw
-        }
-        if raw_vol:
-            r3 = score_maps(raw_vol, vol_boxes, opts, three_d=True, full=False)
-            metrics["raw"]["per_lesion_3d"] = {h: r3[h] for h in HEADLINE if h in r3}
+    if raw_metrics is not None:
+        metrics["raw"] = raw_metrics
     metrics["prior"] = prior.to_dict()
     if warnings:
         metrics["warnings"] = warnings
