@@ -228,7 +228,8 @@ def predict_batch(predictor: Predictor, sources: list[ScanSource], out: str | Pa
     ``prior`` (:class:`~napari_ppii.prior.PriorSettings`, kind ``lungs`` or ``mask`` with ``prior_mask``
     of each scan's shape): the anomaly map is weighted by the soft organ prior and the raw map is
     written beside it as ``<name>_anomaly_map_raw``."""
-    from .prior import PriorSettings, weigh_map
+    from .prior import PriorSettings, weigh_in_place
+    from .prior import prior_mask as prior_mask_of
 
     prior = prior or PriorSettings("none")
     import csv
@@ -254,7 +255,8 @@ def predict_batch(predictor: Predictor, sources: list[ScanSource], out: str | Pa
             bits = MAP_MANTISSA_BITS  # float16's precision in float32 files: compact, and readable as before
             if prior.kind != "none":
                 write_array(mean, out / f"{src.name}_anomaly_map_raw", like=scan, fmt=kind, mantissa_bits=bits)
-                mean = weigh_map(mean, scan, prior, prior_mask)
+                # the raw map is written: weighted in place now (a volume's two maps are not held together)
+                weigh_in_place(mean, prior_mask_of(scan, prior, prior_mask).reshape(mean.shape), prior)
             a = write_array(mean, out / f"{src.name}_anomaly_map", like=scan, fmt=kind, mantissa_bits=bits)
             v = write_array(amap.variance, out / f"{src.name}_variance", like=scan, fmt=kind, mantissa_bits=bits)
             rows.append(
