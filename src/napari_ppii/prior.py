@@ -103,8 +103,8 @@ def apply_prior(amap: np.ndarray, mask: np.ndarray | None, settings: PriorSettin
         return amap
     if mask.shape != amap.shape:
         raise InputError(f"prior mask of shape {mask.shape} does not match the map's {amap.shape}")
-    weighted = soft_prior(mask, settings.sigma, settings.floor)  # a new float32 array: weighted in place
-    weighted *= np.asarray(amap, np.float32)
+    weighted = np.array(amap, dtype=np.float32, copy=True)
+    weigh_in_place(weighted, mask, settings)
     return weighted
 
 

@@ -55,26 +55,10 @@ def blob_map(x: np.ndarray, prior: np.ndarray, diameters=(0.02, 0.04, 0.07)) -> 
     return _unit(np.clip(resp, 0, None) * prior)
 
 
-def floor_maps_2d(image2d: np.ndarray, lung: np.ndarray, atlas: np.ndarray | None, rng: np.random.Generator,
-                  display: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Every floor for one 2D image (native grid) with its lung mask; ``display``: the image already
-    in [0, 1] (CT: windowed), else it is normalised and equalised here."""
-    from ..anatomy import lung_prior
-    from ..preprocess import resize
-
-    x = display_image(image2d) if display is None else equalise(display)
-    prior = lung_prior(lung)
-    out = {"random": rng.random(x.shape, dtype=np.float32), "lung_field": _unit(prior),
-           "darkness": darkness_map(x), "blob": blob_map(x, prior)}
-    if atlas is not None:
-        out["atlas"] = _unit(1.0 - resize(atlas, x.shape))
-    return out
-
-
 def floor_map_2d(kind: str, image2d: np.ndarray, lung: np.ndarray, atlas: np.ndarray | None = None,
                  seed=0, display=None) -> np.ndarray:
-    """One floor of :func:`floor_maps_2d` for one image, computed alone (the evaluation computes the floors
-    of a CT volume slice by slice when it scores them, never holding them all).  ``random`` draws from
+    """One floor for one 2D image (native grid) with its lung mask, computed alone (the evaluation computes
+    the floors of a CT volume slice by slice when it scores them, never holding them all).  ``random`` draws from
     ``numpy.random.default_rng(seed)``; ``display``: the image already in [0, 1] (CT: windowed), or a
     callable giving it."""
     from ..anatomy import lung_prior

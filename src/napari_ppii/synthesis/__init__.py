@@ -58,7 +58,7 @@ def unregister_method(name: str) -> None:
         table.pop(name, None)
 
 
-def METHOD_SPECIFIC() -> frozenset[str]:
+def method_specific_fields() -> frozenset[str]:
     """Fields that some method reads and others do not (every other synthesis field is shared)."""
     return frozenset().union(*(cls.parameters for cls in METHODS.values()))
 
@@ -78,5 +78,5 @@ def make_synthesizer(config: SynthesisConfig | None = None) -> Synthesizer:
     return METHODS[config.method](config)
 
 
-__all__ = ["AnomalySpec", "FPI", "METHODS", "METHOD_SPECIFIC", "NSA", "PII", "PPII", "SynthesisResult", "Synthesizer",
-           "applicable", "make_synthesizer", "register_method", "unregister_method"]
+__all__ = ["AnomalySpec", "FPI", "METHODS", "NSA", "PII", "PPII", "SynthesisResult", "Synthesizer",
+           "applicable", "make_synthesizer", "method_specific_fields", "register_method", "unregister_method"]

@@ -72,11 +72,11 @@ class Synthesizer:
         """Does ``field`` change what this method draws under ``config``?  Another method's own field
         does not; a method refines this for fields that matter only in some modes."""
         from ..config import METHOD_PARAMS
-        from . import METHOD_SPECIFIC
+        from . import method_specific_fields
 
         if field == "params":  # a registered method's own parameters
             return cls.method in METHOD_PARAMS
-        return field not in METHOD_SPECIFIC() or field in cls.parameters
+        return field not in method_specific_fields() or field in cls.parameters
 
     # -- to implement ---------------------------------------------------------------------------
     def plan_image(self, index: int, spatial: tuple[int, ...], n_images: int, rng: np.random.Generator,

@@ -180,7 +180,7 @@ def sample_start(spatial: Sequence[int], size: Sequence[int], cfg: SynthesisConf
 
 
 _MASK_INDEX: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-_EDGE_DIST: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+_EDGE_DIST: dict[int, tuple[np.ndarray, np.ndarray, dict]] = {}
 
 
 def _edge_distance(mask: np.ndarray) -> np.ndarray:
@@ -206,8 +206,12 @@ def _edge_index(mask: np.ndarray, reach: float) -> np.ndarray:
     if hit is None or hit[0] is not mask:
         if len(_EDGE_DIST) > 16:
             _EDGE_DIST.clear()
-        hit = _EDGE_DIST[id(mask)] = (mask, _edge_distance(mask))
-    return np.flatnonzero((hit[1] > 0) & (hit[1] <= reach))
+        hit = _EDGE_DIST[id(mask)] = (mask, _edge_distance(mask), {})
+    bands = hit[2]  # per reach: the placement retries of one anomaly ask for the same band
+    r = int(np.floor(reach))
+    if r not in bands:
+        bands[r] = np.flatnonzero((hit[1] > 0) & (hit[1] <= r))
+    return bands[r]
 
 
 def _mask_index(mask: np.ndarray) -> np.ndarray:

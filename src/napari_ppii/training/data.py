@@ -154,10 +154,13 @@ def training_inputs(cfg: PPIIConfig, scan: Scan | None = None) -> dict:
             "image_size": cfg.data.image_size, "preprocess": cfg.preprocess.model_dump(mode="json")}
 
 
-def load_training_set(cfg: PPIIConfig) -> tuple[np.ndarray, np.ndarray | None]:
+def load_training_set(cfg: PPIIConfig, inputs: dict | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """All normal training images as ``(N, S, S)`` float32, and their placement masks (``(N, S, S)``
-    bool, or None for ``placement=anywhere``).  CT lung masks come from the HU volume."""
+    bool, or None for ``placement=anywhere``).  CT lung masks come from the HU volume.  ``inputs`` (a
+    dict): filled with :func:`training_inputs`, from the scan already read when the data is one scan."""
     images, scan, keep = _load_images(cfg)
+    if inputs is not None:
+        inputs.update(training_inputs(cfg, scan))
     place = cfg.synthesis.placement
     if place == "anywhere" or scan is None or scan.ndim != 3:
         return images, training_masks(cfg, images)

@@ -30,7 +30,7 @@ from ..errors import InputError
 from ..models import build_model
 from ..checkpoint import load_checkpoint, remove_partial_writes, save_checkpoint
 from ..device import fast_path, resolve_device
-from .data import SyntheticBatches, load_training_set, split_indices, training_inputs, training_masks, validation_set
+from .data import SyntheticBatches, load_training_set, split_indices, training_masks, validation_set
 from .log import JsonlLog
 from .losses import segmentation_loss
 from .select import Selector
@@ -187,8 +187,8 @@ class Trainer:
         self.data_rng = np.random.default_rng([cfg.seed, dist.rank])
 
         if images is None:
-            pool, pool_masks = load_training_set(cfg)
-            self.inputs = training_inputs(cfg) if dist.is_main else {}
+            self.inputs: dict = {}
+            pool, pool_masks = load_training_set(cfg, self.inputs)  # the modality from the scan as read
         else:
             pool = np.asarray(images, dtype=np.float32)
             pool_masks = training_masks(cfg, pool, masks)
