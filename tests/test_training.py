@@ -508,3 +508,44 @@ def test_stop_request_is_a_context_manager_that_restores_handlers():
         with StopRequest():
             raise KeyError("x")
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_compiled_step_trains_resumes_exactly_and_auto_chooses_by_run_length(tmp_path, monkeypatch, pool):
+    """``training.compile``: the compiled step trains, its start record says so, N + resume + N steps give
+    the uninterrupted run's weights; ``auto`` compiles only long runs on the bf16 path; a compiler failure
+    falls back to the eager step with a log record."""
+    from napari_ppii.training import loop
+
+    monkeypatch.setenv("PPII_CPU_BF16", "1")
+    cfg = tiny_cfg(tmp_path / "a", "training.steps=6", "training.val_every=3", "training.compile=true")
+    train(cfg, images=pool)
+    recs = read_log(tmp_path / "a" / "log.jsonl")
+    assert recs[0]["precision"].endswith(" compiled") and not any(r["event"] == "compile_failed" for r in recs)
+    full = load_checkpoint(tmp_path / "a" / "last.pt")
+    assert not any(k.startswith("_orig_mod") for k in full["model"])  # the plain model's weights are saved
+    b = cfg.with_overrides([f"training.out_dir={tmp_path / 'b'}"])
+    train(b, images=pool, stop_after=3)
+    train(b, resume=tmp_path / "b" / "last.pt", images=pool)
+    half = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert all(torch.equal(full["model"][k], half["model"][k]) for k in full["model"])
+
+    t = PPIIConfig().training
+    bf16, fp32 = {"amp": True}, {"amp": False}
+    assert loop._wants_compile(t.model_copy(update={"steps": 4000}), bf16, False)
+    assert not loop._wants_compile(t.model_copy(update={"steps": 500}), bf16, False)
+    assert not loop._wants_compile(t.model_copy(update={"steps": 4000}), fp32, False)
+    assert not loop._wants_compile(t.model_copy(update={"steps": 4000}), bf16, True)
+    assert not loop._wants_compile(t.model_copy(update={"steps": 4000, "compile": False}), bf16, False)
+
+    def broken(module, *a, **k):
+        def fail(*args, **kwargs):
+            raise RuntimeError("no C++ compiler")
+        return fail
+
+    monkeypatch.setattr(loop.torch, "compile", broken)
+    c = cfg.with_overrides([f"training.out_dir={tmp_path / 'c'}"])
+    res = train(c, images=pool)
+    recs = read_log(tmp_path / "c" / "log.jsonl")
+    failed = [r for r in recs if r["event"] == "compile_failed"]
+    assert len(failed) == 1 and "no C++ compiler" in failed[0]["error"] and res.step == 6
+    assert not failed[0]["precision"].endswith("compiled")

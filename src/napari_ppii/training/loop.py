@@ -87,6 +87,20 @@ class _TrainStep(nn.Module):
         return self.model.training_forward(x, y)
 
 
+#: Runs shorter than this do not pay for compiling the step (about a minute on two cores) under ``compile: auto``.
+COMPILE_MIN_STEPS = 2000
+
+
+def _wants_compile(t, path: dict, distributed: bool) -> bool:
+    """Whether the training step is compiled: ``training.compile`` true, or ``auto`` on the bf16 path of a run
+    of at least :data:`COMPILE_MIN_STEPS` steps (never under torchrun)."""
+    if distributed or t.compile is False:
+        return False
+    if t.compile is True:
+        return True
+    return bool(path["amp"]) and t.steps >= COMPILE_MIN_STEPS
+
+
 def _rng_state(data_rng: np.random.Generator, device) -> dict:
     st = {"numpy": data_rng.bit_generator.state, "torch": torch.get_rng_state()}
     if device.type == "cuda":
@@ -212,6 +226,11 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
         self.step_count, self.best = 0, -1.0
         self.step_fn = _TrainStep(model)
+        self.compiled = _wants_compile(t, self.path, dist.enabled)
+        if self.compiled:
+            self.eager_step_fn = self.step_fn
+            self.step_fn = torch.compile(self.step_fn)
+            self.path = {**self.path, "path": self.path["path"] + " compiled"}
         if dist.enabled:
             self.step_fn = nn.parallel.DistributedDataParallel(
                 self.step_fn, device_ids=[device.index] if device.type == "cuda" else None)
@@ -255,7 +274,7 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         self.model.train()
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.path["amp"]):
-            logits, aux = self.step_fn(x, y)
+            logits, aux = self._forward(x, y)
         loss = segmentation_loss(logits, y, b.variance, kind=t.loss, confidence_weighting=t.confidence_weighting,
                                  gamma=t.confidence_gamma) + aux.float()
         if not torch.isfinite(loss):
@@ -268,6 +287,20 @@ class Trainer:
         self.step_count += 1
         self.loss = float(loss.detach())
         return self.loss
+
+    def _forward(self, x, y):
+        if not self.compiled:
+            return self.step_fn(x, y)
+        try:
+            return self.step_fn(x, y)
+        except Exception as exc:  # noqa: BLE001 -- any compiler failure: train on, eagerly
+            self.compiled = False
+            self.step_fn = self.eager_step_fn
+            self.path = {**self.path, "path": self.path["path"].removesuffix(" compiled")}
+            self.log.write(event="compile_failed", step=self.step_count,
+                           error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300],
+                           precision=self.path["path"])
+            return self.step_fn(x, y)
 
     def validate(self, **record) -> None:
         """Validation Dice, the selection score, ``last.pt`` and (when it is the best) ``best.pt``."""
