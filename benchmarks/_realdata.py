@@ -17,8 +17,14 @@ from napari_ppii.evaluation.report import write_report  # noqa: E402
 from napari_ppii.evaluation.summary import fmt_ci  # noqa: E402
 
 #: Columns of the tables: metric key -> heading.
-COLUMNS = {"pixel_auroc": "Pixel AUC", "pixel_auroc_lung": "Pixel AUC lungs", "froc_at_10fp": "FROC@10FP box",
-           "froc_centre_at_10fp": "FROC@10FP centre", "sample_auroc": "Sample AUC", "sample_ap": "Sample AP"}
+COLUMNS = {
+    "pixel_auroc": "Pixel AUC",
+    "pixel_auroc_lung": "Pixel AUC lungs",
+    "froc_at_10fp": "FROC@10FP box",
+    "froc_centre_at_10fp": "FROC@10FP centre",
+    "sample_auroc": "Sample AUC",
+    "sample_ap": "Sample AP",
+}
 KEEP = tuple(k for c in COLUMNS for k in (c, f"{c}_ci"))
 
 
@@ -49,12 +55,17 @@ def load_datasets(limit: int | None = None, skip_lidc: bool = False) -> dict:
     return datasets
 
 
-def score_checkpoint(pred, datasets: dict, opts, floors: dict, atlas, out: Path, title: str,
-                     restrict: str | None = None) -> dict:
+def score_checkpoint(
+    pred, datasets: dict, opts, floors: dict, atlas, out: Path, title: str, restrict: str | None = None
+) -> dict:
     """Score ``pred`` on every dataset (floors scored alongside the first time a dataset is seen, into
     ``floors``); write a report per dataset under ``out``; return the table entry."""
-    entry = {"checkpoint": str(pred.path), "step": pred.step, "image_size": pred.cfg.data.image_size,
-             "steps": pred.cfg.training.steps}
+    entry = {
+        "checkpoint": str(pred.path),
+        "step": pred.step,
+        "image_size": pred.cfg.data.image_size,
+        "steps": pred.cfg.training.steps,
+    }
     for name, items in datasets.items():
         with_floors = name not in floors
         if restrict:
@@ -66,8 +77,12 @@ def score_checkpoint(pred, datasets: dict, opts, floors: dict, atlas, out: Path,
         ev = evaluate(pred, items, ropts, floors=with_floors, atlas=atlas if name != "LIDC-IDRI-0001" else None)
         if with_floors:
             floors[name] = ev.metrics.get("floors", {})
-        write_report(ev, out / name.split()[0].lower(), title=f"{title} on {name}",
-                     extra={"checkpoint": str(pred.path), "step": pred.step})
+        write_report(
+            ev,
+            out / name.split()[0].lower(),
+            title=f"{title} on {name}",
+            extra={"checkpoint": str(pred.path), "step": pred.step},
+        )
         entry[name] = {k: ev.metrics[k] for k in KEEP}
         if "per_lesion_3d" in ev.metrics:
             entry[name]["froc_3d_lesion"] = ev.metrics["per_lesion_3d"]["froc"]

@@ -38,20 +38,31 @@ def method_config(method: str, args):
     """One method's training configuration: its own synthesis defaults, the shared budget and rule."""
     from napari_ppii.config import PPIIConfig
 
-    training = {"steps": args.steps, "batch_size": args.batch, "lr": 1e-3, "warmup_steps": min(100, args.steps // 5),
-                "val_every": args.val_every, "log_every": 20, "select": args.select, "device": args.device,
-                "out_dir": str(args.runs / f"ablation_{method}")}
+    training = {
+        "steps": args.steps,
+        "batch_size": args.batch,
+        "lr": 1e-3,
+        "warmup_steps": min(100, args.steps // 5),
+        "val_every": args.val_every,
+        "log_every": 20,
+        "select": args.select,
+        "device": args.device,
+        "out_dir": str(args.runs / f"ablation_{method}"),
+    }
     if args.threads:
         training["num_threads"] = args.threads
     if args.select == "reference":
         training |= {"reference": str(SHARED / "nih-cxr" / "annotations.csv"), "reference_labels": ["Nodule", "Mass"]}
-    return PPIIConfig.from_dict({
-        "data": {"train": str(SHARED / "jsrt" / "annotations.csv"), "image_size": args.size, "val_samples": 32},
-        "model": {"backbone": "unet", "base_channels": args.base},
-        "training": training,
-        "synthesis": {"method": method, "placement": "lungs"} | ({"source_in_mask": True} if method == "nsa" else {}),
-        "seed": args.seed,
-    })
+    return PPIIConfig.from_dict(
+        {
+            "data": {"train": str(SHARED / "jsrt" / "annotations.csv"), "image_size": args.size, "val_samples": 32},
+            "model": {"backbone": "unet", "base_channels": args.base},
+            "training": training,
+            "synthesis": {"method": method, "placement": "lungs"}
+            | ({"source_in_mask": True} if method == "nsa" else {}),
+            "seed": args.seed,
+        }
+    )
 
 
 def main(argv=None) -> dict:
@@ -95,8 +106,10 @@ def main(argv=None) -> dict:
             if not args.train:
                 print(f"{NAMES[m]}: no checkpoint at {ck} (run with --train)")
                 continue
-            print(f"training {NAMES[m]}: {args.steps} steps at {args.size}, batch {args.batch}, base {args.base}",
-                  flush=True)
+            print(
+                f"training {NAMES[m]}: {args.steps} steps at {args.size}, batch {args.batch}, base {args.base}",
+                flush=True,
+            )
             args.out.mkdir(parents=True, exist_ok=True)
             cfg.save(args.out / f"ablation_{m}.yaml")  # what was trained, for `ppii train --config`
             train(cfg, progress=True)

@@ -42,8 +42,8 @@ def _cxr_set(csv_path: Path, labels=None, limit=None, png: Path | None = None):
         m = lung_mask_cxr(a)
         h, w = m.shape
         area.append(m.mean())
-        central.append(m[:, int(0.42 * w):int(0.58 * w)].mean())
-        bottom.append(m[int(0.8 * h):].mean())
+        central.append(m[:, int(0.42 * w) : int(0.58 * w)].mean())
+        bottom.append(m[int(0.8 * h) :].mean())
         if pts:
             inside.append(mask_coverage(m, pts))
         if png is not None and i < 12:
@@ -69,7 +69,7 @@ def _overlay(a, m, pts, path):
     rgb[find_boundaries(m)] = (0, 1, 0)
     for y, x in pts:
         y, x = int(y), int(x)
-        rgb[max(0, y - 3):y + 4, max(0, x - 3):x + 4] = (1, 0, 0)
+        rgb[max(0, y - 3) : y + 4, max(0, x - 3) : x + 4] = (1, 0, 0)
     imsave(path, (rgb * 255).astype(np.uint8), check_contrast=False)
 
 
@@ -89,8 +89,8 @@ def worst_cases_figure(path: Path, n: int = 4) -> None:
         rgb[find_boundaries(resize(m.astype(float), (256, 256)) >= 0.5)] = (0, 1, 0)
         for y0, x0, y1, x1 in boxes:
             y0, x0, y1, x1 = (int(np.clip(v, 0, 255)) for v in (y0, x0, y1, x1))
-            rgb[y0:y1 + 1, [x0, x1]] = (1, 0, 0)
-            rgb[[y0, y1], x0:x1 + 1] = (1, 0, 0)
+            rgb[y0 : y1 + 1, [x0, x1]] = (1, 0, 0)
+            rgb[[y0, y1], x0 : x1 + 1] = (1, 0, 0)
         return rgb
 
     nih = SHARED / "nih-cxr" / "annotations.csv"
@@ -167,8 +167,12 @@ def main(argv=None):
         if args.png is not None:
             for b in boxes[:: max(1, len(boxes) // 4)][:4]:
                 z = int(round(b.centre[0]))
-                _overlay(scan.array[z].astype(np.float32).clip(-1000, 400), m[z], [b.centre[1:]],
-                         args.png / f"{lidc.name}_z{z}.png")
+                _overlay(
+                    scan.array[z].astype(np.float32).clip(-1000, 400),
+                    m[z],
+                    [b.centre[1:]],
+                    args.png / f"{lidc.name}_z{z}.png",
+                )
     for k, v in out.items():
         print(k, v)
     print(json.dumps(out))

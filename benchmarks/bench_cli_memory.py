@@ -37,9 +37,11 @@ def run_child(cmd: list[str]) -> dict:
 
 def measured(args: list[str]) -> dict:
     """``ppii ARGS`` in a fresh interpreter that prints its own peak RSS when done."""
-    code = ("import resource, sys, json; from napari_ppii.cli import main; "
-            f"rc = main({args!r}); "
-            "print('PEAK', json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)); sys.exit(rc)")
+    code = (
+        "import resource, sys, json; from napari_ppii.cli import main; "
+        f"rc = main({args!r}); "
+        "print('PEAK', json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)); sys.exit(rc)"
+    )
     r = run_child([sys.executable, "-c", code])
     peak = [line for line in r["stdout"].splitlines() if line.startswith("PEAK ")]
     r["peak_mb"] = round(float(peak[-1].split()[1]), 1) if peak else None
@@ -68,10 +70,29 @@ def main(argv=None) -> dict:
         tmp = Path(tmp)
         cmds = {
             "synthesize": ["synthesize", str(args.series), "--out", str(tmp / "syn")],
-            "predict": ["predict", str(args.series), "--checkpoint", str(args.checkpoint), "--out", str(tmp / "pred"),
-                        "--quiet"],
-            "evaluate": ["evaluate", "--checkpoint", str(args.checkpoint), "--data", str(args.series), "--boxes",
-                         str(args.boxes), "--out", str(tmp / "eval"), "--n-boot", "100", "--quiet"],
+            "predict": [
+                "predict",
+                str(args.series),
+                "--checkpoint",
+                str(args.checkpoint),
+                "--out",
+                str(tmp / "pred"),
+                "--quiet",
+            ],
+            "evaluate": [
+                "evaluate",
+                "--checkpoint",
+                str(args.checkpoint),
+                "--data",
+                str(args.series),
+                "--boxes",
+                str(args.boxes),
+                "--out",
+                str(tmp / "eval"),
+                "--n-boot",
+                "100",
+                "--quiet",
+            ],
         }
         for name in args.only:
             r = measured(cmds[name])
@@ -89,8 +110,10 @@ def main(argv=None) -> dict:
     print(f"\nCT {shape}: float32 {volume_mb:.0f} MB, budget 2.5x + 1 GB = {budget:.0f} MB")
     for name in args.only:
         r = results[name]
-        print(f"  {name:10s} peak RSS {r['peak_mb']} MB ({r.get('peak_over_budget')} of the budget) in {r['seconds']} s"
-              + (f"  FAILED: {r.get('error')}" if r["rc"] not in (0, 1) else ""))
+        print(
+            f"  {name:10s} peak RSS {r['peak_mb']} MB ({r.get('peak_over_budget')} of the budget) in {r['seconds']} s"
+            + (f"  FAILED: {r.get('error')}" if r["rc"] not in (0, 1) else "")
+        )
     print(json.dumps(results))
     return results
 

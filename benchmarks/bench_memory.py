@@ -60,8 +60,9 @@ def _checkpoint(folder: Path) -> Path:
     from napari_ppii.models import build_model
 
     cfg = PPIIConfig()
-    return save_checkpoint({"model": build_model(cfg.model).state_dict(), "config": cfg.to_dict(), "step": 0},
-                           folder / "untrained.pt")
+    return save_checkpoint(
+        {"model": build_model(cfg.model).state_dict(), "config": cfg.to_dict(), "step": 0}, folder / "untrained.pt"
+    )
 
 
 def run_scenario(name: str, depth: int, ck: Path) -> dict:
@@ -105,8 +106,13 @@ def run_scenario(name: str, depth: int, ck: Path) -> dict:
         per_change = (_rss_mb() - after_first) / 9.0
     else:
         raise SystemExit(f"unknown scenario {name}")
-    out = {"scenario": name, "input_mb": round(input_mb, 1), "peak_rss_mb": round(_peak_mb(), 1),
-           "extra_mb": round(_peak_mb() - before, 1), "seconds": round(time.perf_counter() - t0, 1)}
+    out = {
+        "scenario": name,
+        "input_mb": round(input_mb, 1),
+        "peak_rss_mb": round(_peak_mb(), 1),
+        "extra_mb": round(_peak_mb() - before, 1),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     out["extra_x_input"] = round(out["extra_mb"] / input_mb, 2)
     if name == "preview-slice":
         out["rss_growth_per_change_mb"] = round(per_change, 2)
@@ -126,8 +132,11 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         ck = _checkpoint(Path(tmp))
         for name in ("predict-2d", "predict-ct", "predict-ct-whole", "preview-slice"):
-            r = subprocess.run([sys.executable, __file__, "--scenario", name, "--depth", str(args.depth),
-                                "--checkpoint", str(ck)], capture_output=True, text=True)
+            r = subprocess.run(
+                [sys.executable, __file__, "--scenario", name, "--depth", str(args.depth), "--checkpoint", str(ck)],
+                capture_output=True,
+                text=True,
+            )
             if r.returncode != 0:
                 results[name] = {
                     "scenario": name,
@@ -141,8 +150,10 @@ def main(argv=None) -> dict:
         if "error" in r:
             print(f"{r['scenario']:18s} failed: {r['error']}")
             continue
-        print(f"{r['scenario']:18s} {r['input_mb']:9.1f} {r['peak_rss_mb']:12.1f} {r['extra_mb']:9.1f} "
-              f"{r['extra_x_input']:12.2f} {r['seconds']:7.1f}")
+        print(
+            f"{r['scenario']:18s} {r['input_mb']:9.1f} {r['peak_rss_mb']:12.1f} {r['extra_mb']:9.1f} "
+            f"{r['extra_x_input']:12.2f} {r['seconds']:7.1f}"
+        )
     a, b = results.get("predict-ct-whole", {}), results.get("predict-ct", {})
     if "extra_mb" in a and "extra_mb" in b and b["extra_mb"] > 0:
         results["whole_over_slab_extra"] = round(a["extra_mb"] / b["extra_mb"], 2)

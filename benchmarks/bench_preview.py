@@ -182,17 +182,21 @@ def main(argv=None) -> dict:
         # the stall beyond the layer update and repaint themselves (which napari does on the GUI thread)
         res["stall_beyond_bare_p95_ms"] = best["stall_p95_ms"] - b["p95_ms"]
         res["goal_stall<=16ms"] = bool(res["stall_beyond_bare_p95_ms"] <= 16)
-        print(f"bare update of the same layers (arrays computed beforehand) + repaint: p50 {b['p50_ms']:.1f} ms, "
-              f"p95 {b['p95_ms']:.1f} ms -> preview overhead over napari p95 {res['overhead_p95_ms']:.1f} ms "
-              f"(goal <= 40); longest GUI-thread stall in a change p95 {best['stall_p95_ms']:.1f} ms, of which "
-              f"{res['stall_beyond_bare_p95_ms']:.1f} ms beyond the bare update (goal <= 16)")
+        print(
+            f"bare update of the same layers (arrays computed beforehand) + repaint: p50 {b['p50_ms']:.1f} ms, "
+            f"p95 {b['p95_ms']:.1f} ms -> preview overhead over napari p95 {res['overhead_p95_ms']:.1f} ms "
+            f"(goal <= 40); longest GUI-thread stall in a change p95 {best['stall_p95_ms']:.1f} ms, of which "
+            f"{res['stall_beyond_bare_p95_ms']:.1f} ms beyond the bare update (goal <= 16)"
+        )
     if "plain_set" in runs:
         p = runs["plain_set"]
         res["plain_set"] = p
         res["p50_ratio_plain/in_place"] = p["p50_ms"] / best["p50_ms"]
         res["p95_ratio_plain/in_place"] = p["p95_ms"] / best["p95_ms"]
-        print(f"latency ratio plain layer.data / in-place updates: p50 {res['p50_ratio_plain/in_place']:.2f}, "
-              f"p95 {res['p95_ratio_plain/in_place']:.2f} (> 1: in-place is faster)")
+        print(
+            f"latency ratio plain layer.data / in-place updates: p50 {res['p50_ratio_plain/in_place']:.2f}, "
+            f"p95 {res['p95_ratio_plain/in_place']:.2f} (> 1: in-place is faster)"
+        )
     print(json.dumps(res))
     return res
 

@@ -130,15 +130,19 @@ def main(argv=None) -> dict:
     t_first = time.perf_counter()
     PPII(default_cfg).sample(a, b, rng=np.random.default_rng(0))
     t_first = time.perf_counter() - t_first
-    t_default, t_paper = timeit_interleaved(lambda: PPII(default_cfg).sample(a, b, rng=np.random.default_rng(0)),
-                                            lambda: PPII(paper_cfg).sample(a, b, rng=np.random.default_rng(0)),
-                                            args.repeats)
+    t_default, t_paper = timeit_interleaved(
+        lambda: PPII(default_cfg).sample(a, b, rng=np.random.default_rng(0)),
+        lambda: PPII(paper_cfg).sample(a, b, rng=np.random.default_rng(0)),
+        args.repeats,
+    )
     results["default_sample_ms"] = t_default * 1e3
     results["default_first_sample_ms"] = t_first * 1e3
     results["paper_sample_ms"] = t_paper * 1e3
     results["default_vs_paper"] = t_default / t_paper
-    print(f"defaults vs paper   : {t_default * 1e3:8.2f} ms vs {t_paper * 1e3:.2f} ms / sample -> "
-          f"{t_default / t_paper:.2f}x (first default sample, masks computed: {t_first * 1e3:.1f} ms)")
+    print(
+        f"defaults vs paper   : {t_default * 1e3:8.2f} ms vs {t_paper * 1e3:.2f} ms / sample -> "
+        f"{t_default / t_paper:.2f}x (first default sample, masks computed: {t_first * 1e3:.1f} ms)"
+    )
 
     # --- the original approach: whole-image sparse direct solve per blend ------------------------
     blends = blends_of(plan, images)
@@ -149,8 +153,9 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     for t, src, m, scale, sl in timed:
         nd = t.ndim
-        v = P.masked_guidance(P.forward_gradients(t, nd), [scale * g for g in P.forward_gradients(src, nd)], m,
-                              mixed_gradients=True)
+        v = P.masked_guidance(
+            P.forward_gradients(t, nd), [scale * g for g in P.forward_gradients(src, nd)], m, mixed_gradients=True
+        )
         ref = P.poisson_solve_sparse(a, sl, v)[sl]
         fast = P.poisson_solve(t, v)
         max_diff = max(max_diff, float(np.abs(ref - fast).max()))
@@ -159,8 +164,10 @@ def main(argv=None) -> dict:
     results["sparse_blends_timed"] = len(timed)
     results["dst_vs_sparse_max_abs_diff"] = max_diff
     results["speedup_vs_sparse"] = t_sparse / t_dst
-    print(f"whole-image sparse  : {t_sparse * 1e3:8.1f} ms / sample ({len(timed)} of {len(blends)} solves timed; "
-          f"max |diff| {max_diff:.2e})  -> DST {t_sparse / t_dst:.0f}x faster")
+    print(
+        f"whole-image sparse  : {t_sparse * 1e3:8.1f} ms / sample ({len(timed)} of {len(blends)} solves timed; "
+        f"max |diff| {max_diff:.2e})  -> DST {t_sparse / t_dst:.0f}x faster"
+    )
 
     # --- single 80x80 patch --------------------------------------------------------------------
     sl = (slice(200, 280), slice(150, 230))

@@ -62,9 +62,15 @@ def time_trainer(cfg: PPIIConfig, images: np.ndarray, steps: int, warmup: int) -
         sync()
         dt = (time.perf_counter() - t0) / steps
         gflop = step_gflop(tr)
-        return {"path": tr.path["path"], "s_per_step": dt, "steps_per_s": 1 / dt,
-                "images_per_s": cfg.training.batch_size / dt, "gflop_per_step": gflop, "gflop_per_s": gflop / dt,
-                "loss": tr.loss}
+        return {
+            "path": tr.path["path"],
+            "s_per_step": dt,
+            "steps_per_s": 1 / dt,
+            "images_per_s": cfg.training.batch_size / dt,
+            "gflop_per_step": gflop,
+            "gflop_per_s": gflop / dt,
+            "loss": tr.loss,
+        }
 
 
 def main(argv=None) -> dict:
@@ -92,15 +98,27 @@ def main(argv=None) -> dict:
         + ([f"training.num_threads={args.threads}"] if args.threads else [])
     )
     images = load_normal_images(base)
-    res = {"device": args.device, "threads": torch.get_num_threads(), "size": args.size, "batch": args.batch,
-           "base_channels": args.base_channels, "steps": args.steps}
-    rows = (("fp32", ["training.amp=false", "training.channels_last=false"]),
-            ("eager", ["training.compile=false"]), ("default", []))
+    res = {
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "size": args.size,
+        "batch": args.batch,
+        "base_channels": args.base_channels,
+        "steps": args.steps,
+    }
+    rows = (
+        ("fp32", ["training.amp=false", "training.channels_last=false"]),
+        ("eager", ["training.compile=false"]),
+        ("default", []),
+    )
     for name, over in rows:
         r = time_trainer(base.with_overrides(over), images, args.steps, args.warmup)
         res[name] = r
-        print(f"{name:8s} [{r['path']}]: {r['s_per_step']:.3f} s/step, {r['images_per_s']:.2f} images/s, "
-              f"{r['gflop_per_s']:.0f} GFLOP/s ({r['gflop_per_step']:.1f} GFLOP/step)", flush=True)
+        print(
+            f"{name:8s} [{r['path']}]: {r['s_per_step']:.3f} s/step, {r['images_per_s']:.2f} images/s, "
+            f"{r['gflop_per_s']:.0f} GFLOP/s ({r['gflop_per_step']:.1f} GFLOP/step)",
+            flush=True,
+        )
     res["speedup"] = res["default"]["steps_per_s"] / res["fp32"]["steps_per_s"]
     res["speedup_eager"] = res["eager"]["steps_per_s"] / res["fp32"]["steps_per_s"]
     print(f"speedup default / fp32: {res['speedup']:.2f}x (the default without compiling: {res['speedup_eager']:.2f}x)")

@@ -57,8 +57,13 @@ def check(device: str, size: int, batch: int, base: int, steps: int, ct_shape: t
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    out: dict = {"device": torch.cuda.get_device_name(dev) if cuda else "cpu", "torch": torch.__version__,
-                 "size": size, "batch": batch, "base_channels": base}
+    out: dict = {
+        "device": torch.cuda.get_device_name(dev) if cuda else "cpu",
+        "torch": torch.__version__,
+        "size": size,
+        "batch": batch,
+        "base_channels": base,
+    }
     t_all = time.perf_counter()
     imgs = _images(size, max(batch, 4))
 
@@ -96,9 +101,11 @@ def check(device: str, size: int, batch: int, base: int, steps: int, ct_shape: t
     plan = ref_syn.plan(pair, np.random.default_rng(1), n_out=1)
     a = ref_syn.batch(pair, plan=plan, n_out=1)[0]
     b = ref_syn.batch(torch.as_tensor(pair, dtype=torch.float32, device=dev), plan=plan, n_out=1)[0]
-    out["agreement"] = {"image_max_abs_diff": float(np.abs(np.asarray(b.image.cpu()) - a.image).max()),
-                        "label_max_abs_diff": float(np.abs(np.asarray(b.label.cpu()) - a.label).max()),
-                        "anomalies": len(plan)}
+    out["agreement"] = {
+        "image_max_abs_diff": float(np.abs(np.asarray(b.image.cpu()) - a.image).max()),
+        "label_max_abs_diff": float(np.abs(np.asarray(b.label.cpu()) - a.label).max()),
+        "anomalies": len(plan),
+    }
 
     # 4. prediction of a whole CT volume
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,8 +119,11 @@ def check(device: str, size: int, batch: int, base: int, steps: int, ct_shape: t
         t = time.perf_counter()
         amap = pred.predict_scan(scan)
         sync()
-        out["predict"] = {"shape": list(ct_shape), "seconds": time.perf_counter() - t,
-                          "finite": bool(np.isfinite(amap.mean).all())}
+        out["predict"] = {
+            "shape": list(ct_shape),
+            "seconds": time.perf_counter() - t,
+            "finite": bool(np.isfinite(amap.mean).all()),
+        }
     out["peak_memory_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30 if cuda else None
     out["seconds"] = time.perf_counter() - t_all
     return out

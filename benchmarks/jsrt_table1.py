@@ -93,8 +93,11 @@ def main(argv=None) -> dict:
                         row[f"{key}_pixel_auroc"] = m["pixel_auroc"]
                         row[f"{key}_froc_at_10fp"] = m["froc_at_10fp"]
                 traj.append(row)
-                print(f"{model} step {row['step']}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()
-                                                                  if isinstance(v, float)), flush=True)
+                print(
+                    f"{model} step {row['step']}: "
+                    + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)),
+                    flush=True,
+                )
             trajectories[model] = traj
             with_dice = [r for r in traj if r["val_dice"] is not None]
             if with_dice and sel != "val_dice":

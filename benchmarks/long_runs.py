@@ -46,8 +46,11 @@ from napari_ppii.training import load_checkpoint, read_log  # noqa: E402
 def _nih_sets() -> dict:
     nih = SHARED / "nih-cxr" / "annotations.csv"
     sets = {}
-    bundled = {r["image"] for r in csv.DictReader((ROOT / "resources" / "nih-cxr" / "annotations.csv").open())
-               if r["label"] != "normal"}
+    bundled = {
+        r["image"]
+        for r in csv.DictReader((ROOT / "resources" / "nih-cxr" / "annotations.csv").open())
+        if r["label"] != "normal"
+    }
     if nih.exists():
         items = load_csv_test_set(nih, labels=["Nodule", "Mass"], split="all")
         sets["NIH ref"] = [it for it in items if it.positive and Path(it.path).name not in bundled]
@@ -94,8 +97,11 @@ def _swa(paths: list[Path], out: Path) -> Path:
 
 def _row(ev_metrics: dict) -> dict:
     m = ev_metrics
-    out = {"prior": {k: m[k] for k in ("pixel_auroc", "pixel_auroc_ci", "froc_at_10fp", "froc_at_10fp_ci", "top1_hits")
-                     if k in m}}
+    out = {
+        "prior": {
+            k: m[k] for k in ("pixel_auroc", "pixel_auroc_ci", "froc_at_10fp", "froc_at_10fp_ci", "top1_hits") if k in m
+        }
+    }
     flat = m.get("per_slice", m)
     out["prior"]["top1_hits"] = flat["top1_hits"]
     r = m.get("raw", {})
@@ -129,7 +135,7 @@ def main(argv=None) -> dict:
                 it.scan = read_scan(it.path)
     log = read_log(run / "log.jsonl")
     vals = {r["step"]: r for r in log if r["event"] == "val"}
-    cands = kept[::args.every]
+    cands = kept[:: args.every]
     if kept[-1] not in cands:
         cands.append(kept[-1])
     tmp = Path(tempfile.mkdtemp())
@@ -145,17 +151,24 @@ def main(argv=None) -> dict:
     for name, path in named:
         pred = Predictor(path)
         v = vals.get(pred.step, {})
-        row = {"step": pred.step, "val_dice": v.get("val_dice"), "select": v.get("select"),
-               "select_score": v.get("select_score") if name != "swa (last 3 kept)" else None}
+        row = {
+            "step": pred.step,
+            "val_dice": v.get("val_dice"),
+            "select": v.get("select"),
+            "select_score": v.get("select_score") if name != "swa (last 3 kept)" else None,
+        }
         for sname, items in sets.items():
             first = sname not in results["floors"]
             ev = evaluate(pred, items, opts, floors=["lung_field", "blob", "darkness"] if first else False)
             if first:
                 results["floors"][sname] = ev.metrics["floors"]
             row[sname] = _row(ev.metrics)
-            print(f"{name} (step {pred.step}) {sname}: raw {fmt_ci(ev.metrics.get('raw', {}), 'pixel_auroc')} / "
-                  f"prior {fmt_ci(ev.metrics, 'pixel_auroc')} pixel AUROC, top-1 {row[sname]['prior']['top1_hits']} "
-                  f"(raw {row[sname]['raw'].get('top1_hits')})", flush=True)
+            print(
+                f"{name} (step {pred.step}) {sname}: raw {fmt_ci(ev.metrics.get('raw', {}), 'pixel_auroc')} / "
+                f"prior {fmt_ci(ev.metrics, 'pixel_auroc')} pixel AUROC, top-1 {row[sname]['prior']['top1_hits']} "
+                f"(raw {row[sname]['raw'].get('top1_hits')})",
+                flush=True,
+            )
         results["rows"][name] = row
     # how well each selection rule's score follows lesion detection across the kept checkpoints
     from scipy.stats import spearmanr
@@ -168,17 +181,23 @@ def main(argv=None) -> dict:
             xs = [r[rule] for r in steps_rows]
             if len(xs) < 3 or any(x is None for x in xs):
                 continue
-            for what, get in (("pixel_auroc", lambda r: r[sname]["prior"]["pixel_auroc"]),
-                              ("froc_at_10fp", lambda r: r[sname]["prior"]["froc_at_10fp"]),
-                              ("top1", lambda r: r[sname]["prior"]["top1_hits"][0])):
+            for what, get in (
+                ("pixel_auroc", lambda r: r[sname]["prior"]["pixel_auroc"]),
+                ("froc_at_10fp", lambda r: r[sname]["prior"]["froc_at_10fp"]),
+                ("top1", lambda r: r[sname]["prior"]["top1_hits"][0]),
+            ):
                 rho = spearmanr(xs, [get(r) for r in steps_rows]).statistic
                 out[f"{rule} ~ {what}"] = None if rho != rho else float(rho)
         results["rule_vs_detection"][sname] = out
     md = [f"Run `{run.name}` ({len(kept)} kept checkpoints); prior: {DEFAULT_PRIOR.describe()}.", ""]
     for sname in sets:
-        md += [f"#### {sname}", "", "| checkpoint | step | synthetic val Dice | selection score | pixel AUROC raw | "
-               "pixel AUROC x prior | FROC@10FP raw | FROC@10FP x prior | top-1 on lesion raw | top-1 x prior |",
-               "|---|---|---|---|---|---|---|---|---|---|"]
+        md += [
+            f"#### {sname}",
+            "",
+            "| checkpoint | step | synthetic val Dice | selection score | pixel AUROC raw | "
+            "pixel AUROC x prior | FROC@10FP raw | FROC@10FP x prior | top-1 on lesion raw | top-1 x prior |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for name, row in results["rows"].items():
             r, p = row[sname]["raw"], row[sname]["prior"]
             vd = f"{row['val_dice']:.3f}" if row["val_dice"] is not None else ""
@@ -191,13 +210,18 @@ def main(argv=None) -> dict:
             )
         for fname, f in results["floors"][sname].items():
             f = f.get("per_slice", f)
-            md.append(f"| floor: {fname} | | | | {fmt_ci(f, 'pixel_auroc')} | | {fmt_ci(f, 'froc_at_10fp')} | | "
-                      f"{f['top1_hits'][0]}/{f['top1_hits'][1]} | |")
+            md.append(
+                f"| floor: {fname} | | | | {fmt_ci(f, 'pixel_auroc')} | | {fmt_ci(f, 'froc_at_10fp')} | | "
+                f"{f['top1_hits'][0]}/{f['top1_hits'][1]} | |"
+            )
         md.append("")
         rv = results["rule_vs_detection"].get(sname, {})
         if rv:
-            md += ["Spearman correlation across the kept checkpoints, rule score vs the x-prior figure: " +
-                   ", ".join(f"{k} {v:+.2f}" for k, v in rv.items() if v is not None), ""]
+            md += [
+                "Spearman correlation across the kept checkpoints, rule score vs the x-prior figure: "
+                + ", ".join(f"{k} {v:+.2f}" for k, v in rv.items() if v is not None),
+                "",
+            ]
     return write_outputs(args.out, args.kind, md, results)
 
 

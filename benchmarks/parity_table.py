@@ -33,10 +33,19 @@ def main(argv=None) -> dict:
     print("| step | " + " | ".join(f"{n}: val Dice / select score / loss" for n in names) + " |")
     print("|---|" + "---|" * len(names))
     for s in steps:
-        print(f"| {s} | " + " | ".join(f"{vals[n][s]['val_dice']:.3f} / {vals[n][s]['select_score']:.3f} / "
-                                       f"{vals[n][s]['loss']:.3f}" for n in names) + " |")
-    res = {"paths": paths, "images_per_s": speed,
-           "curves": {n: {s: [vals[n][s]["val_dice"], vals[n][s]["select_score"]] for s in steps} for n in names}}
+        print(
+            f"| {s} | "
+            + " | ".join(
+                f"{vals[n][s]['val_dice']:.3f} / {vals[n][s]['select_score']:.3f} / {vals[n][s]['loss']:.3f}"
+                for n in names
+            )
+            + " |"
+        )
+    res = {
+        "paths": paths,
+        "images_per_s": speed,
+        "curves": {n: {s: [vals[n][s]["val_dice"], vals[n][s]["select_score"]] for s in steps} for n in names},
+    }
     print(json.dumps(res))
     return res
 

@@ -45,8 +45,11 @@ def main(argv=None) -> dict:
             print(json.dumps({"skipped": f"{nih} absent"}))
             return {}
         bundled = {r["image"] for r in csv.DictReader((ROOT / "resources" / "nih-cxr" / "annotations.csv").open())}
-        items = [it for it in load_csv_test_set(nih, labels=["Nodule", "Mass"], split="all")
-                 if it.positive and Path(it.path).name not in bundled]
+        items = [
+            it
+            for it in load_csv_test_set(nih, labels=["Nodule", "Mass"], split="all")
+            if it.positive and Path(it.path).name not in bundled
+        ]
     else:
         l2 = SHARED / "lidc-idri-0002"
         if not l2.exists():
@@ -83,8 +86,11 @@ def main(argv=None) -> dict:
                     "top1_hits": r["top1_hits"],
                 }
             )
-            print(f"sigma {sigma:5.3f} floor {floor:4.2f}: pixel AUROC {r['pixel_auroc']:.3f}  FROC@10FP "
-                  f"{r['froc_at_10fp']:.3f}  top-1 {r['top1_hits'][0]}/{r['top1_hits'][1]}", flush=True)
+            print(
+                f"sigma {sigma:5.3f} floor {floor:4.2f}: pixel AUROC {r['pixel_auroc']:.3f}  FROC@10FP "
+                f"{r['froc_at_10fp']:.3f}  top-1 {r['top1_hits'][0]}/{r['top1_hits'][1]}",
+                flush=True,
+            )
     # a floor above zero is part of the design (a lesion just outside the mask must still score): the pick
     # is among those
     best = max(

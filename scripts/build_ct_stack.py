@@ -33,8 +33,12 @@ def main(argv: list[str]) -> int:
     images, masks, sources = [], [], []
     for pair in argv[2:]:
         series, _, boxes = pair.partition(":")
-        cfg = cfg0.model_copy(update={"data": cfg0.data.model_copy(update={"train": series, "boxes": boxes or None}),
-                                      "synthesis": cfg0.synthesis.model_copy(update={"placement": "lungs"})})
+        cfg = cfg0.model_copy(
+            update={
+                "data": cfg0.data.model_copy(update={"train": series, "boxes": boxes or None}),
+                "synthesis": cfg0.synthesis.model_copy(update={"placement": "lungs"}),
+            }
+        )
         im, m = load_training_set(cfg)
         _, _, keep = _load_images(cfg)
         images.append(im)

@@ -85,9 +85,14 @@ def _shots(out: Path, skip_training: bool) -> int:
         dock = viewer.window.add_dock_widget(trainer, name="Training", area="right")
         trainer.layer_list.value = [n for n in trainer.layer_list.choices if n.startswith("NIH") and "0013751" not in n]
         trainer.use_layers.setChecked(True)
-        for key, value in (("data.image_size", 128), ("training.steps", 60), ("training.val_every", 20),
-                           ("training.batch_size", 4), ("model.base_channels", 8),
-                           ("training.out_dir", tempfile.mkdtemp(prefix="ppii-shots-"))):
+        for key, value in (
+            ("data.image_size", 128),
+            ("training.steps", 60),
+            ("training.val_every", 20),
+            ("training.batch_size", 4),
+            ("model.base_channels", 8),
+            ("training.out_dir", tempfile.mkdtemp(prefix="ppii-shots-")),
+        ):
             trainer.set_value(key, value)
         trainer.start()
         _wait_for(app, lambda: not trainer.running and not trainer.timer.isActive(), 900)
@@ -147,8 +152,9 @@ def _shots(out: Path, skip_training: bool) -> int:
     viewer.window.add_dock_widget(evaluation, name="Evaluation", area="right")
     evaluation.checkpoint.setText(str(MODELS / "lidc_unet_demo.pt"))
     evaluation.data.setText(str(_sample_data.RESOURCES.joinpath("lidc-idri-0001", "LIDC-IDRI-0001_slab_fov256.nii.gz")))
-    evaluation.boxes.setText(str(_sample_data.RESOURCES.joinpath("lidc-idri-0001",
-                                                                 "LIDC-IDRI-0001_slab_fov256_boxes.csv")))
+    evaluation.boxes.setText(
+        str(_sample_data.RESOURCES.joinpath("lidc-idri-0001", "LIDC-IDRI-0001_slab_fov256_boxes.csv"))
+    )
     evaluation.n_boot.setValue(100)
     evaluation.run()
     _wait_for(app, lambda: not evaluation.busy and evaluation.evaluation is not None, 600)

@@ -88,8 +88,10 @@ def make_broken_files(folder: Path) -> dict[str, Path]:
     out["huge_frames.dcm"] = _dicom(folder / "huge_frames.dcm", NumberOfFrames=100000)
     raw = folder / "huge.raw"
     raw.write_bytes(b"\0" * 64)
-    (folder / "huge.mhd").write_text("ObjectType = Image\nNDims = 3\nDimSize = 100000 100000 100000\n"
-                                     "ElementType = MET_SHORT\nElementDataFile = huge.raw\n")
+    (folder / "huge.mhd").write_text(
+        "ObjectType = Image\nNDims = 3\nDimSize = 100000 100000 100000\n"
+        "ElementType = MET_SHORT\nElementDataFile = huge.raw\n"
+    )
     out["huge.mhd"] = folder / "huge.mhd"
     hdr = nib.Nifti1Header()
     hdr.set_data_shape((30000, 30000, 30000))
@@ -119,8 +121,15 @@ def make_broken_files(folder: Path) -> dict[str, Path]:
     rgb = np.stack([img, img[::-1], img.T], -1)
     iio.imwrite(folder / "colour.png", rgb)
     out["colour.png"] = folder / "colour.png"
-    out["colour.dcm"] = _dicom(folder / "colour.dcm", SamplesPerPixel=3, PhotometricInterpretation="RGB",
-                               BitsAllocated=8, BitsStored=8, HighBit=7, PixelData=rgb.tobytes())
+    out["colour.dcm"] = _dicom(
+        folder / "colour.dcm",
+        SamplesPerPixel=3,
+        PhotometricInterpretation="RGB",
+        BitsAllocated=8,
+        BitsStored=8,
+        HighBit=7,
+        PixelData=rgb.tobytes(),
+    )
     sitk.WriteImage(sitk.GetImageFromArray(rgb, isVector=True), str(folder / "colour.mha"))
     out["colour.mha"] = folder / "colour.mha"
     # multi-frame

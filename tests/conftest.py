@@ -13,9 +13,23 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 
 
-def make_dicom(path: Path, pixels: np.ndarray, *, position=(0.0, 0.0, 0.0), instance=1, series_uid="1.2.3.4",
-               modality="CT", slope=1.0, intercept=-1024.0, photometric="MONOCHROME2", bits_stored=None,
-               spacing=(0.7, 0.7), orientation=(1, 0, 0, 0, 1, 0), signed=None, extra=None) -> Path:
+def make_dicom(
+    path: Path,
+    pixels: np.ndarray,
+    *,
+    position=(0.0, 0.0, 0.0),
+    instance=1,
+    series_uid="1.2.3.4",
+    modality="CT",
+    slope=1.0,
+    intercept=-1024.0,
+    photometric="MONOCHROME2",
+    bits_stored=None,
+    spacing=(0.7, 0.7),
+    orientation=(1, 0, 0, 0, 1, 0),
+    signed=None,
+    extra=None,
+) -> Path:
     """Write a minimal but valid single-frame DICOM file (explicit VR little endian)."""
     import pydicom
     from pydicom.dataset import FileMetaDataset
@@ -178,7 +192,7 @@ def chest_phantom(size=256, seed=0, nodule=None):
 def ct_phantom(shape=(24, 96, 96), nodule=True):
     """A chest-CT-like volume in HU: air outside an elliptic body (40 HU), two lungs (-850 HU), a
     nodule (+30 HU) inside the left lung.  Returns ``(volume, true lung mask)``."""
-    z, y, x = np.mgrid[:shape[0], :shape[1], :shape[2]]
+    z, y, x = np.mgrid[: shape[0], : shape[1], : shape[2]]
     ny, nx = y / shape[1], x / shape[2]
     body = ((ny - 0.5) / 0.42) ** 2 + ((nx - 0.5) / 0.46) ** 2 <= 1
     lungs = np.zeros(shape, bool)

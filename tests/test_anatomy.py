@@ -112,10 +112,10 @@ def test_ct_mask_covers_a_nodule_on_the_pleura_and_keeps_out_the_chest_wall():
     """A nodule attached to the lateral pleura of the left lung (it indents the threshold mask): inside
     the envelope, outside the threshold mask; the body wall and the air outside stay out."""
     vol, truth = ct_phantom((24, 160, 160), nodule=False)
-    z, y, x = np.mgrid[:vol.shape[0], :160, :160]
+    z, y, x = np.mgrid[: vol.shape[0], :160, :160]
     # the left lung's lateral edge at row 0.48 is at column (0.32 - 0.13) * 160 = 30.4: a nodule (6% of
     # the width, ~25 mm in a chest) centred just inside it, half in the wall
-    nod = (z - 12) ** 2 + (y - 77) ** 2 + (x - 32) ** 2 <= 5 ** 2
+    nod = (z - 12) ** 2 + (y - 77) ** 2 + (x - 32) ** 2 <= 5**2
     vol[nod] = 30.0
     centre = (12, 77, 33)
     plain = lung_mask_ct(vol, envelope=False)

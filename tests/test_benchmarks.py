@@ -23,8 +23,14 @@ def _bench(name: str):
 
 def test_bench_synthesis_runs_with_the_defaults_and_the_papers_settings():
     res = _bench("bench_synthesis").main(["--repeats", "1", "--sparse-blends", "1", "--batch", "2"])
-    for k in ("dst_sample_ms", "default_sample_ms", "paper_sample_ms", "default_vs_paper", "sparse_sample_ms",
-              "torch_batch_images_per_s"):
+    for k in (
+        "dst_sample_ms",
+        "default_sample_ms",
+        "paper_sample_ms",
+        "default_vs_paper",
+        "sparse_sample_ms",
+        "torch_batch_images_per_s",
+    ):
         assert math.isfinite(res[k]) and res[k] > 0, k
     # the DST engine solves the same discrete problem as the whole-image sparse solve
     assert res["dst_vs_sparse_max_abs_diff"] < 1e-8
@@ -32,8 +38,9 @@ def test_bench_synthesis_runs_with_the_defaults_and_the_papers_settings():
 
 
 def test_bench_training_compares_the_default_path_with_fp32():
-    res = _bench("bench_training").main(["--size", "64", "--batch", "2", "--steps", "1", "--warmup", "0",
-                                         "--base-channels", "4"])
+    res = _bench("bench_training").main(
+        ["--size", "64", "--batch", "2", "--steps", "1", "--warmup", "0", "--base-channels", "4"]
+    )
     assert res["fp32"]["path"] == "cpu fp32"
     assert res["default"]["gflop_per_step"] == res["fp32"]["gflop_per_step"] > 0
     assert math.isfinite(res["speedup"]) and res["speedup"] > 0

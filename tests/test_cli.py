@@ -21,9 +21,21 @@ def _arrays(folder, fmt="tif"):
 
 def test_synthesize_sample_writes_outputs_and_replays_exactly(tmp_path):
     out = tmp_path / "a"
-    rc = main([str(SAMPLE / "00000002_000.png"), "--source", str(SAMPLE / "00000005_000.png")][:0] + [
-        "synthesize", str(SAMPLE / "00000002_000.png"), "--source", str(SAMPLE / "00000005_000.png"),
-        "--seed", "3", "--size", "256", "--out", str(out)])
+    rc = main(
+        [str(SAMPLE / "00000002_000.png"), "--source", str(SAMPLE / "00000005_000.png")][:0]
+        + [
+            "synthesize",
+            str(SAMPLE / "00000002_000.png"),
+            "--source",
+            str(SAMPLE / "00000005_000.png"),
+            "--seed",
+            "3",
+            "--size",
+            "256",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     rec = json.loads((out / "params.json").read_text())
     assert rec["config"]["seed"] == 3 and rec["config"]["synthesis"]["method"] == "ppii"
@@ -34,7 +46,7 @@ def test_synthesize_sample_writes_outputs_and_replays_exactly(tmp_path):
     inside = np.zeros((256, 256), bool)
     for b in rec["boxes"]:
         (y0, x0), (y1, x1) = b["lo"], b["hi"]
-        inside[int(y0):int(y1) + 1, int(x0):int(x1) + 1] = True
+        inside[int(y0) : int(y1) + 1, int(x0) : int(x1) + 1] = True
     assert np.all(a["label"][~inside] == 0)
     # replay from the JSON: identical arrays
     rc = main(["synthesize", "--replay", str(out / "params.json"), "--out", str(tmp_path / "b")])
@@ -43,15 +55,39 @@ def test_synthesize_sample_writes_outputs_and_replays_exactly(tmp_path):
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
     # same seed and settings again: identical too; another seed: different
-    main(["synthesize", str(SAMPLE / "00000002_000.png"), "--source", str(SAMPLE / "00000005_000.png"),
-          "--seed", "3", "--size", "256", "--out", str(tmp_path / "c")])
+    main(
+        [
+            "synthesize",
+            str(SAMPLE / "00000002_000.png"),
+            "--source",
+            str(SAMPLE / "00000005_000.png"),
+            "--seed",
+            "3",
+            "--size",
+            "256",
+            "--out",
+            str(tmp_path / "c"),
+        ]
+    )
     np.testing.assert_array_equal(_arrays(tmp_path / "c")["image"], a["image"])
 
 
 @pytest.mark.parametrize("method", ["pii", "fpi", "nsa"])
 def test_synthesize_baselines_png(tmp_path, method):
-    rc = main(["synthesize", str(SAMPLE / "00000005_003.png"), "--method", method, "--size", "128",
-               "--format", "png", "--out", str(tmp_path)])
+    rc = main(
+        [
+            "synthesize",
+            str(SAMPLE / "00000005_003.png"),
+            "--method",
+            method,
+            "--size",
+            "128",
+            "--format",
+            "png",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0
     assert read_scan(tmp_path / "label.png").array.max() > 0
 
@@ -62,8 +98,20 @@ def test_synthesize_volume_writes_nifti_with_geometry(tmp_path):
     vol = (smooth_image((20, 48, 40), seed=2) * 1400 - 1200).astype(np.float32)
     scan = Scan(vol, (2.5, 0.8, 0.8), (-100.0, 5.0, 6.0), np.eye(3), "CT")
     src = write_array(vol, tmp_path / "ct", like=scan, fmt="nifti")
-    rc = main(["synthesize", str(src), "--seed", "1", "--set", "synthesis.n_anomalies=[2,3]", "--set",
-               "synthesis.placement=anywhere", "--out", str(tmp_path / "o")])
+    rc = main(
+        [
+            "synthesize",
+            str(src),
+            "--seed",
+            "1",
+            "--set",
+            "synthesis.n_anomalies=[2,3]",
+            "--set",
+            "synthesis.placement=anywhere",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 0
     img = read_scan(tmp_path / "o" / "image.nii.gz")
     assert img.shape == (20, 48, 40)
@@ -76,21 +124,28 @@ def test_dicom_series_input(tmp_path, dicom_series):
     assert main(["synthesize", str(dicom_series), "--out", str(tmp_path / "o")]) == 2
 
 
-@pytest.mark.parametrize("args,match", [
-    (["synthesize", "missing.png", "--out", "o"], "no such file"),
-    (["synthesize", "{sample}", "--set", "synthesis.n_raters=[0,2]", "--out", "o"], "n_raters"),
-    (["synthesize", "{tiny}", "--out", "o"], "too small"),
-    (["info", "{txt}"], "unsupported file type"),
-])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["synthesize", "missing.png", "--out", "o"], "no such file"),
+        (["synthesize", "{sample}", "--set", "synthesis.n_raters=[0,2]", "--out", "o"], "n_raters"),
+        (["synthesize", "{tiny}", "--out", "o"], "too small"),
+        (["info", "{txt}"], "unsupported file type"),
+    ],
+)
 def test_bad_input_one_line_on_stderr(tmp_path, capsys, args, match):
     import imageio.v3 as iio
 
     iio.imwrite(tmp_path / "tiny.png", np.zeros((8, 8), np.uint8))
     (tmp_path / "x.txt").write_text("x")
-    args = [a.format(sample=SAMPLE / "00000002_000.png", tiny=tmp_path / "tiny.png", txt=tmp_path / "x.txt")
-            .replace("o", str(tmp_path / "o")) if a == "o" else
-            a.format(sample=SAMPLE / "00000002_000.png", tiny=tmp_path / "tiny.png", txt=tmp_path / "x.txt")
-            for a in args]
+    args = [
+        a.format(sample=SAMPLE / "00000002_000.png", tiny=tmp_path / "tiny.png", txt=tmp_path / "x.txt").replace(
+            "o", str(tmp_path / "o")
+        )
+        if a == "o"
+        else a.format(sample=SAMPLE / "00000002_000.png", tiny=tmp_path / "tiny.png", txt=tmp_path / "x.txt")
+        for a in args
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("ppii: error:") and match in err
@@ -126,13 +181,33 @@ def test_one_input_rule_for_info_and_predict_and_plain_warnings(tmp_path, capsys
     assert "series 1.2.3.4" in out and "slices 4" in out and "file cxr.png" in out
     assert "not read: boxes.xml" in out and "not read: notes.txt" in out
     assert "ppii: warning:" in err and "irregular slice spacing" in err and "readers.py" not in err
-    cfg = PPIIConfig().with_overrides(["model.base_channels=4", "model.levels=3", "data.image_size=32",
-                                       "training.batch_size=4", "data.val_samples=4", "training.steps=1",
-                                       "training.val_every=1", "synthesis.placement=anywhere",
-                                       f"training.out_dir={tmp_path / 'run'}"])
+    cfg = PPIIConfig().with_overrides(
+        [
+            "model.base_channels=4",
+            "model.levels=3",
+            "data.image_size=32",
+            "training.batch_size=4",
+            "data.val_samples=4",
+            "training.steps=1",
+            "training.val_every=1",
+            "synthesis.placement=anywhere",
+            f"training.out_dir={tmp_path / 'run'}",
+        ]
+    )
     train(cfg, images=np.stack([smooth_image((32, 32), seed=s) for s in range(5)]))
-    rc = main(["predict", str(folder), "--checkpoint", str(tmp_path / "run" / "last.pt"), "--out", str(tmp_path / "p"),
-               "--prior", "none", "--quiet"])
+    rc = main(
+        [
+            "predict",
+            str(folder),
+            "--checkpoint",
+            str(tmp_path / "run" / "last.pt"),
+            "--out",
+            str(tmp_path / "p"),
+            "--prior",
+            "none",
+            "--quiet",
+        ]
+    )
     out, err = capsys.readouterr()
     assert rc == 1  # something was skipped: said, and the exit status says so
     assert "2 scans predicted" in out

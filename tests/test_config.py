@@ -29,21 +29,25 @@ def test_clip_accepts_the_old_booleans():
 
 
 def test_overrides_and_yaml_round_trip(tmp_path):
-    c = PPIIConfig().with_overrides(["synthesis.n_raters=[2, 5]", "synthesis.method=pii", "seed=9",
-                                     "preprocess.size=256"])
+    c = PPIIConfig().with_overrides(
+        ["synthesis.n_raters=[2, 5]", "synthesis.method=pii", "seed=9", "preprocess.size=256"]
+    )
     assert c.synthesis.n_raters == (2, 5) and c.synthesis.method == "pii" and c.seed == 9
     c.save(tmp_path / "c.yaml")
     assert PPIIConfig.load(tmp_path / "c.yaml") == c
 
 
-@pytest.mark.parametrize("override,match", [
-    ("synthesis.n_raters=[3, 1]", "n_raters"),
-    ("synthesis.nraters=3", "unknown configuration key"),
-    ("nosection.x=1", "unknown configuration"),
-    ("synthesis.rater_radius=2", "rater_radius"),
-    ("seed=-1", "seed"),
-    ("justtext", "key=value"),
-])
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("synthesis.n_raters=[3, 1]", "n_raters"),
+        ("synthesis.nraters=3", "unknown configuration key"),
+        ("nosection.x=1", "unknown configuration"),
+        ("synthesis.rater_radius=2", "rater_radius"),
+        ("seed=-1", "seed"),
+        ("justtext", "key=value"),
+    ],
+)
 def test_bad_overrides(override, match):
     with pytest.raises(InputError, match=match):
         PPIIConfig().with_overrides([override])

@@ -39,11 +39,25 @@ def test_broken_files_fail_cleanly_with_a_reason(tmp_path):
     print(f"\nbroken files ({len(files)}): {dict(counts)}")
     assert not others, "\n".join(others)
     # each kind of damage is refused with the reason named, not just "an error"
-    expect = {"truncated.dcm": "pixel data", "bad_frames.dcm": "NumberOfFrames", "bad_slope.dcm": "RescaleSlope",
-              "huge.nii": "voxels", "huge.mhd": "voxels", "huge_rows.dcm": "voxels", "zero_pixels.dcm": "empty",
-              "nan.tif": "NaN", "inf.nii.gz": "NaN/Inf", "one_pixel.png": "too small", "colour.png": "colour",
-              "colour.dcm": "photometric", "multiframe.dcm": "multi-frame", "empty.dcm": "empty",
-              "png_named.dcm": "not a DICOM", "empty_dir": "empty", "data.csv": "unsupported file type"}
+    expect = {
+        "truncated.dcm": "pixel data",
+        "bad_frames.dcm": "NumberOfFrames",
+        "bad_slope.dcm": "RescaleSlope",
+        "huge.nii": "voxels",
+        "huge.mhd": "voxels",
+        "huge_rows.dcm": "voxels",
+        "zero_pixels.dcm": "empty",
+        "nan.tif": "NaN",
+        "inf.nii.gz": "NaN/Inf",
+        "one_pixel.png": "too small",
+        "colour.png": "colour",
+        "colour.dcm": "photometric",
+        "multiframe.dcm": "multi-frame",
+        "empty.dcm": "empty",
+        "png_named.dcm": "not a DICOM",
+        "empty_dir": "empty",
+        "data.csv": "unsupported file type",
+    }
     for name, words in expect.items():
         kind, detail = classify(files[name], tmp_path / "again")
         assert kind == "clean" and words in detail, (name, kind, detail)

@@ -56,8 +56,12 @@ def test_the_ct_model_still_scores_the_unseen_slab_as_measured():
     items = load_volume_test_set(
         slab / "LIDC-IDRI-0001_slab_fov256.nii.gz", slab / "LIDC-IDRI-0001_slab_fov256_boxes.csv"
     )
-    ev = evaluate(Predictor(CT, device="cpu"), items, EvalOptions(n_boot=20, prior=DEFAULT_PRIOR),
-                  floors=["random", "lung_field", "blob"])
+    ev = evaluate(
+        Predictor(CT, device="cpu"),
+        items,
+        EvalOptions(n_boot=20, prior=DEFAULT_PRIOR),
+        floors=["random", "lung_field", "blob"],
+    )
     per_slice = ev.metrics["per_slice"]
     assert len(per_slice["first_hit"]) == 9  # the nodule's slices
     assert per_slice["top1_hits"][0] >= SHIPPED_CT_TOP1 - 1

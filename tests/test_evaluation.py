@@ -144,8 +144,23 @@ def test_evaluate_cli_end_to_end(tmp_path, capsys):
     test_csv = nih_all_test_csv(tmp_path)
     ckpt = tiny_checkpoint(tmp_path)
     out = tmp_path / "eval"
-    assert main(["evaluate", "--checkpoint", str(ckpt), "--data", str(test_csv), "--out", str(out),
-                 "--n-boot", "20", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(ckpt),
+                "--data",
+                str(test_csv),
+                "--out",
+                str(out),
+                "--n-boot",
+                "20",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
     assert m["n_images"] == 6 and m["n_positive"] == 2
     for k in ("pixel_auroc", "sample_auroc", "sample_ap", "froc_at_10fp"):
@@ -203,8 +218,11 @@ def test_lung_region_auroc_and_floors_on_a_hand_made_case():
     for s in range(6):
         y, x = int(rng.integers(90, 140)), int(rng.choice([70, 180]))
         img, _ = chest_phantom(256, s, nodule=(y, x, 7, 0.6))
-        items.append(TestItem(f"p{s}", None, [Box((y - 7, x - 7), (y + 7, x + 7))],
-                              Scan(img, (1.0, 1.0), (0.0, 0.0), np.eye(2), "CR")))
+        items.append(
+            TestItem(
+                f"p{s}", None, [Box((y - 7, x - 7), (y + 7, x + 7))], Scan(img, (1.0, 1.0), (0.0, 0.0), np.eye(2), "CR")
+            )
+        )
     ev = evaluate(None, items, EvalOptions(n_boot=20), floors=["random", "lung_field", "blob"])
     f = ev.metrics["floors"]
     assert set(f) == {"random", "lung_field", "blob"}
@@ -247,9 +265,15 @@ def test_summary_says_where_the_strongest_detections_land(tmp_path):
     per_slice = score_maps(list(vol), slices, OPTS, names=[f"v z={z}" for z in range(5)])
     per_3d = score_maps([vol], [[lesion]], OPTS, three_d=True, names=["v"])
     floor = score_maps([np.zeros((40, 40))] * 5, slices, OPTS, full=False)
-    metrics = {"per_slice": per_slice, "per_lesion_3d": per_3d, "pixel_auroc": per_slice["pixel_auroc"],
-               "pixel_auroc_ci": per_slice["pixel_auroc_ci"], "froc_at_10fp": per_slice["froc_at_10fp"],
-               "froc_at_10fp_ci": per_slice["froc_at_10fp_ci"], "floors": {"flat": floor}}
+    metrics = {
+        "per_slice": per_slice,
+        "per_lesion_3d": per_3d,
+        "pixel_auroc": per_slice["pixel_auroc"],
+        "pixel_auroc_ci": per_slice["pixel_auroc_ci"],
+        "froc_at_10fp": per_slice["froc_at_10fp"],
+        "froc_at_10fp_ci": per_slice["froc_at_10fp_ci"],
+        "floors": {"flat": floor},
+    }
     assert per_slice["first_hit"] == {"v z=1": 1, "v z=2": 1, "v z=3": 2}
     text = summarise(metrics)
     assert "strongest detection lies on a lesion: yes (1 of 1 volume with lesions)" in text
@@ -297,11 +321,18 @@ def test_one_lesion_rule_for_the_dock_and_the_evaluation():
     from napari_ppii.evaluation.evaluate import lesion_boxes
     from napari_ppii.io.boxes import Box
 
-    marks = [Box((5, 10, 10), (7, 20, 20), label="nodule>=3mm"), Box((5, 11, 12), (6, 21, 19), label="nodule>=3mm"),
-             Box((6, 40, 40), (6, 40, 40), label="nodule<3mm"), Box((6, 50, 10), (6, 50, 10), label="non-nodule")]
+    marks = [
+        Box((5, 10, 10), (7, 20, 20), label="nodule>=3mm"),
+        Box((5, 11, 12), (6, 21, 19), label="nodule>=3mm"),
+        Box((6, 40, 40), (6, 40, 40), label="nodule<3mm"),
+        Box((6, 50, 10), (6, 50, 10), label="non-nodule"),
+    ]
     assert len(lesion_boxes(marks)) == 1
-    other = [Box((10, 10), (20, 20), label="Nodule"), Box((15, 15), (25, 25), label="Nodule"),
-             Box((40, 40), (50, 50), label="Mass")]
+    other = [
+        Box((10, 10), (20, 20), label="Nodule"),
+        Box((15, 15), (25, 25), label="Nodule"),
+        Box((40, 40), (50, 50), label="Mass"),
+    ]
     assert len(lesion_boxes(other)) == 2
     data, kw, _ = boxes_shapes_data(marks, 3)
     layer = Shapes(data, **kw)

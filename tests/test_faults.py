@@ -20,15 +20,35 @@ from napari_ppii.errors import InputError
 from napari_ppii.training import TrainingError, load_checkpoint, read_log, train
 from napari_ppii.training.rundir import RunLock, in_use, plan_run_dir
 
-TINY = ["model.base_channels=4", "model.levels=3", "data.image_size=32", "training.batch_size=4",
-        "data.val_samples=4", "training.warmup_steps=2", "training.log_every=1", "synthesis.placement=anywhere",
-        "training.num_threads=1", "data.val_fraction=0.2"]
+TINY = [
+    "model.base_channels=4",
+    "model.levels=3",
+    "data.image_size=32",
+    "training.batch_size=4",
+    "data.val_samples=4",
+    "training.warmup_steps=2",
+    "training.log_every=1",
+    "synthesis.placement=anywhere",
+    "training.num_threads=1",
+    "data.val_fraction=0.2",
+]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
 
 
 def _cmd(out, steps, *extra):
-    cmd = [sys.executable, "-m", "napari_ppii", "train", "--quiet", "--data", str(RESOURCES / "nih-cxr"),
-           "--out", str(out), "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "napari_ppii",
+        "train",
+        "--quiet",
+        "--data",
+        str(RESOURCES / "nih-cxr"),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     for o in TINY + [f"training.steps={steps}", "training.val_every=4", *extra]:
         cmd += ["--set", o]
     return cmd
@@ -117,8 +137,10 @@ def test_lock_refuses_in_process_and_dies_with_a_killed_holder(tmp_path, pool):
             train(PPIIConfig().with_overrides(TINY + [f"training.out_dir={out}", "training.steps=2"]), images=pool)
         assert not (out / "log.jsonl").exists() and not (out / "config.yaml").exists()
     # a holder killed by SIGKILL leaves no stale lock
-    code = (f"from napari_ppii.training.rundir import RunLock; import time; "
-            f"lock = RunLock({str(out)!r}).acquire(); time.sleep(60)")
+    code = (
+        f"from napari_ppii.training.rundir import RunLock; import time; "
+        f"lock = RunLock({str(out)!r}).acquire(); time.sleep(60)"
+    )
     holder = subprocess.Popen([sys.executable, "-c", code], env=ENV)
     t0 = time.time()
     while in_use(out) is None and time.time() - t0 < 30:
@@ -139,8 +161,10 @@ def test_a_temporary_file_of_a_killed_write_is_removed_by_the_next_run(tmp_path,
     stale.write_bytes(b"half a checkpoint")  # what a SIGKILL during torch.save leaves
     other = out / "notes.tmp"
     other.write_text("not ours")
-    train(PPIIConfig().with_overrides(TINY + [f"training.out_dir={out}", "training.steps=2", "training.val_every=2"]),
-          images=pool)
+    train(
+        PPIIConfig().with_overrides(TINY + [f"training.out_dir={out}", "training.steps=2", "training.val_every=2"]),
+        images=pool,
+    )
     assert not stale.exists() and other.exists()
     load_checkpoint(out / "last.pt")
 
@@ -157,8 +181,19 @@ def test_a_new_run_never_overwrites_earlier_checkpoints(tmp_path, pool, capsys):
     # the CLI (and the viewer, through the same function) moves a new run to the next free folder and says so
     assert plan_run_dir(out) == (tmp_path / "run-2", plan_run_dir(out)[1])
     assert plan_run_dir(out, resume=out / "last.pt") == (out, None)
-    rc = main(["train", "--quiet", "--data", str(RESOURCES / "nih-cxr"), "--out", str(out), "--device", "cpu",
-               *sum((["--set", o] for o in TINY + ["training.steps=2", "training.val_every=2"]), [])])
+    rc = main(
+        [
+            "train",
+            "--quiet",
+            "--data",
+            str(RESOURCES / "nih-cxr"),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            *sum((["--set", o] for o in TINY + ["training.steps=2", "training.val_every=2"]), []),
+        ]
+    )
     assert rc == 0
     err = capsys.readouterr().err
     assert "run-2" in err and "earlier run" in err
@@ -210,8 +245,15 @@ def test_cli_paths_are_strings_not_yaml(tmp_path):
 def test_a_training_killed_by_a_signal_says_so(tmp_path):
     from napari_ppii.training.process import TrainingProcess
 
-    cfg = PPIIConfig().with_overrides(TINY + [f"training.out_dir={tmp_path / 'run'}", "training.steps=100000",
-                                              f"data.train={RESOURCES / 'nih-cxr'}", "training.device=cpu"])
+    cfg = PPIIConfig().with_overrides(
+        TINY
+        + [
+            f"training.out_dir={tmp_path / 'run'}",
+            "training.steps=100000",
+            f"data.train={RESOURCES / 'nih-cxr'}",
+            "training.device=cpu",
+        ]
+    )
     proc = TrainingProcess(cfg)
     proc.start()
     try:

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 
-
 def _loaded_after(imports: str) -> set[str]:
     code = f"import sys; {imports}; print('\\n'.join(sorted(sys.modules)))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -13,17 +12,31 @@ def _loaded_after(imports: str) -> set[str]:
     return set(r.stdout.split())
 
 
-CORE = ["napari_ppii.io", "napari_ppii.synthesis", "napari_ppii.models", "napari_ppii.training",
-        "napari_ppii.evaluation", "napari_ppii.evaluation.report", "napari_ppii.predict", "napari_ppii.preview",
-        "napari_ppii.anatomy", "napari_ppii.realism", "napari_ppii.cli", "napari_ppii.training.process",
-        "napari_ppii.workflows"]
+CORE = [
+    "napari_ppii.io",
+    "napari_ppii.synthesis",
+    "napari_ppii.models",
+    "napari_ppii.training",
+    "napari_ppii.evaluation",
+    "napari_ppii.evaluation.report",
+    "napari_ppii.predict",
+    "napari_ppii.preview",
+    "napari_ppii.anatomy",
+    "napari_ppii.realism",
+    "napari_ppii.cli",
+    "napari_ppii.training.process",
+    "napari_ppii.workflows",
+]
 
 
 def test_core_modules_load_no_qt():
     mods = _loaded_after("; ".join(f"import {m}" for m in CORE))
     assert set(CORE) <= mods
-    qt = sorted(m for m in mods if m.split(".")[0] in ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari",
-                                                       "magicgui", "superqt", "vispy"))
+    qt = sorted(
+        m
+        for m in mods
+        if m.split(".")[0] in ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui", "superqt", "vispy")
+    )
     assert not qt, qt
 
 
@@ -49,7 +62,7 @@ def _package_imports() -> dict[str, set[str]]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
                 if node.level:
-                    base = pkg[:len(pkg) - node.level + 1] if node.level > 1 else pkg
+                    base = pkg[: len(pkg) - node.level + 1] if node.level > 1 else pkg
                     mod = ".".join(base + ([node.module] if node.module else []))
                 else:
                     mod = node.module or ""
@@ -65,13 +78,17 @@ def _package_imports() -> dict[str, set[str]]:
 def test_training_package_has_no_import_circle():
     graph = _package_imports()
     training = {m for m in graph if m.startswith("napari_ppii.training.")}
-    assert {"napari_ppii.training.loop", "napari_ppii.training.select", "napari_ppii.training.validate",
-            "napari_ppii.training.stop"} <= training
+    assert {
+        "napari_ppii.training.loop",
+        "napari_ppii.training.select",
+        "napari_ppii.training.validate",
+        "napari_ppii.training.stop",
+    } <= training
     sub = {m: graph[m] & training for m in training}
     seen, stack = set(), []
 
     def visit(m):
-        assert m not in stack, f"import circle: {' -> '.join(stack[stack.index(m):] + [m])}"
+        assert m not in stack, f"import circle: {' -> '.join(stack[stack.index(m) :] + [m])}"
         if m in seen:
             return
         stack.append(m)
@@ -95,7 +112,8 @@ def test_every_source_file_has_an_spdx_header():
 
 
 def test_lint_is_clean():
-    """``ruff check`` (pyproject's [tool.ruff]: pyflakes, pycodestyle, lines <= 120) passes on the whole tree."""
+    """``ruff check`` (pyproject's [tool.ruff]: pyflakes, pycodestyle, lines <= 120) passes on the whole tree, and
+    ``ruff format --check`` finds nothing to reformat."""
     import shutil
     from pathlib import Path
 
@@ -105,6 +123,15 @@ def test_lint_is_clean():
 
         pytest.skip("ruff is not installed (pip install 'napari-ppii[test]')")
     root = Path(__file__).resolve().parents[1]
-    r = subprocess.run([ruff, "check", "src", "tests", "benchmarks", "scripts"], cwd=root, capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [ruff, "check", "src", "tests", "benchmarks", "scripts"], cwd=root, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stdout[-3000:]
+    r = subprocess.run(
+        [ruff, "format", "--check", "src", "tests", "benchmarks", "scripts"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, "ruff format would reformat:\n" + r.stdout[-3000:]

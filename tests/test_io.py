@@ -41,8 +41,13 @@ def test_dicom_series_ordering_follows_slice_normal(tmp_path):
     folder.mkdir()
     # row (1,0,0) x col (0,-1,0) -> normal (0,0,-1): increasing normal coordinate = decreasing z
     for k, z in enumerate([0.0, 5.0, 10.0]):
-        make_dicom(folder / f"{k}.dcm", np.full((16, 16), 1024 + k, np.int16), position=(0, 0, z),
-                   orientation=(1, 0, 0, 0, -1, 0), instance=k + 1)
+        make_dicom(
+            folder / f"{k}.dcm",
+            np.full((16, 16), 1024 + k, np.int16),
+            position=(0, 0, z),
+            orientation=(1, 0, 0, 0, -1, 0),
+            instance=k + 1,
+        )
     scan = read_scan(folder)
     np.testing.assert_array_equal(scan.array[:, 0, 0], [2, 1, 0])
     np.testing.assert_allclose(scan.direction[0], [-1, 0, 0])  # z axis along -z (array-order physical)
@@ -67,8 +72,16 @@ def test_folder_with_two_series_lists_and_loads_largest_or_requested(tmp_path):
 def test_single_dicom_monochrome1_rescale_and_bits_stored(tmp_path):
     stored = np.array([[0, 1000], [4095, 2048]], dtype=np.uint16)
     dirty = stored | (1 << 13)  # garbage above BitsStored = 12 must be ignored
-    p = make_dicom(tmp_path / "cr.dcm", np.tile(dirty, (8, 8)), modality="CR", photometric="MONOCHROME1",
-                   bits_stored=12, slope=2.0, intercept=10.0, signed=False)
+    p = make_dicom(
+        tmp_path / "cr.dcm",
+        np.tile(dirty, (8, 8)),
+        modality="CR",
+        photometric="MONOCHROME1",
+        bits_stored=12,
+        slope=2.0,
+        intercept=10.0,
+        signed=False,
+    )
     scan = read_scan(p)
     assert scan.ndim == 2 and scan.modality == "CR"
     values = stored * 2.0 + 10.0
@@ -271,11 +284,13 @@ def test_box_convention_inclusive():
 
 def test_boxes_csv_2d_3d_and_slice(tmp_path):
     p = tmp_path / "b.csv"
-    p.write_text("image,label,x0,y0,x1,y1,z0,z1,z,subtlety\n"
-                 "a.png,nodule,10,20,30,40,,,,3\n"
-                 "b.png,normal,,,,,,,,\n"
-                 "vol,nodule,1,2,3,4,5,7,,\n"
-                 "vol,point,1,2,1,2,,,9,\n")
+    p.write_text(
+        "image,label,x0,y0,x1,y1,z0,z1,z,subtlety\n"
+        "a.png,nodule,10,20,30,40,,,,3\n"
+        "b.png,normal,,,,,,,,\n"
+        "vol,nodule,1,2,3,4,5,7,,\n"
+        "vol,point,1,2,1,2,,,9,\n"
+    )
     boxes = read_boxes(p)
     assert len(boxes) == 3
     assert boxes[0].lo == (20, 10) and boxes[0].hi == (40, 30) and boxes[0].properties["subtlety"] == 3
@@ -353,8 +368,12 @@ def test_real_lidc_series_and_xml_match_published_boxes():
     boxes = read_lidc_xml(LIDC / "069.xml", scan.slice_positions)
     rows = list(csv.DictReader(open(LIDC / "LIDC-IDRI-0001_nodules3d_per_reader.csv")))
     for row in rows:
-        match = [b for b in boxes if b.properties["nodule_id"] == row["nodule_id"]
-                 and b.properties["reader_index"] == int(row["reader_index"])]
+        match = [
+            b
+            for b in boxes
+            if b.properties["nodule_id"] == row["nodule_id"]
+            and b.properties["reader_index"] == int(row["reader_index"])
+        ]
         assert len(match) == 1, row
         b = match[0]
         assert b.lo == (float(row["z0"]), float(row["y0"]), float(row["x0"]))

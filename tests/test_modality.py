@@ -12,9 +12,17 @@ from napari_ppii.config import PPIIConfig
 from napari_ppii.io import Scan, write_array
 from napari_ppii.predict import Predictor
 
-TINY = ["model.base_channels=4", "model.levels=3", "data.image_size=32", "training.batch_size=4",
-        "data.val_samples=4", "training.warmup_steps=2", "synthesis.placement=anywhere", "training.steps=2",
-        "training.val_every=2"]
+TINY = [
+    "model.base_channels=4",
+    "model.levels=3",
+    "data.image_size=32",
+    "training.batch_size=4",
+    "data.val_samples=4",
+    "training.warmup_steps=2",
+    "synthesis.placement=anywhere",
+    "training.steps=2",
+    "training.val_every=2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +33,9 @@ def ct_checkpoint(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ct")
     vol = (smooth_image((12, 32, 32), seed=1) * 1400 - 1000).astype(np.float32)
     path = write_array(vol, tmp / "ct", like=Scan(vol, (2.5, 1, 1), (0, 0, 0), np.eye(3), "CT"))
-    cfg = PPIIConfig().with_overrides(TINY + [f"training.out_dir={tmp / 'run'}", f"data.train={path}",
-                                              "data.val_fraction=0.2"])
+    cfg = PPIIConfig().with_overrides(
+        TINY + [f"training.out_dir={tmp / 'run'}", f"data.train={path}", "data.val_fraction=0.2"]
+    )
     train(cfg)
     return tmp / "run" / "last.pt", path
 
@@ -69,8 +78,10 @@ def test_a_ct_model_on_a_radiograph_warns_in_predict_and_evaluate(ct_checkpoint,
     from PIL import Image
 
     Image.fromarray((smooth_image((48, 48), seed=5) * 255).astype(np.uint8)).save(png)
-    assert main(["predict", str(png), "--checkpoint", str(ck), "--out", str(tmp_path / "p"), "--prior", "none",
-                 "--quiet"]) == 0
+    assert (
+        main(["predict", str(png), "--checkpoint", str(ck), "--out", str(tmp_path / "p"), "--prior", "none", "--quiet"])
+        == 0
+    )
     err = capsys.readouterr().err
     assert "warning" in err and "trained on CT slices" in err
     assert "trained on CT slices" in (tmp_path / "p" / "index.csv").read_text()

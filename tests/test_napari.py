@@ -45,7 +45,7 @@ def test_manifest_is_valid_and_lists_contributions():
 
 
 def test_reader_dicom_series_geometry(dicom_series):
-    (data, kw, kind), = _read(dicom_series)
+    ((data, kw, kind),) = _read(dicom_series)
     assert kind == "image" and data.shape == (6, 20, 24)
     np.testing.assert_array_equal(data[:, 5, 5], [0, 100, 200, 300, 400, 500])
     assert kw["scale"] == pytest.approx((2.5, 0.7, 0.7))
@@ -57,7 +57,7 @@ def test_reader_nifti_anisotropic(tmp_path):
     arr = (smooth_image((5, 30, 20), seed=1) * 1000 - 1000).astype(np.float32)
     scan = Scan(arr, (3.0, 0.5, 0.8), (10.0, -4.0, 2.5), np.eye(3), "CT")
     p = write_array(arr, tmp_path / "v", like=scan, fmt="nifti")
-    (data, kw, _), = _read(p)
+    ((data, kw, _),) = _read(p)
     np.testing.assert_allclose(data, arr)
     assert kw["scale"] == pytest.approx((3.0, 0.5, 0.8)) and kw["translate"] == pytest.approx((10.0, -4.0, 2.5))
 
@@ -67,7 +67,7 @@ def test_reader_png16(tmp_path):
 
     a = (np.arange(40 * 30).reshape(40, 30) * 50).astype(np.uint16)
     iio.imwrite(tmp_path / "a.png", a)
-    (data, kw, _), = _read(tmp_path / "a.png")
+    ((data, kw, _),) = _read(tmp_path / "a.png")
     np.testing.assert_array_equal(data, a)
     assert kw["scale"] == (1.0, 1.0) and kw["translate"] == (0.0, 0.0)
 
@@ -75,13 +75,13 @@ def test_reader_png16(tmp_path):
 def test_reader_box_csv_2d_and_3d(tmp_path):
     p = tmp_path / "boxes.csv"
     p.write_text("image,label,x0,y0,x1,y1,subtlety\na.png,nodule,10,20,30,40,3\n")
-    (rects, kw, kind), = _read(p)
+    ((rects, kw, kind),) = _read(p)
     assert kind == "shapes" and len(rects) == 1
     np.testing.assert_allclose(rects[0], [[19.5, 9.5], [19.5, 30.5], [40.5, 30.5], [40.5, 9.5]])
     assert kw["features"]["subtlety"] == [3] and kw["features"]["label"] == ["nodule"]
     q = tmp_path / "b3.csv"
     q.write_text("image,label,x0,y0,x1,y1,z0,z1\nv,nodule,1,2,3,4,5,7\n")
-    (rects, kw, _), = _read(q)
+    ((rects, kw, _),) = _read(q)
     assert len(rects) == 3 and sorted(r[0, 0] for r in rects) == [5, 6, 7]  # one rectangle per slice
 
 
@@ -100,7 +100,7 @@ def test_reader_lidc_xml_finds_its_series(tmp_path):
     for k, z in enumerate([-5.0, -2.5, 0.0]):
         make_dicom(folder / f"{k}.dcm", np.full((100, 100), 1024, np.int16), position=(-50.0, -60.0, z))
     (folder / "read.xml").write_text(LIDC_XML)
-    (rects, kw, _), = _read(folder / "read.xml")
+    ((rects, kw, _),) = _read(folder / "read.xml")
     assert kw["scale"] == pytest.approx((2.5, 0.7, 0.7)) and kw["translate"] == pytest.approx((-5.0, -60.0, -50.0))
     assert {r[0, 0] for r in rects} == {0.0, 1.0, 2.0}  # z mapped to slice indices
 
@@ -159,11 +159,12 @@ def test_full_view_ct_slab_is_the_crop_slab_downsampled_in_place():
     off = [(ft - ct) / fs for ft, ct, fs in zip(fkw["translate"], ckw["translate"], fkw["scale"])]
     k, m = int(round(-off[1] - 0.25)), int(round(-off[2] - 0.25))  # the crop starts at full-view voxel (k, m)
     block = crop[:, :64, :64].reshape(24, 32, 2, 32, 2).mean((2, 4))
-    assert np.abs(full[:, k:k + 32, m:m + 32] - block).max() <= 0.5 + 1e-6  # rounded to int16 HU
+    assert np.abs(full[:, k : k + 32, m : m + 32] - block).max() <= 0.5 + 1e-6  # rounded to int16 HU
 
     def centres(rects, kw):
-        return sorted(tuple(np.round(np.asarray(kw["translate"]) + np.asarray(kw["scale"]) * r.mean(0), 2))
-                      for r in rects)
+        return sorted(
+            tuple(np.round(np.asarray(kw["translate"]) + np.asarray(kw["scale"]) * r.mean(0), 2)) for r in rects
+        )
 
     assert len(frects) == len(crects) > 0
     assert np.allclose(centres(frects, fbkw), centres(crects, ckw), atol=0.01)
@@ -459,11 +460,22 @@ def test_generated_realism_controls_round_trip(widget, qtbot):
     from napari_ppii.config import PPIIConfig
     from napari_ppii._widgets.preview import REALISM_FIELDS
 
-    cfg = PPIIConfig().with_overrides([
-        "synthesis.placement=anywhere", "synthesis.placement_min_inside=0.55", "synthesis.source_in_mask=true",
-        "synthesis.mask_blend=false", "synthesis.patch_distribution=uniform", "synthesis.source_rescale=[0.8, 1.2]",
-        "synthesis.gradient_scale_distribution=uniform", "synthesis.source_smoothing=1.5", "synthesis.clip=none",
-        "synthesis.label_mode=scaled", "synthesis.label_k=50", "synthesis.label_x0=0.02"])
+    cfg = PPIIConfig().with_overrides(
+        [
+            "synthesis.placement=anywhere",
+            "synthesis.placement_min_inside=0.55",
+            "synthesis.source_in_mask=true",
+            "synthesis.mask_blend=false",
+            "synthesis.patch_distribution=uniform",
+            "synthesis.source_rescale=[0.8, 1.2]",
+            "synthesis.gradient_scale_distribution=uniform",
+            "synthesis.source_smoothing=1.5",
+            "synthesis.clip=none",
+            "synthesis.label_mode=scaled",
+            "synthesis.label_k=50",
+            "synthesis.label_x0=0.02",
+        ]
+    )
     widget.set_config(cfg)
     _wait(qtbot, widget)
     got = widget.config().synthesis

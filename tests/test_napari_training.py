@@ -128,6 +128,7 @@ def test_train_on_layers(make_napari_viewer, qtbot, tmp_path):
         assert w.show_batch()  # in a worker: the viewer stays responsive
     batch = v.layers["P-PII batch image"]
     assert batch.data.shape == (2, 32, 32)
+
     # laid over the scan's field of view (40 px x 0.5 mm = 20 mm), not 32 px in a corner of it
     def edges(layer):  # world coordinates of the outer pixel edges (extent.world holds pixel centres)
         lo, hi = np.asarray(layer.extent.world)[:, -2:]
@@ -182,9 +183,17 @@ def lesion_model(tmp_path_factory):
         ys.append(y)
     x = torch.tensor(np.stack(xs))[:, None]
     y = torch.tensor(np.stack(ys))[:, None]
-    cfg = PPIIConfig().with_overrides(["model.backbone=mc_unet", "model.base_channels=8", "model.levels=3",
-                                       "model.dropout=0.1", f"data.image_size={size}", "preprocess.equalise=false",
-                                       "preprocess.normalise=minmax"])
+    cfg = PPIIConfig().with_overrides(
+        [
+            "model.backbone=mc_unet",
+            "model.base_channels=8",
+            "model.levels=3",
+            "model.dropout=0.1",
+            f"data.image_size={size}",
+            "preprocess.equalise=false",
+            "preprocess.normalise=minmax",
+        ]
+    )
     torch.manual_seed(0)
     model = build_model(cfg.model)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)

@@ -26,16 +26,25 @@ def _nsa_label_reference(orig, blended, k, x0, tol, radius):
     return m / (1.0 + np.exp(-k * (inten - x0)))
 
 
-@pytest.mark.parametrize("cfg", [SynthesisConfig.paper("nsa"), SynthesisConfig(method="nsa", placement="anywhere")],
-                         ids=["paper", "calibrated"])
+@pytest.mark.parametrize(
+    "cfg",
+    [SynthesisConfig.paper("nsa"), SynthesisConfig(method="nsa", placement="anywhere")],
+    ids=["paper", "calibrated"],
+)
 def test_label_is_nsas_logistic_intensity_label(cfg):
     img, src = smooth_image((96, 112), 1), smooth_image((96, 112), 2)
     syn = make_synthesizer(cfg)
     n = 0
     for seed in range(6):
         r = syn.sample(img, src, rng=seed)
-        ref = _nsa_label_reference(img.astype(np.float64), r.image.astype(np.float64), cfg.label_k, cfg.label_x0,
-                                   cfg.label_tolerance, cfg.label_median_radius)
+        ref = _nsa_label_reference(
+            img.astype(np.float64),
+            r.image.astype(np.float64),
+            cfg.label_k,
+            cfg.label_x0,
+            cfg.label_tolerance,
+            cfg.label_median_radius,
+        )
         np.testing.assert_allclose(r.label, ref, atol=2e-6)
         n += int((r.label > 0.01).sum())
     assert n > 0  # the labels are not all empty
@@ -135,8 +144,9 @@ def test_nsa_keeps_patches_on_the_object_mask_source_and_target():
     yy, xx = np.mgrid[:128, :128]
     tmask = (yy - 64) ** 2 + (xx - 60) ** 2 <= 35**2
     smask = (yy - 40) ** 2 + (xx - 80) ** 2 <= 30**2
-    cfg = SynthesisConfig(method="nsa", placement="mask", source_in_mask=True, placement_min_inside=0.7,
-                          placement_margin_share=0.0)
+    cfg = SynthesisConfig(
+        method="nsa", placement="mask", source_in_mask=True, placement_min_inside=0.7, placement_margin_share=0.0
+    )
     syn = make_synthesizer(cfg)
     for seed in range(20):
         r = syn.sample(img, src, rng=seed, mask=tmask, source_mask=smask)
@@ -159,10 +169,21 @@ def test_nsa_trains_on_the_batched_torch_engine_and_in_realism(tmp_path, capsys)
     from napari_ppii.training import load_checkpoint, train
 
     pool = np.stack([smooth_image((32, 32), seed=s) for s in range(6)])
-    cfg = PPIIConfig().with_overrides(["model.base_channels=4", "model.levels=3", "data.image_size=32",
-                                       "training.batch_size=4", "data.val_samples=4", "training.warmup_steps=1",
-                                       "synthesis.method=nsa", "synthesis.placement=anywhere", "training.steps=3",
-                                       "training.val_every=3", f"training.out_dir={tmp_path / 'run'}"])
+    cfg = PPIIConfig().with_overrides(
+        [
+            "model.base_channels=4",
+            "model.levels=3",
+            "data.image_size=32",
+            "training.batch_size=4",
+            "data.val_samples=4",
+            "training.warmup_steps=1",
+            "synthesis.method=nsa",
+            "synthesis.placement=anywhere",
+            "training.steps=3",
+            "training.val_every=3",
+            f"training.out_dir={tmp_path / 'run'}",
+        ]
+    )
     res = train(cfg, images=pool)
     ck = load_checkpoint(res.last_checkpoint)
     assert ck["step"] == 3 and ck["config"]["synthesis"]["method"] == "nsa"
@@ -179,8 +200,25 @@ def test_nsa_trains_on_the_batched_torch_engine_and_in_realism(tmp_path, capsys)
         rows.append(f"im{s}.png,normal,,,,")
     (tmp_path / "a.csv").write_text("\n".join(rows) + "\n")
     capsys.readouterr()
-    assert main(["realism", "--data", str(tmp_path / "a.csv"), "--out", str(tmp_path / "out"), "--n", "6",
-                 "--set", "data.image_size=96", "--set", "synthesis.method=nsa",
-                 "--set", "synthesis.placement=anywhere"]) == 0
+    assert (
+        main(
+            [
+                "realism",
+                "--data",
+                str(tmp_path / "a.csv"),
+                "--out",
+                str(tmp_path / "out"),
+                "--n",
+                "6",
+                "--set",
+                "data.image_size=96",
+                "--set",
+                "synthesis.method=nsa",
+                "--set",
+                "synthesis.placement=anywhere",
+            ]
+        )
+        == 0
+    )
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["synthetic (nsa)"]["n"] >= 3

@@ -19,7 +19,7 @@ METHODS = ["ppii", "pii", "fpi", "nsa"]
 
 
 def _disc_mask(shape, c, r):
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
     return (yy - c[0]) ** 2 + (xx - c[1]) ** 2 <= r * r
 
 
@@ -27,8 +27,9 @@ def _disc_mask(shape, c, r):
 def test_placement_never_puts_a_target_box_off_the_mask(method):
     img, src = smooth_image((128, 128), 1), smooth_image((128, 128), 2)
     mask = _disc_mask(img.shape, (70, 50), 30)
-    cfg = SynthesisConfig(method=method, placement="mask", placement_min_inside=0.7, patch_size=(0.05, 0.2),
-                          placement_margin_share=0.0)  # every anomaly well inside (margins: test below)
+    cfg = SynthesisConfig(
+        method=method, placement="mask", placement_min_inside=0.7, patch_size=(0.05, 0.2), placement_margin_share=0.0
+    )  # every anomaly well inside (margins: test below)
     syn = make_synthesizer(cfg)
     n = 0
     for seed in range(25):
@@ -47,8 +48,9 @@ def test_placement_never_puts_a_target_box_off_the_mask(method):
 def test_source_in_mask_and_anywhere_is_the_paper():
     img, src = smooth_image((128, 128), 1), smooth_image((128, 128), 2)
     mask = _disc_mask(img.shape, (64, 64), 35)
-    syn = make_synthesizer(SynthesisConfig(placement="mask", source_in_mask=True, source_rescale=(1, 1),
-                                           placement_margin_share=0.0))
+    syn = make_synthesizer(
+        SynthesisConfig(placement="mask", source_in_mask=True, source_rescale=(1, 1), placement_margin_share=0.0)
+    )
     for seed in range(10):
         r = syn.sample(img, src, rng=seed, mask=mask, source_mask=mask)
         for spec in r.plan:
@@ -101,8 +103,9 @@ def test_calibrated_plan_renders_alike_on_numpy_and_torch(method):
     syn = make_synthesizer(SynthesisConfig(method=method))  # smoothing, rescaling, soft clip, mask blend
     a = syn.sample(img.astype(np.float64), src.astype(np.float64), rng=3, mask=lungs)
     assert a.plan
-    t = syn.sample(torch.as_tensor(img, dtype=torch.float64), torch.as_tensor(src, dtype=torch.float64), plan=a.plan,
-                   mask=lungs)
+    t = syn.sample(
+        torch.as_tensor(img, dtype=torch.float64), torch.as_tensor(src, dtype=torch.float64), plan=a.plan, mask=lungs
+    )
     np.testing.assert_allclose(t.image.numpy(), a.image, atol=1e-6)
     np.testing.assert_allclose(t.label.numpy(), a.label, atol=1e-6)
     if method == "ppii":
@@ -213,8 +216,19 @@ def test_ppii_realism_cli(tmp_path, capsys):
         imsave(tmp_path / f"im{s}.png", (img * 255).astype(np.uint8), check_contrast=False)
         rows.append(f"im{s}.png,nodule,33,45,43,55" if s == 2 else f"im{s}.png,normal,,,,")
     (tmp_path / "a.csv").write_text("\n".join(rows) + "\n")
-    rc = main(["realism", "--data", str(tmp_path / "a.csv"), "--out", str(tmp_path / "out"), "--n", "6",
-               "--set", "data.image_size=128"])
+    rc = main(
+        [
+            "realism",
+            "--data",
+            str(tmp_path / "a.csv"),
+            "--out",
+            str(tmp_path / "out"),
+            "--n",
+            "6",
+            "--set",
+            "data.image_size=128",
+        ]
+    )
     assert rc == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["real lesions"]["n"] == 1 and last["synthetic (ppii)"]["n"] >= 3
@@ -248,6 +262,7 @@ def test_margin_anomalies_straddle_the_mask_edge(method):
     assert fracs and np.mean(np.array(fracs) < 0.7) > 0.5  # most straddle the edge
     # the default share: about one anomaly in ten at the margin
     syn = make_synthesizer(SynthesisConfig(method=method, placement="mask", patch_size=(0.08, 0.2)))
-    low = [mask[s.target_slices].mean() < 0.7 for seed in range(60) for s in syn.sample(img, src, rng=seed,
-                                                                                        mask=mask).plan]
+    low = [
+        mask[s.target_slices].mean() < 0.7 for seed in range(60) for s in syn.sample(img, src, rng=seed, mask=mask).plan
+    ]
     assert 0.01 <= np.mean(low) <= 0.3, np.mean(low)

@@ -56,8 +56,15 @@ def test_zero_guidance_gives_harmonic_fill(rng):
     zero = [np.zeros((8, 11, 10)), np.zeros((9, 10, 10)), np.zeros((9, 11, 9))]
     f = P.poisson_solve(box_vals, zero)
     c = f[1:-1, 1:-1, 1:-1]
-    lap = (f[2:, 1:-1, 1:-1] + f[:-2, 1:-1, 1:-1] + f[1:-1, 2:, 1:-1] + f[1:-1, :-2, 1:-1]
-           + f[1:-1, 1:-1, 2:] + f[1:-1, 1:-1, :-2] - 6 * c)
+    lap = (
+        f[2:, 1:-1, 1:-1]
+        + f[:-2, 1:-1, 1:-1]
+        + f[1:-1, 2:, 1:-1]
+        + f[1:-1, :-2, 1:-1]
+        + f[1:-1, 1:-1, 2:]
+        + f[1:-1, 1:-1, :-2]
+        - 6 * c
+    )
     assert np.abs(lap).max() < 1e-9
     # maximum principle: a harmonic fill stays within the boundary's range
     assert c.max() <= box_vals.max() and c.min() >= box_vals.min()

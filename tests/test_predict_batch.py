@@ -13,8 +13,15 @@ from napari_ppii.cli import main
 from napari_ppii.config import PPIIConfig, PreprocessConfig
 from napari_ppii.io import Scan, read_scan, write_array
 
-TINY = ["model.base_channels=4", "model.levels=3", "data.image_size=32", "training.batch_size=4",
-        "data.val_samples=4", "training.warmup_steps=2", "synthesis.placement=anywhere"]
+TINY = [
+    "model.base_channels=4",
+    "model.levels=3",
+    "data.image_size=32",
+    "training.batch_size=4",
+    "data.val_samples=4",
+    "training.warmup_steps=2",
+    "synthesis.placement=anywhere",
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +44,7 @@ def test_equalisation_in_slabs_equals_skimage_on_the_whole_volume():
     scan = Scan(vol, (1, 1, 1), (0, 0, 0), np.eye(3), "CT")
     want = equalize_hist(apply_window(vol, -1350, 150), nbins=256).astype(np.float32)
     m = InputMapping(scan, PreprocessConfig(window="lung"), slab=5)
-    got = np.concatenate([m.apply(vol[z:z + 5]) for z in range(0, 37, 5)])
+    got = np.concatenate([m.apply(vol[z : z + 5]) for z in range(0, 37, 5)])
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(prepare(scan, PreprocessConfig(window="lung")).array, want)
     # radiographs: percentile normalisation then equalisation, as before
@@ -73,23 +80,49 @@ def test_batch_predict_files_folder_csv_with_a_bad_input(tmp_path, checkpoint, c
     vol = (smooth_image((5, 40, 36), seed=1) * 1000 - 900).astype(np.float32)
     ct = write_array(vol, tmp_path / "ct", like=Scan(vol, (2.5, 0.8, 0.7), (0, 0, 0), np.eye(3), "CT"), fmt="nifti")
     out = tmp_path / "out"
-    rc = main(["predict", "--checkpoint", str(checkpoint), "--out", str(out), str(folder), str(ct),
-               str(RESOURCES / "nih-cxr" / "00013751_003.png"), str(tmp_path / "missing.png")])
+    rc = main(
+        [
+            "predict",
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(out),
+            str(folder),
+            str(ct),
+            str(RESOURCES / "nih-cxr" / "00013751_003.png"),
+            str(tmp_path / "missing.png"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1  # something was skipped
     assert len(loads) == 1  # one model for every scan
     assert "[1/5]" in err and "[5/5]" in err and "broken.png" in err and "missing.png" in err
     rows = list(csv.DictReader((out / "index.csv").open()))
     status = {r["input"].split("/")[-1]: r["status"] for r in rows}
-    assert status == {"missing.png": "skipped", "00000002_000.png": "ok", "00000005_000.png": "ok",
-                      "broken.png": "skipped", "ct.nii.gz": "ok", "00013751_003.png": "ok"}
+    assert status == {
+        "missing.png": "skipped",
+        "00000002_000.png": "ok",
+        "00000005_000.png": "ok",
+        "broken.png": "skipped",
+        "ct.nii.gz": "ok",
+        "00013751_003.png": "ok",
+    }
     assert all(r["reason"] for r in rows if r["status"] == "skipped")
     assert read_scan(out / "00000002_000_anomaly_map.tif").shape == read_scan(folder / "00000002_000.png").shape
     assert read_scan(out / "ct_anomaly_map.nii.gz").shape == (5, 40, 36)
     assert (out / "ct_variance.nii.gz").exists()
     # an annotations CSV with a split: only those rows
-    rc = main(["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "csv"), "--quiet",
-               str(RESOURCES / "nih-cxr" / "annotations.csv")])
+    rc = main(
+        [
+            "predict",
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(tmp_path / "csv"),
+            "--quiet",
+            str(RESOURCES / "nih-cxr" / "annotations.csv"),
+        ]
+    )
     assert rc == 0
     n_images = len({r["image"] for r in csv.DictReader((RESOURCES / "nih-cxr" / "annotations.csv").open())})
     assert len(list((tmp_path / "csv").glob("*_anomaly_map.tif"))) == n_images

@@ -48,7 +48,7 @@ class _FakePredictor:
     def predict_scan(self, scan, samples=None):
         m = np.full(scan.shape, 0.05, np.float32)
         y, x = self.nodules[id(scan)]
-        m[y - 4:y + 5, x - 4:x + 5] = 0.6
+        m[y - 4 : y + 5, x - 4 : x + 5] = 0.6
         m[8:17, 120:129] = 0.9  # outside the body / lungs, above the mediastinum
         return SimpleNamespace(mean=m)
 
@@ -103,8 +103,26 @@ def test_predict_cli_writes_the_weighted_and_the_raw_map(tmp_path, capsys):
 
     mpath = write_array(mask, tmp_path / "mask", fmt="tiff")
     out2 = tmp_path / "pred2"
-    assert main(["predict", str(img), "--checkpoint", str(ckpt), "--out", str(out2), "--prior", "mask",
-                 "--prior-mask", str(mpath), "--prior-floor", "0.5", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(img),
+                "--checkpoint",
+                str(ckpt),
+                "--out",
+                str(out2),
+                "--prior",
+                "mask",
+                "--prior-mask",
+                str(mpath),
+                "--prior-floor",
+                "0.5",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     w2 = read_scan(out2 / "00000002_000_anomaly_map.tif").array
     np.testing.assert_allclose(w2[-200:, -200:], 0.5 * r[-200:, -200:], rtol=1e-4, atol=1e-7)
     assert main(["predict", str(img), "--checkpoint", str(ckpt), "--out", str(out2), "--prior", "mask"]) == 2

@@ -40,8 +40,9 @@ class Toy(Synthesizer):
 
 @pytest.fixture
 def toy():
-    register_method(Toy, defaults={"patch_size": (0.1, 0.2), "square": True}, paper={"placement": "anywhere"},
-                    params=ToyParams)
+    register_method(
+        Toy, defaults={"patch_size": (0.1, 0.2), "square": True}, paper={"placement": "anywhere"}, params=ToyParams
+    )
     yield Toy
     unregister_method("toy")
 
@@ -71,15 +72,41 @@ def test_toy_method_in_config_cli_and_training(toy, tmp_path, capsys):
     # ppii synthesize --method toy
     png = tmp_path / "x.png"
     Image.fromarray((smooth_image((64, 64), seed=1) * 200).astype(np.uint8)).save(png)
-    assert main(["synthesize", str(png), "--method", "toy", "--set", "synthesis.placement=anywhere", "--set",
-                 'synthesis.params={"brightness": 0.2}', "--out", str(tmp_path / "syn"), "--format", "tiff"]) == 0
+    assert (
+        main(
+            [
+                "synthesize",
+                str(png),
+                "--method",
+                "toy",
+                "--set",
+                "synthesis.placement=anywhere",
+                "--set",
+                'synthesis.params={"brightness": 0.2}',
+                "--out",
+                str(tmp_path / "syn"),
+                "--format",
+                "tiff",
+            ]
+        )
+        == 0
+    )
     assert "toy: 1 anomaly" in capsys.readouterr().out
     img, target = read_scan(tmp_path / "syn" / "image.tif").array, read_scan(tmp_path / "syn" / "target.tif").array
     assert np.isclose((img - target).max(), 0.2, atol=1e-5)
     # training draws its batches with it
-    cfg = cfg.with_overrides(["model.base_channels=4", "model.levels=3", "data.image_size=32", "training.batch_size=4",
-                              "data.val_samples=4", "training.steps=2", "training.val_every=2",
-                              f"training.out_dir={tmp_path / 'run'}"])
+    cfg = cfg.with_overrides(
+        [
+            "model.base_channels=4",
+            "model.levels=3",
+            "data.image_size=32",
+            "training.batch_size=4",
+            "data.val_samples=4",
+            "training.steps=2",
+            "training.val_every=2",
+            f"training.out_dir={tmp_path / 'run'}",
+        ]
+    )
     res = train(cfg, images=np.stack([smooth_image((32, 32), seed=s) for s in range(5)]))
     assert res.step == 2 and np.isfinite(res.last_loss)
     # only its own parameters are "applicable" in the preview

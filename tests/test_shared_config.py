@@ -26,12 +26,19 @@ from napari_ppii._widgets._config import (  # noqa: E402
     value_of,
 )
 
-SPECIAL = {"training.device": "cuda:3", "data.train": "2024", "data.boxes": "boxes/on.csv", "data.mask": "masks.npy",
-           "training.reference": "../nih/annotations.csv", "training.out_dir": "runs/2024",
-           "training.reference_labels": ["Nodule", "Mass"], "training.heldout": {"method": "pii", "n_raters": [1, 3]},
-           "synthesis.method": "pii",
-           # a built-in method has no own parameters: the only valid value (registered ones: test_registry.py)
-           "synthesis.params": {}}
+SPECIAL = {
+    "training.device": "cuda:3",
+    "data.train": "2024",
+    "data.boxes": "boxes/on.csv",
+    "data.mask": "masks.npy",
+    "training.reference": "../nih/annotations.csv",
+    "training.out_dir": "runs/2024",
+    "training.reference_labels": ["Nodule", "Mass"],
+    "training.heldout": {"method": "pii", "n_raters": [1, 3]},
+    "synthesis.method": "pii",
+    # a built-in method has no own parameters: the only valid value (registered ones: test_registry.py)
+    "synthesis.params": {},
+}
 
 
 def _other_value(key: str, cur):

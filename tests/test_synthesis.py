@@ -87,20 +87,20 @@ def test_mean_image_is_the_mean_of_independent_rater_blends(pair):
 
 def test_constant_image_stays_constant_under_fpi():
     img = np.full((64, 64), 0.37, np.float32)
-    r = FPI(paper('fpi')).sample(img, img.copy(), rng=0)
+    r = FPI(paper("fpi")).sample(img, img.copy(), rng=0)
     np.testing.assert_array_equal(r.image, img)
     assert np.all(r.label == 0)
 
 
 def test_fpi_is_convex_combination(pair):
-    r = FPI(paper('fpi')).sample(*pair, rng=2)
+    r = FPI(paper("fpi")).sample(*pair, rng=2)
     (spec,) = r.plan
     sl = spec.target_slices
     np.testing.assert_allclose(r.image[sl], (1 - spec.alpha) * pair[0][sl] + spec.alpha * pair[1][sl], atol=1e-6)
 
 
 def test_pii_uses_same_location_and_alpha_label(pair):
-    r = PII(paper('pii')).sample(*pair, rng=4)
+    r = PII(paper("pii")).sample(*pair, rng=4)
     (spec,) = r.plan
     assert spec.target_start == spec.source_start
     vals = np.unique(r.label[r.label > 0])
@@ -210,15 +210,18 @@ def test_mismatched_source_refused(pair):
         PPII(paper()).sample(pair[0], pair[1][:50], rng=0)
 
 
-@pytest.mark.parametrize("kw,match", [
-    ({"patch_size": (0.3, 0.1)}, "patch_size"),
-    ({"patch_size": (0.1, 0.9)}, "patch_size"),
-    ({"n_raters": (0, 3)}, "n_raters"),
-    ({"n_anomalies": (5, 2)}, "n_anomalies"),
-    ({"alpha": (0.2, 1.5)}, "alpha"),
-    ({"gradient_scale": (0.0, 0.0)}, "gradient_scale"),
-    ({"method": "cutpaste"}, "method"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"patch_size": (0.3, 0.1)}, "patch_size"),
+        ({"patch_size": (0.1, 0.9)}, "patch_size"),
+        ({"n_raters": (0, 3)}, "n_raters"),
+        ({"n_anomalies": (5, 2)}, "n_anomalies"),
+        ({"alpha": (0.2, 1.5)}, "alpha"),
+        ({"gradient_scale": (0.0, 0.0)}, "gradient_scale"),
+        ({"method": "cutpaste"}, "method"),
+    ],
+)
 def test_invalid_configuration_raises_clear_error(kw, match):
     from napari_ppii.config import PPIIConfig
 

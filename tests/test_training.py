@@ -18,8 +18,16 @@ from napari_ppii.training import TrainingError, load_checkpoint, read_log, save_
 from napari_ppii.training.data import augment, normal_slices, validation_set
 from napari_ppii.training.losses import segmentation_loss
 
-TINY = ["model.base_channels=4", "model.levels=3", "data.image_size=32", "training.batch_size=4",
-        "data.val_samples=4", "training.warmup_steps=2", "training.log_every=1", "synthesis.placement=anywhere"]
+TINY = [
+    "model.base_channels=4",
+    "model.levels=3",
+    "data.image_size=32",
+    "training.batch_size=4",
+    "data.val_samples=4",
+    "training.warmup_steps=2",
+    "training.log_every=1",
+    "synthesis.placement=anywhere",
+]
 
 
 def tiny_cfg(tmp_path, *extra):
@@ -64,8 +72,11 @@ def test_predict_interface_mean_and_variance(pool):
     unet = UNet(base_channels=4, levels=3)
     m, v = unet.predict(x, samples=5)
     assert m.shape == x.shape and torch.all(v == 0) and 0 <= float(m.min()) and float(m.max()) <= 1
-    mc = build_model(PPIIConfig().with_overrides(["model.backbone=mc_unet", "model.base_channels=4", "model.levels=3",
-                                                  "model.dropout=0.3"]).model)
+    mc = build_model(
+        PPIIConfig()
+        .with_overrides(["model.backbone=mc_unet", "model.base_channels=4", "model.levels=3", "model.dropout=0.3"])
+        .model
+    )
     mc.eval()
     _, vmc = mc.predict(x, samples=6)
     assert float(vmc.mean()) > 0
@@ -115,8 +126,9 @@ def test_resume_continues_exactly(tmp_path, pool, backbone):
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     # and the interrupted run differs from a run with another seed (the check can fail)
-    other = tiny_cfg(tmp_path / "other", f"training.steps={2 * n}", f"training.val_every={n}", "seed=1",
-                     f"model.backbone={backbone}")
+    other = tiny_cfg(
+        tmp_path / "other", f"training.steps={2 * n}", f"training.val_every={n}", "seed=1", f"model.backbone={backbone}"
+    )
     train(other, images=pool)
     c = load_checkpoint(tmp_path / "other" / "last.pt")
     assert any(not torch.equal(a["model"][k], c["model"][k]) for k in a["model"] if a["model"][k].is_floating_point())
@@ -165,8 +177,15 @@ def test_stop_between_validations_resumes_exactly(tmp_path, pool):
 
 def test_training_reduces_loss(tmp_path):
     pool = np.stack([smooth_image((48, 48), seed=s) for s in range(6)])
-    cfg = tiny_cfg(tmp_path, "data.image_size=48", "training.batch_size=8", "training.steps=120",
-                   "training.val_every=120", "training.lr=3e-3", "model.base_channels=8")
+    cfg = tiny_cfg(
+        tmp_path,
+        "data.image_size=48",
+        "training.batch_size=8",
+        "training.steps=120",
+        "training.val_every=120",
+        "training.lr=3e-3",
+        "model.base_channels=8",
+    )
     train(cfg, images=pool)
     losses = [r["loss"] for r in read_log(tmp_path / "log.jsonl") if r["event"] == "step"]
     # BCE on soft labels has a floor well above zero: a 15% drop in 120 steps is learning
@@ -214,14 +233,17 @@ def test_out_of_memory_stops_with_advice_and_keeps_checkpoint(tmp_path, pool, mo
     assert read_log(tmp_path / "log.jsonl")[-1]["event"] == "error"
 
 
-@pytest.mark.parametrize("override,match", [
-    ("training.device=gpu", "device"),
-    ("training.lr_min=1", "lr_min"),
-    ("model.backbone=resnet", "backbone"),
-    ("training.batch_size=0", "batch_size"),
-    ("data.image_size=8", "image_size"),
-    ("model.dropout=1.5", "dropout"),
-])
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("training.device=gpu", "device"),
+        ("training.lr_min=1", "lr_min"),
+        ("model.backbone=resnet", "backbone"),
+        ("training.batch_size=0", "batch_size"),
+        ("data.image_size=8", "image_size"),
+        ("model.dropout=1.5", "dropout"),
+    ],
+)
 def test_config_validation(override, match):
     with pytest.raises(InputError, match=match):
         PPIIConfig().with_overrides([override])
@@ -329,8 +351,21 @@ def test_predict_cli_2d_and_3d_keep_geometry(tmp_path, pool):
     cfg = tiny_cfg(tmp_path / "run", "training.steps=2", "training.val_every=2", "model.backbone=mc_unet")
     train(cfg, images=pool)
     ck = tmp_path / "run" / "last.pt"
-    assert main(["predict", str(RESOURCES / "nih-cxr" / "00013751_003.png"), "--checkpoint", str(ck),
-                 "--out", str(tmp_path / "p2"), "--samples", "3"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(RESOURCES / "nih-cxr" / "00013751_003.png"),
+                "--checkpoint",
+                str(ck),
+                "--out",
+                str(tmp_path / "p2"),
+                "--samples",
+                "3",
+            ]
+        )
+        == 0
+    )
     m = read_scan(tmp_path / "p2" / "00013751_003_anomaly_map.tif")
     assert m.shape == (512, 512) and 0 <= m.array.min() and m.array.max() <= 1
     assert read_scan(tmp_path / "p2" / "00013751_003_variance.tif").array.max() > 0
@@ -377,8 +412,10 @@ def test_mask_stack_from_data_mask_and_ct_lungs(tmp_path, pool):
     m = np.zeros(pool.shape, np.uint8)
     m[:, 8:24, 8:24] = 1
     np.save(tmp_path / "masks.npy", m)
-    cfg = PPIIConfig().with_overrides(TINY + [f"data.train={tmp_path / 'imgs.npy'}", "synthesis.placement=mask",
-                                              f"data.mask={tmp_path / 'masks.npy'}"])
+    cfg = PPIIConfig().with_overrides(
+        TINY
+        + [f"data.train={tmp_path / 'imgs.npy'}", "synthesis.placement=mask", f"data.mask={tmp_path / 'masks.npy'}"]
+    )
     imgs, masks = load_training_set(cfg)
     assert masks.shape == imgs.shape and np.array_equal(masks, m > 0)
     np.save(tmp_path / "bad.npy", m[:3])
@@ -414,8 +451,13 @@ def test_checkpoint_selection_rules(tmp_path, pool):
         imsave(tmp_path / f"r{s}.png", (img * 255).astype(np.uint8), check_contrast=False)
         rows.append(f"r{s}.png,Nodule,15,25,21,31")
     (tmp_path / "ref.csv").write_text("\n".join(rows) + "\n")
-    ref = tiny_cfg(tmp_path / "ref", "training.steps=4", "training.val_every=2", "training.select=reference",
-                   f"training.reference={tmp_path / 'ref.csv'}")
+    ref = tiny_cfg(
+        tmp_path / "ref",
+        "training.steps=4",
+        "training.val_every=2",
+        "training.select=reference",
+        f"training.reference={tmp_path / 'ref.csv'}",
+    )
     train(ref, images=pool)
     vals = [r for r in read_log(tmp_path / "ref" / "log.jsonl") if r["event"] == "val"]
     assert all(0 <= r["reference_pixel_auroc"] <= 1 and r["select_score"] == r["reference_pixel_auroc"] for r in vals)
@@ -431,8 +473,11 @@ def test_precision_path_follows_the_cpu_and_the_config(monkeypatch):
 
     cpu = torch.device("cpu")
     monkeypatch.setenv("PPII_CPU_BF16", "0")
-    assert fast_path(cpu, True, True) == {"amp": False, "channels_last": False,
-                                          "path": "cpu fp32 (no native bf16 on this CPU)"}
+    assert fast_path(cpu, True, True) == {
+        "amp": False,
+        "channels_last": False,
+        "path": "cpu fp32 (no native bf16 on this CPU)",
+    }
     monkeypatch.setenv("PPII_CPU_BF16", "1")
     on = fast_path(cpu, True, True)
     assert on["amp"] and on["channels_last"] and "bf16" in on["path"]
@@ -443,8 +488,15 @@ def test_precision_path_follows_the_cpu_and_the_config(monkeypatch):
 def test_cpu_bf16_path_trains_and_resumes_exactly(tmp_path, monkeypatch):
     monkeypatch.setenv("PPII_CPU_BF16", "1")
     pool = np.stack([smooth_image((48, 48), seed=s) for s in range(6)])
-    cfg = tiny_cfg(tmp_path / "a", "data.image_size=48", "training.batch_size=8", "training.steps=120",
-                   "training.val_every=60", "training.lr=3e-3", "model.base_channels=8")
+    cfg = tiny_cfg(
+        tmp_path / "a",
+        "data.image_size=48",
+        "training.batch_size=8",
+        "training.steps=120",
+        "training.val_every=60",
+        "training.lr=3e-3",
+        "model.base_channels=8",
+    )
     train(cfg, images=pool)
     recs = read_log(tmp_path / "a" / "log.jsonl")
     start = recs[0]
@@ -461,8 +513,14 @@ def test_cpu_bf16_path_trains_and_resumes_exactly(tmp_path, monkeypatch):
     half = load_checkpoint(tmp_path / "b" / "last.pt")
     assert all(torch.equal(full["model"][k], half["model"][k]) for k in full["model"])
     # and bf16 really ran: the fp32 path from the same seed ends elsewhere
-    c = cfg.with_overrides([f"training.out_dir={tmp_path / 'c'}", "training.amp=false", "training.channels_last=false",
-                            "training.steps=20"])
+    c = cfg.with_overrides(
+        [
+            f"training.out_dir={tmp_path / 'c'}",
+            "training.amp=false",
+            "training.channels_last=false",
+            "training.steps=20",
+        ]
+    )
     d = cfg.with_overrides([f"training.out_dir={tmp_path / 'd'}", "training.steps=20"])
     train(c, images=pool)
     train(d, images=pool)
@@ -540,6 +598,7 @@ def test_compiled_step_trains_resumes_exactly_and_auto_chooses_by_run_length(tmp
     def broken(module, *a, **k):
         def fail(*args, **kwargs):
             raise RuntimeError("no C++ compiler")
+
         return fail
 
     monkeypatch.setattr(loop.torch, "compile", broken)

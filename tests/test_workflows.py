@@ -101,8 +101,10 @@ def test_open_test_set_csv_and_errors(tmp_path):
 
     Image.fromarray((_radiograph(64) * 255).astype(np.uint8)).save(tmp_path / "a.png")
     Image.fromarray((_radiograph(64) * 255).astype(np.uint8)).save(tmp_path / "b.png")
-    (tmp_path / "ann.csv").write_text("image,split,label,x0,y0,x1,y1\n"
-                                      "a.png,test,Nodule,10,10,18,18\na.png,test,Other,30,30,38,38\nb.png,train,normal,,,,\n")
+    (tmp_path / "ann.csv").write_text(
+        "image,split,label,x0,y0,x1,y1\n"
+        "a.png,test,Nodule,10,10,18,18\na.png,test,Other,30,30,38,38\nb.png,train,normal,,,,\n"
+    )
     items = open_test_set(tmp_path / "ann.csv", labels="Nodule")
     assert len(items) == 1 and len(items[0].boxes) == 1
     assert len(open_test_set(tmp_path / "ann.csv")[0].boxes) == 2

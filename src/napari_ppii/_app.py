@@ -49,8 +49,9 @@ class _VirtualDisplay:
         return False
 
 
-def run_viewer(inputs: list[str], sample: str | None, screenshot: str | None, seed: int = 0,
-               timeout: float = 120.0) -> int:
+def run_viewer(
+    inputs: list[str], sample: str | None, screenshot: str | None, seed: int = 0, timeout: float = 120.0
+) -> int:
     with _VirtualDisplay((1600, 1000)) as vd:
         if vd.headless and screenshot is None:
             screenshot = "out/demo/viewer.png"
@@ -186,9 +187,11 @@ def _run_demo(out: Path, steps: int, size: int, timeout: float, headless: bool) 
     box_layer = viewer.layers["NIH 00013751_003 boxes"]
     viewer.layers.move(viewer.layers.index(box_layer), len(viewer.layers) - 1)
     shot("3_prediction.png")
-    summary = (f"demo: trained {steps} steps ({trainer.eta.text()}) to show the mechanism; its map is no detector, so "
-               f"its thresholded boxes ({predictor.counts.text()}) are not a detection result (the pretrained models "
-               "are measured at the end of scripts/demo.sh)")
+    summary = (
+        f"demo: trained {steps} steps ({trainer.eta.text()}) to show the mechanism; its map is no detector, so "
+        f"its thresholded boxes ({predictor.counts.text()}) are not a detection result (the pretrained models "
+        "are measured at the end of scripts/demo.sh)"
+    )
     # 4. the small pretrained CT model (normal LIDC-IDRI-0001 slices only) on the 24 slices it never saw
     pretrained = Path(_sample_data.RESOURCES.joinpath("models", PRETRAINED))
     if pretrained.exists():
@@ -211,8 +214,10 @@ def _run_demo(out: Path, steps: int, size: int, timeout: float, headless: bool) 
         predictor.threshold.setValue(float(min(0.99, np.percentile(amap, 99.9))))
         viewer.layers.move(viewer.layers.index(box_layer), len(viewer.layers) - 1)
         shot("4_pretrained.png")
-        print(f"demo: pretrained CT model ({pretrained.name}) on the LIDC-IDRI-0001 slices it never saw, slice {z} "
-              f"(middle of the nodule), detections above the top 0.1% of the map: {predictor.counts.text()}")
+        print(
+            f"demo: pretrained CT model ({pretrained.name}) on the LIDC-IDRI-0001 slices it never saw, slice {z} "
+            f"(middle of the nodule), detections above the top 0.1% of the map: {predictor.counts.text()}"
+        )
     print(f"{summary}; screenshots: " + ", ".join(shots))
     if not headless:
         napari.run()

@@ -39,10 +39,17 @@ def geometry_kwargs(scan: Scan) -> dict[str, Any]:
 
 def scan_metadata(scan: Scan) -> dict[str, Any]:
     meta = {k: v for k, v in scan.metadata.items() if k not in ("slice_positions", "files")}
-    return {SCAN_KEY: {"spacing": tuple(scan.spacing), "origin": tuple(scan.origin),
-                       "direction": np.asarray(scan.direction).tolist(), "modality": scan.modality,
-                       "path": str(scan.path) if scan.path else None,
-                       "slice_positions": scan.metadata.get("slice_positions"), "metadata": meta}}
+    return {
+        SCAN_KEY: {
+            "spacing": tuple(scan.spacing),
+            "origin": tuple(scan.origin),
+            "direction": np.asarray(scan.direction).tolist(),
+            "modality": scan.modality,
+            "path": str(scan.path) if scan.path else None,
+            "slice_positions": scan.metadata.get("slice_positions"),
+            "metadata": meta,
+        }
+    }
 
 
 def default_contrast(scan: Scan) -> tuple[float, float] | None:
@@ -66,8 +73,16 @@ def scan_layer_data(scan: Scan, name: str | None = None) -> tuple:
     return (scan.array, kwargs, "image")
 
 
-def boxes_shapes_data(boxes: Sequence[Box], ndim: int, *, name: str = "boxes", scale=None, translate=None,
-                      edge_color: str = "#00bfff", image: str | None = None) -> tuple:
+def boxes_shapes_data(
+    boxes: Sequence[Box],
+    ndim: int,
+    *,
+    name: str = "boxes",
+    scale=None,
+    translate=None,
+    edge_color: str = "#00bfff",
+    image: str | None = None,
+) -> tuple:
     """Rectangles enclosing each box's pixels (edges at ``lo - 0.5`` and ``hi + 0.5``).
 
     A 3D box becomes one rectangle per slice it spans; a 2D box in a volume goes on every slice is not
@@ -83,8 +98,12 @@ def boxes_shapes_data(boxes: Sequence[Box], ndim: int, *, name: str = "boxes", s
         y0, x0 = b.lo[-2] - 0.5, b.lo[-1] - 0.5
         y1, x1 = b.hi[-2] + 0.5, b.hi[-1] + 0.5
         corners = np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]])
-        props = {"label": b.label, "box": i, "size_px": float(max(b.size[-2:])),
-                 **{k: v for k, v in b.properties.items() if isinstance(v, (int, float, str))}}
+        props = {
+            "label": b.label,
+            "box": i,
+            "size_px": float(max(b.size[-2:])),
+            **{k: v for k, v in b.properties.items() if isinstance(v, (int, float, str))},
+        }
         if ndim == 3:
             zs = range(int(np.ceil(b.lo[0])), int(np.floor(b.hi[0])) + 1)
             for z in zs:
@@ -100,8 +119,13 @@ def boxes_shapes_data(boxes: Sequence[Box], ndim: int, *, name: str = "boxes", s
                 keys.append(k)
     features = {k: [r.get(k, "") for r in rows] for k in keys}
     kwargs: dict[str, Any] = {
-        "name": name, "shape_type": "rectangle", "edge_color": edge_color, "face_color": "transparent",
-        "edge_width": 2, "features": features, "ndim": ndim,
+        "name": name,
+        "shape_type": "rectangle",
+        "edge_color": edge_color,
+        "face_color": "transparent",
+        "edge_width": 2,
+        "features": features,
+        "ndim": ndim,
     }
     if scale is not None:
         kwargs["scale"] = tuple(scale)
@@ -145,8 +169,10 @@ def layer_to_scan(layer) -> Scan:
         raise InputError(f"layer {layer.name!r} is multiscale; not supported")
     data = np.asarray(layer.data)
     if data.dtype.kind not in "uifb" or data.ndim not in (2, 3):
-        raise InputError(f"layer {layer.name!r} has data of shape {data.shape} and type {data.dtype}; "
-                         "a 2D image or a 3D volume is needed")
+        raise InputError(
+            f"layer {layer.name!r} has data of shape {data.shape} and type {data.dtype}; "
+            "a 2D image or a 3D volume is needed"
+        )
     if data.dtype.kind == "f" and not np.isfinite(data).all():
         raise InputError(f"layer {layer.name!r} contains NaN or Inf values")
     nd = data.ndim
@@ -158,8 +184,15 @@ def layer_to_scan(layer) -> Scan:
     md = dict(meta.get("metadata", {}))
     if meta.get("slice_positions") is not None:
         md["slice_positions"] = meta["slice_positions"]
-    return Scan(data.astype(np.float32, copy=False), scale, translate, direction, meta.get("modality", "OT"),
-                Path(meta["path"]) if meta.get("path") else None, md)
+    return Scan(
+        data.astype(np.float32, copy=False),
+        scale,
+        translate,
+        direction,
+        meta.get("modality", "OT"),
+        Path(meta["path"]) if meta.get("path") else None,
+        md,
+    )
 
 
 def write_image_data(layer, data, buffers: dict[str, np.ndarray]) -> None:
@@ -195,8 +228,16 @@ def set_image_layer(viewer, name: str, data, geo: dict[str, Any], **kwargs):
     return viewer.add_image(data, name=name, metadata=meta, **geo, **kwargs)
 
 
-def set_boxes_layer(viewer, name: str, boxes: Sequence[Box], ndim: int, geo: dict[str, Any], *,
-                    edge_color: str = "#00bfff", quiet: bool = False):
+def set_boxes_layer(
+    viewer,
+    name: str,
+    boxes: Sequence[Box],
+    ndim: int,
+    geo: dict[str, Any],
+    *,
+    edge_color: str = "#00bfff",
+    quiet: bool = False,
+):
     """Show ``boxes`` as the rectangles of the Shapes layer ``name``: refilled in place when it exists with
     the same dimensionality, else (re)made.  ``quiet`` refills without data events (the viewer's
     extent is not recomputed over every layer: the boxes lie inside the scan).  Returns ``(layer, made)``."""

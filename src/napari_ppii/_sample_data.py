@@ -42,8 +42,10 @@ def lidc_ct():
 
     scan = read_scan(_res("lidc-idri-0001", "LIDC-IDRI-0001_slab.nii.gz"))
     boxes = read_boxes(_res("lidc-idri-0001", "LIDC-IDRI-0001_slab_boxes.csv"))
-    return [scan_layer_data(scan, "LIDC-IDRI-0001 CT"),
-            boxes_shapes_data(boxes, 3, name="LIDC-IDRI-0001 boxes", **geometry_kwargs(scan))]
+    return [
+        scan_layer_data(scan, "LIDC-IDRI-0001 CT"),
+        boxes_shapes_data(boxes, 3, name="LIDC-IDRI-0001 boxes", **geometry_kwargs(scan)),
+    ]
 
 
 def lidc_ct_full_view():
@@ -53,8 +55,10 @@ def lidc_ct_full_view():
 
     scan = read_scan(_res("lidc-idri-0001", "LIDC-IDRI-0001_slab_fov256.nii.gz"))
     boxes = read_boxes(_res("lidc-idri-0001", "LIDC-IDRI-0001_slab_fov256_boxes.csv"))
-    return [scan_layer_data(scan, "LIDC-IDRI-0001 CT full view"),
-            boxes_shapes_data(boxes, 3, name="LIDC-IDRI-0001 full view boxes", **geometry_kwargs(scan))]
+    return [
+        scan_layer_data(scan, "LIDC-IDRI-0001 CT full view"),
+        boxes_shapes_data(boxes, 3, name="LIDC-IDRI-0001 full view boxes", **geometry_kwargs(scan)),
+    ]
 
 
 def _nih(stem: str, with_boxes: bool = True):

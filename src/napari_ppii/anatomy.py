@@ -74,7 +74,7 @@ def _clear_border(mask: np.ndarray) -> np.ndarray:
 
 
 def _disk(r: int) -> np.ndarray:
-    y, x = np.ogrid[-r:r + 1, -r:r + 1]
+    y, x = np.ogrid[-r : r + 1, -r : r + 1]
     return x * x + y * y <= r * r
 
 
@@ -170,7 +170,7 @@ def _lung_mask_cxr(image: np.ndarray, dilate: float, symmetric: bool = True) -> 
     x = equalize_hist(x)
     x = ndi.gaussian_filter(x, 2.0)
     H, W = ws
-    core = x[int(0.1 * H):int(0.9 * H), int(0.1 * W):int(0.9 * W)]
+    core = x[int(0.1 * H) : int(0.9 * H), int(0.1 * W) : int(0.9 * W)]
     r = max(1, int(round(0.012 * W)))
     # one lung per side of the midline, each at the highest darkness threshold at which it is still a
     # closed region: lower the threshold until that side holds a component that does not touch the
@@ -222,8 +222,9 @@ def _lung_mask_cxr(image: np.ndarray, dilate: float, symmetric: bool = True) -> 
     return out
 
 
-def lung_mask_ct(volume: np.ndarray, *, threshold_hu: float = -400.0, min_fraction: float = 0.002,
-                 envelope: bool = True) -> np.ndarray:
+def lung_mask_ct(
+    volume: np.ndarray, *, threshold_hu: float = -400.0, min_fraction: float = 0.002, envelope: bool = True
+) -> np.ndarray:
     """Lungs of a chest CT volume in HU (``(Z, Y, X)``, or one ``(Y, X)`` slice) as a boolean mask.
 
     ``envelope`` (default): each lung closed per slice over its pleural and hilar indentations (the convex
@@ -285,7 +286,7 @@ def _lung_envelope(lungs2d: np.ndarray, body2d: np.ndarray, reach: float = 0.04)
     # the midline: the widest gap of lung-free columns between the outermost lung columns, else the middle
     occupied = lungs2d.any(0)
     lo, hi = int(cols[0]), int(cols[-1])
-    gap = np.flatnonzero(~occupied[lo:hi + 1]) + lo
+    gap = np.flatnonzero(~occupied[lo : hi + 1]) + lo
     if gap.size:
         runs = np.split(gap, np.flatnonzero(np.diff(gap) > 1) + 1)
         best = max(runs, key=len)

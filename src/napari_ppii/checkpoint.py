@@ -81,8 +81,21 @@ def export_weights(src: str | Path, dst: str | Path, half: bool = False, provena
     (plain JSON values: which scans, which slices, how it was chosen) is stored as it is."""
     ck = load_checkpoint(src)
     model = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ck["model"].items()}
-    keep = {k: ck[k] for k in ("config", "step", "backbone", "val_dice", "select_score", "best_score", "select",
-                               "inputs", "provenance") if k in ck}
+    keep = {
+        k: ck[k]
+        for k in (
+            "config",
+            "step",
+            "backbone",
+            "val_dice",
+            "select_score",
+            "best_score",
+            "select",
+            "inputs",
+            "provenance",
+        )
+        if k in ck
+    }
     extra = {"provenance": provenance} if provenance else {}
     return save_checkpoint({"model": model, **keep, "exported_from": str(src), **extra}, dst)
 
@@ -96,6 +109,6 @@ if __name__ == "__main__":  # python -m napari_ppii.checkpoint SRC DST [--half] 
     if "--provenance" in argv:
         i = argv.index("--provenance")
         prov = json.loads(Path(argv[i + 1]).read_text())
-        del argv[i:i + 2]
+        del argv[i : i + 2]
     args = [a for a in argv if a != "--half"]
     print(export_weights(args[0], args[1], half="--half" in argv, provenance=prov))

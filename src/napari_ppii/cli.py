@@ -21,8 +21,14 @@ from .errors import InputError
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="YAML/JSON configuration (or a params.json of an earlier run)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a configuration value, e.g. synthesis.n_raters=[1,5] (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a configuration value, e.g. synthesis.n_raters=[1,5] (repeatable)",
+    )
 
 
 def _load_config(args) -> PPIIConfig:
@@ -56,8 +62,10 @@ def cmd_info(args) -> int:
     scan = read_scan(path, args.series)
     a = scan.array
     spacing = tuple(round(s, 4) for s in scan.spacing)
-    print(f"{scan.path}: {scan.ndim}D {scan.modality} shape {scan.shape} spacing {spacing} "
-          f"origin {tuple(round(o, 2) for o in scan.origin)} values {a.min():.1f}..{a.max():.1f}")
+    print(
+        f"{scan.path}: {scan.ndim}D {scan.modality} shape {scan.shape} spacing {spacing} "
+        f"origin {tuple(round(o, 2) for o in scan.origin)} values {a.min():.1f}..{a.max():.1f}"
+    )
     return 0
 
 
@@ -107,9 +115,13 @@ def cmd_synthesize(args) -> int:
     if getattr(args, "mask", None):
         given = read_scan(args.mask).array
     try:
-        mask = placement_mask(cfg.synthesis.placement, raw, scan.shape, given=given,
-                              missing="synthesis.placement=mask needs --mask FILE (a mask image or volume of the "
-                              "input's shape)")
+        mask = placement_mask(
+            cfg.synthesis.placement,
+            raw,
+            scan.shape,
+            given=given,
+            missing="synthesis.placement=mask needs --mask FILE (a mask image or volume of the input's shape)",
+        )
     except InputError as exc:
         raise InputError(exc.reason, args.mask) if given is not None else exc from None
     del raw, given  # the scan as read is not needed past its mask: a CT's HU volume is not held any longer
@@ -138,8 +150,10 @@ def cmd_synthesize(args) -> int:
         series_uid=scan.metadata.get("series_instance_uid"),
     )
     written = record["files"]
-    print(f"{cfg.synthesis.method}: {len(result.boxes)} anomal{'y' if len(result.boxes) == 1 else 'ies'} in "
-          f"{scan.ndim}D {scan.shape}; wrote {', '.join(written.values())}, boxes.csv, params.json to {out}")
+    print(
+        f"{cfg.synthesis.method}: {len(result.boxes)} anomal{'y' if len(result.boxes) == 1 else 'ies'} in "
+        f"{scan.ndim}D {scan.shape}; wrote {', '.join(written.values())}, boxes.csv, params.json to {out}"
+    )
     return 0
 
 
@@ -164,8 +178,10 @@ def cmd_train(args) -> int:
             cfg = cfg.with_values({"training.out_dir": out})
     res = train(cfg, resume=args.resume, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"trained {cfg.model.backbone} to step {res.step}: loss {res.last_loss:.4f}, best {res.select} score "
-              f"{res.best_score:.4f}; checkpoints in {cfg.training.out_dir}")
+        print(
+            f"trained {cfg.model.backbone} to step {res.step}: loss {res.last_loss:.4f}, best {res.select} score "
+            f"{res.best_score:.4f}; checkpoints in {cfg.training.out_dir}"
+        )
     return 0
 
 
@@ -188,19 +204,40 @@ def cmd_predict(args) -> int:
             print(f"[{i}/{n}] {name}: {status}", file=sys.stderr, flush=True)
 
     prior, pmask = _prior_args(args)
-    res = predict_batch(pred, sources, out, samples=args.samples, fmt=args.format, progress=progress, skipped=bad,
-                        prior=prior, prior_mask=pmask)
+    res = predict_batch(
+        pred,
+        sources,
+        out,
+        samples=args.samples,
+        fmt=args.format,
+        progress=progress,
+        skipped=bad,
+        prior=prior,
+        prior_mask=pmask,
+    )
     ok = [r for r in res.rows if r["status"] == "ok"]
     for r in ok:
         if r.get("warning"):
             print(f"ppii: warning: {r['input']}: {r['warning']}", file=sys.stderr)
-    (out / "predict.json").write_text(json.dumps({
-        "checkpoint": str(args.checkpoint), "step": pred.step, "backbone": pred.cfg.model.backbone,
-        "inputs": [str(i) for i in args.inputs], "predicted": len(ok), "skipped": len(res.skipped),
-        "prior": prior.to_dict(),
-        "index": res.index.name}, indent=2))
-    print(f"{pred.cfg.model.backbone}: {len(ok)} scan{'s' if len(ok) != 1 else ''} predicted into {out} "
-          f"(index: {res.index.name})")
+    (out / "predict.json").write_text(
+        json.dumps(
+            {
+                "checkpoint": str(args.checkpoint),
+                "step": pred.step,
+                "backbone": pred.cfg.model.backbone,
+                "inputs": [str(i) for i in args.inputs],
+                "predicted": len(ok),
+                "skipped": len(res.skipped),
+                "prior": prior.to_dict(),
+                "index": res.index.name,
+            },
+            indent=2,
+        )
+    )
+    print(
+        f"{pred.cfg.model.backbone}: {len(ok)} scan{'s' if len(ok) != 1 else ''} predicted into {out} "
+        f"(index: {res.index.name})"
+    )
     if res.skipped:
         print(f"ppii: {len(res.skipped)} input{'s' if len(res.skipped) != 1 else ''} skipped:", file=sys.stderr)
         for inp, reason in res.skipped:
@@ -235,9 +272,12 @@ def _prior_args(args):
 def _add_prior_args(p) -> None:
     from .prior import DEFAULT_PRIOR
 
-    p.add_argument("--prior", choices=["none", "lungs", "mask"],
-                   help=f"weight the map by a soft organ prior (default: {DEFAULT_PRIOR.kind}; see README, 'Prior at "
-                   "inference'): none = raw map, lungs = computed lung fields, mask = --prior-mask")
+    p.add_argument(
+        "--prior",
+        choices=["none", "lungs", "mask"],
+        help=f"weight the map by a soft organ prior (default: {DEFAULT_PRIOR.kind}; see README, 'Prior at "
+        "inference'): none = raw map, lungs = computed lung fields, mask = --prior-mask",
+    )
     p.add_argument("--prior-mask", help="--prior mask: a mask file (NIfTI, MHA, PNG, ...) of the scan's shape")
     p.add_argument(
         "--prior-sigma", type=float, help=f"prior smoothing, fraction of the side (default {DEFAULT_PRIOR.sigma:g})"
@@ -258,8 +298,15 @@ def cmd_evaluate(args) -> int:
     pred = Predictor(args.checkpoint, device=args.device or "cpu")
     data = Path(args.data)
     items = open_test_set(data, args.boxes, labels=args.labels, split=args.split, limit=args.limit)
-    opts = EvalOptions(score=args.score, topk_percent=args.topk, region=args.region, n_boot=args.n_boot,
-                       samples=args.samples, min_distance=args.min_distance, prior=prior)
+    opts = EvalOptions(
+        score=args.score,
+        topk_percent=args.topk,
+        region=args.region,
+        n_boot=args.n_boot,
+        samples=args.samples,
+        min_distance=args.min_distance,
+        prior=prior,
+    )
     bar = None
     if not args.quiet:
         from tqdm import tqdm
@@ -267,19 +314,33 @@ def cmd_evaluate(args) -> int:
         bar = tqdm(total=len(items), desc="evaluate", unit="scan")
     atlas = None
     if not args.no_floors:
-        atlas, why = atlas_floor(pred.cfg, args.train_data, checkpoint=args.checkpoint,
-                                 recorded=pred.inputs.get("train_data"))
-    ev = evaluate(pred, items, opts, progress=(lambda i, n: bar.update(1)) if bar else None,
-                  floors=not args.no_floors, atlas=atlas, prior_mask=pmask)
+        atlas, why = atlas_floor(
+            pred.cfg, args.train_data, checkpoint=args.checkpoint, recorded=pred.inputs.get("train_data")
+        )
+    ev = evaluate(
+        pred,
+        items,
+        opts,
+        progress=(lambda i, n: bar.update(1)) if bar else None,
+        floors=not args.no_floors,
+        atlas=atlas,
+        prior_mask=pmask,
+    )
     if bar:
         bar.close()
     if not args.no_floors and why:
         ev.metrics.setdefault("floors_left_out", {})["atlas"] = why
-    report = write_report(ev, args.out, title=f"{pred.cfg.model.backbone} ({pred.cfg.synthesis.method}) on {data.name}",
-                          extra={"checkpoint": str(args.checkpoint), "step": pred.step, "data": str(data)})
+    report = write_report(
+        ev,
+        args.out,
+        title=f"{pred.cfg.model.backbone} ({pred.cfg.synthesis.method}) on {data.name}",
+        extra={"checkpoint": str(args.checkpoint), "step": pred.step, "data": str(data)},
+    )
     m = ev.metrics
-    print(f"pixel AUROC {m['pixel_auroc']:.3f}  sample AUROC {m['sample_auroc']:.3f}  sample AP {m['sample_ap']:.3f}  "
-          f"FROC@10FP {m['froc_at_10fp']:.3f}  ({report})")
+    print(
+        f"pixel AUROC {m['pixel_auroc']:.3f}  sample AUROC {m['sample_auroc']:.3f}  sample AP {m['sample_ap']:.3f}  "
+        f"FROC@10FP {m['froc_at_10fp']:.3f}  ({report})"
+    )
     first_hit = m.get("per_slice", m).get("first_hit")
     if first_hit:
         print(first_hit_lines(first_hit))
@@ -291,8 +352,15 @@ def cmd_realism(args) -> int:
     from .realism import realism_report
 
     cfg = _load_config(args)
-    res = realism_report(args.data, args.out, cfg, boxes=args.boxes,
-                         labels=args.labels.split(",") if args.labels else None, n_samples=args.n, seed=cfg.seed)
+    res = realism_report(
+        args.data,
+        args.out,
+        cfg,
+        boxes=args.boxes,
+        labels=args.labels.split(",") if args.labels else None,
+        n_samples=args.n,
+        seed=cfg.seed,
+    )
     print(Path(res["table"]).read_text())
     print(json.dumps(res["groups"]))
     return 0
@@ -352,8 +420,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="anomaly and variance maps of scans from a checkpoint (files, folders, a CSV)")
-    p.add_argument("inputs", nargs="+", help="radiographs, volume files, DICOM series folders, folders of scans, or "
-                   "an annotations CSV (its rows' images; --split to pick rows)")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        help="radiographs, volume files, DICOM series folders, folders of scans, or "
+        "an annotations CSV (its rows' images; --split to pick rows)",
+    )
     p.add_argument("--split", help="annotations CSV: only rows of this split (e.g. test)")
     p.add_argument("--quiet", action="store_true", help="no per-scan progress lines")
     p.add_argument("--checkpoint", required=True, type=Path)
@@ -387,8 +459,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the CIs")
     p.add_argument("--min-distance", type=int, default=8, help="FROC: minimum distance between candidates (pixels)")
     p.add_argument("--device")
-    p.add_argument("--no-floors", action="store_true", help="skip the non-learned floors (random, lung field, "
-                   "darkness, training atlas, blob filter) scored beside the model")
+    p.add_argument(
+        "--no-floors",
+        action="store_true",
+        help="skip the non-learned floors (random, lung field, "
+        "darkness, training atlas, blob filter) scored beside the model",
+    )
     p.add_argument("--train-data", help="normal images for the atlas floor (default: the checkpoint's data.train)")
     p.add_argument(
         "--restrict", choices=["lungs"], help=argparse.SUPPRESS
@@ -397,10 +473,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("realism", help="realism statistics: synthetic anomalies beside real lesions (contrast, "
-                       "gradient energy ratio, size, fraction in the lungs)")
-    p.add_argument("--data", required=True, help="annotations CSV (rows with boxes = real lesions, others = normals), "
-                   "a folder of radiographs or one radiograph")
+    p = sub.add_parser(
+        "realism",
+        help="realism statistics: synthetic anomalies beside real lesions (contrast, "
+        "gradient energy ratio, size, fraction in the lungs)",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="annotations CSV (rows with boxes = real lesions, others = normals), "
+        "a folder of radiographs or one radiograph",
+    )
     p.add_argument("--boxes", help="box CSV for a folder's images (real lesions)")
     p.add_argument("--labels", help="comma-separated box labels to count as lesions (e.g. Nodule,Mass)")
     p.add_argument("--n", type=int, default=64, help="synthetic samples to measure")
@@ -417,8 +500,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--screenshot", help="save a screenshot of the window and exit (automatic without a display)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--demo", action="store_true", help="the whole loop on the bundled sample: preview, train "
-                   "briefly, predict, overlay (headless: screenshots in --out)")
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="the whole loop on the bundled sample: preview, train "
+        "briefly, predict, overlay (headless: screenshots in --out)",
+    )
     p.add_argument("--steps", type=int, default=150, help="--demo: training steps")
     p.add_argument("--out", default="out/demo", help="--demo: folder for the run and the screenshots")
     p.set_defaults(func=cmd_view)

@@ -44,21 +44,57 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 #: The paper's / public sketch's synthesis settings (before the realism calibration of issue 10), per
 #: method: ``SynthesisConfig(**PAPER_SYNTHESIS["ppii"])`` reproduces the paper's P-PII.
 PAPER_SYNTHESIS: dict[str, dict[str, Any]] = {
-    "ppii": {"method": "ppii", "patch_size": (0.05, 0.2), "n_anomalies": (1, 10), "gradient_scale": (10.0, 20.0),
-             "gradient_scale_distribution": "uniform", "rater_radius": 0.25, "source_smoothing": 0.0, "clip": "hard",
-             "label_mode": "scaled", "label_scale": 10.0, "placement": "anywhere", "patch_distribution": "uniform",
-             "source_rescale": (1.0, 1.0)},
-    "pii": {"method": "pii", "patch_size": (0.1, 0.4), "placement": "anywhere", "patch_distribution": "uniform",
-            "source_rescale": (1.0, 1.0), "clip": "hard"},
-    "fpi": {"method": "fpi", "patch_size": (0.1, 0.4), "placement": "anywhere", "patch_distribution": "uniform",
-            "source_rescale": (1.0, 1.0), "clip": "hard"},
+    "ppii": {
+        "method": "ppii",
+        "patch_size": (0.05, 0.2),
+        "n_anomalies": (1, 10),
+        "gradient_scale": (10.0, 20.0),
+        "gradient_scale_distribution": "uniform",
+        "rater_radius": 0.25,
+        "source_smoothing": 0.0,
+        "clip": "hard",
+        "label_mode": "scaled",
+        "label_scale": 10.0,
+        "placement": "anywhere",
+        "patch_distribution": "uniform",
+        "source_rescale": (1.0, 1.0),
+    },
+    "pii": {
+        "method": "pii",
+        "patch_size": (0.1, 0.4),
+        "placement": "anywhere",
+        "patch_distribution": "uniform",
+        "source_rescale": (1.0, 1.0),
+        "clip": "hard",
+    },
+    "fpi": {
+        "method": "fpi",
+        "patch_size": (0.1, 0.4),
+        "placement": "anywhere",
+        "patch_distribution": "uniform",
+        "source_rescale": (1.0, 1.0),
+        "clip": "hard",
+    },
     # NSA's public code defaults (gamma_params (2, 0.05, 0.03) on the half-width, width bounds 0.05-0.2,
     # resize 0.7-1.3, up to 3 patches, normal clone, logistic-intensity label (1/6, 20) on 0-255, tol 1):
     # sides and intensities here are fractions of the extent and of [0, 1]
-    "nsa": {"method": "nsa", "patch_size": (0.1, 0.4), "square": False, "patch_distribution": "gamma",
-            "patch_gamma": (0.06, 0.1), "source_rescale": (0.7, 1.3), "nsa_patches": 3, "mixed_gradients": False,
-            "placement": "anywhere", "source_in_mask": True, "clip": "hard", "label_k": 255 / 6, "label_x0": 20 / 255,
-            "label_tolerance": 1 / 255, "label_median_radius": 5},
+    "nsa": {
+        "method": "nsa",
+        "patch_size": (0.1, 0.4),
+        "square": False,
+        "patch_distribution": "gamma",
+        "patch_gamma": (0.06, 0.1),
+        "source_rescale": (0.7, 1.3),
+        "nsa_patches": 3,
+        "mixed_gradients": False,
+        "placement": "anywhere",
+        "source_in_mask": True,
+        "clip": "hard",
+        "label_k": 255 / 6,
+        "label_x0": 20 / 255,
+        "label_tolerance": 1 / 255,
+        "label_median_radius": 5,
+    },
 }
 
 
@@ -84,31 +120,50 @@ class SynthesisConfig(_Model):
     method only are ignored by the others.  Sizes are fractions of the image extent along each axis.
     """
 
-    method: Method = Field("ppii", description="ppii (paper), pii (Tan et al. 2021), fpi (Tan et al. 2020), nsa "
-                           "(Schlueter et al. 2022), or a method registered with napari_ppii.synthesis.register_method")
+    method: Method = Field(
+        "ppii",
+        description="ppii (paper), pii (Tan et al. 2021), fpi (Tan et al. 2020), nsa "
+        "(Schlueter et al. 2022), or a method registered with napari_ppii.synthesis.register_method",
+    )
     params: dict[str, Any] = Field(
-        default_factory=dict, description="a registered method's own parameters (its parameter model's fields); "
-        "the four built-in methods have none here")
+        default_factory=dict,
+        description="a registered method's own parameters (its parameter model's fields); "
+        "the four built-in methods have none here",
+    )
     patch_size: tuple[float, float] | None = Field(
-        None, description="patch side as a fraction of the image extent per axis, in (0, 0.5]; "
-        "None = method default (P-PII: 0.05-0.2; PII/FPI: 0.1-0.4, square)")
+        None,
+        description="patch side as a fraction of the image extent per axis, in (0, 0.5]; "
+        "None = method default (P-PII: 0.05-0.2; PII/FPI: 0.1-0.4, square)",
+    )
     square: bool | None = Field(None, description="one side for all axes (PII/FPI default) or one per axis")
     core_fraction: float = Field(0.8, gt=0, le=1, description="patch centres lie in this central fraction of each axis")
-    n_anomalies: tuple[int, int] = Field((1, 5), description="P-PII: anomalies per image, 1-50 (paper: one to ten; "
-                                         "calibrated: 1-5, as many as fit in the lungs without crowding)")
+    n_anomalies: tuple[int, int] = Field(
+        (1, 5),
+        description="P-PII: anomalies per image, 1-50 (paper: one to ten; "
+        "calibrated: 1-5, as many as fit in the lungs without crowding)",
+    )
     n_raters: tuple[int, int] = Field((1, 9), description="P-PII: rater masks per image, 1-32 (public sketch: 1-9)")
     gradient_scale: tuple[float, float] = Field(
-        (1.0, 8.0), description="P-PII: up-scaling of the source gradients in [low, high), 0-100 (public sketch: "
+        (1.0, 8.0),
+        description="P-PII: up-scaling of the source gradients in [low, high), 0-100 (public sketch: "
         "10-20, which gives contrasts ~3x and gradient energies ~10x a real nodule's; calibrated on the NIH boxes: "
-        "1-8 log-uniform with a smoothed source)")
-    rater_radius: float = Field(0.3, gt=0, le=0.5, description="P-PII: mean rater radius, fraction of the patch's "
-                                "shortest side (public sketch: 0.25)")
+        "1-8 log-uniform with a smoothed source)",
+    )
+    rater_radius: float = Field(
+        0.3,
+        gt=0,
+        le=0.5,
+        description="P-PII: mean rater radius, fraction of the patch's shortest side (public sketch: 0.25)",
+    )
     rater_radius_std: float = Field(1.0, ge=0, le=20, description="P-PII: std of the rater radius in pixels")
     rater_centre_std: float = Field(
         1 / 12, ge=0, le=0.5, description="P-PII: std of the rater centre, fraction of the patch side"
     )
-    mixed_gradients: bool = Field(True, description="P-PII / NSA: keep the larger of (scaled) source and target "
-                                  "gradient (NSA: mixed clone; NSA's default is the normal clone, False)")
+    mixed_gradients: bool = Field(
+        True,
+        description="P-PII / NSA: keep the larger of (scaled) source and target "
+        "gradient (NSA: mixed clone; NSA's default is the normal clone, False)",
+    )
     alpha: tuple[float, float] = Field((0.05, 0.95), description="PII/FPI: interpolation factor range, in [0, 1]")
     pairwise: bool = Field(
         True, description="take the source patch from another image of the batch (else the same image)"
@@ -120,66 +175,118 @@ class SynthesisConfig(_Model):
         description="P-PII, label_mode scaled: label = clip(label_scale * "
         "|target - mean|, 0, 1) (public sketch: 10; with 1 the faint rim of an anomaly is labelled ~0)",
     )
-    label_tolerance: float = Field(1e-3, ge=0, le=1, description="PII/FPI/NSA: a pixel is labelled where it changed by "
-                                   "more than this (NSA: 1 grey level, 1/255)")
+    label_tolerance: float = Field(
+        1e-3,
+        ge=0,
+        le=1,
+        description="PII/FPI/NSA: a pixel is labelled where it changed by more than this (NSA: 1 grey level, 1/255)",
+    )
     clip: Literal["hard", "soft", "none"] = Field(
-        "soft", description="blended images beyond the target's intensity range: clipped (hard; the paper), "
-        "compressed smoothly into it (soft: no flat white/black plateaus) or left as they are (none)")
+        "soft",
+        description="blended images beyond the target's intensity range: clipped (hard; the paper), "
+        "compressed smoothly into it (soft: no flat white/black plateaus) or left as they are (none)",
+    )
     size_step: int = Field(
         1,
         ge=1,
         le=64,
         description="round patch sides up to a multiple of this (fewer distinct shapes for GPU batching)",
     )
-    fast_sizes: bool = Field(True, description="round patch sides up (a few pixels at most) so the DST length "
-                             "2 (side - 1) is FFT-friendly (5-smooth): several times faster solves")
+    fast_sizes: bool = Field(
+        True,
+        description="round patch sides up (a few pixels at most) so the DST length "
+        "2 (side - 1) is FFT-friendly (5-smooth): several times faster solves",
+    )
     min_patch_side: int = Field(5, ge=3, le=64, description="smallest patch side in pixels")
     max_tries: int = Field(
         50, ge=1, le=1000, description="P-PII: placement attempts per anomaly (target boxes never overlap)"
     )
     # -- anatomy-aware placement ------------------------------------------------------------------
     placement: Placement = Field(
-        "lungs", description="where target patches go: anywhere (the paper), lungs (lung fields computed "
-        "by napari_ppii.anatomy) or mask (a mask given with the images: data.mask, or a Labels layer)")
+        "lungs",
+        description="where target patches go: anywhere (the paper), lungs (lung fields computed "
+        "by napari_ppii.anatomy) or mask (a mask given with the images: data.mask, or a Labels layer)",
+    )
     placement_min_inside: float = Field(
-        0.7, ge=0, le=1, description="lungs/mask: least fraction of a target patch box on the mask (AnatPaste/NSA "
-        "keep >= 50-70% of the patch on the anatomy); a patch that cannot be placed after max_tries is dropped")
+        0.7,
+        ge=0,
+        le=1,
+        description="lungs/mask: least fraction of a target patch box on the mask (AnatPaste/NSA "
+        "keep >= 50-70% of the patch on the anatomy); a patch that cannot be placed after max_tries is dropped",
+    )
     placement_margin_share: float = Field(
-        0.1, ge=0, le=1, description="lungs/mask: share of anomalies placed at the mask's edge (the centre within "
+        0.1,
+        ge=0,
+        le=1,
+        description="lungs/mask: share of anomalies placed at the mask's edge (the centre within "
         "a quarter of a box side of it, the box needing only placement_margin_min_inside on the mask): they "
         "straddle the pleura and the mediastinal edge as about one real nodule in ten does (NIH Nodule/Mass "
-        "boxes, ppii realism); 0 = every anomaly well inside the mask")
+        "boxes, ppii realism); 0 = every anomaly well inside the mask",
+    )
     placement_margin_min_inside: float = Field(
-        0.3, ge=0, le=1, description="lungs/mask: least fraction of a margin anomaly's box on the mask")
+        0.3, ge=0, le=1, description="lungs/mask: least fraction of a margin anomaly's box on the mask"
+    )
     source_in_mask: bool = Field(False, description="lungs/mask: take source patches from inside the mask too")
-    mask_blend: bool = Field(True, description="lungs/mask: the change (and so the label) is multiplied by the "
-                             "mask, so no anomaly spills outside it; the input image itself is never masked")
+    mask_blend: bool = Field(
+        True,
+        description="lungs/mask: the change (and so the label) is multiplied by the "
+        "mask, so no anomaly spills outside it; the input image itself is never masked",
+    )
     # -- realism controls -------------------------------------------------------------------------
     patch_distribution: Literal["uniform", "gamma"] = Field(
-        "gamma", description="patch side fraction drawn uniform in patch_size, or NSA-style: offset + "
+        "gamma",
+        description="patch side fraction drawn uniform in patch_size, or NSA-style: offset + "
         "Gamma(shape 2, scale), clipped to patch_size (mostly small patches, a long tail); offset and scale "
-        "from patch_gamma")
+        "from patch_gamma",
+    )
     patch_gamma: tuple[float, float] | None = Field(
-        None, description="gamma patch sides: (offset, scale) of offset + Gamma(2, scale) as fractions of the extent; "
-        "None = (low, (high - low) / 6) of patch_size (NSA: half-width 0.03 + Gamma(2, 0.05), i.e. (0.06, 0.1))")
-    nsa_patches: int = Field(3, ge=1, le=50, description="NSA: at most this many patches per image, the first always, "
-                             "each further one with probability 1/2 (NSA: 3 or 4 by object class)")
-    label_median_radius: int = Field(5, ge=0, le=15, description="NSA label: radius (pixels) of the disc (ball) median "
-                                     "filter of the change before the logistic (NSA: 5)")
+        None,
+        description="gamma patch sides: (offset, scale) of offset + Gamma(2, scale) as fractions of the extent; "
+        "None = (low, (high - low) / 6) of patch_size (NSA: half-width 0.03 + Gamma(2, 0.05), i.e. (0.06, 0.1))",
+    )
+    nsa_patches: int = Field(
+        3,
+        ge=1,
+        le=50,
+        description="NSA: at most this many patches per image, the first always, "
+        "each further one with probability 1/2 (NSA: 3 or 4 by object class)",
+    )
+    label_median_radius: int = Field(
+        5,
+        ge=0,
+        le=15,
+        description="NSA label: radius (pixels) of the disc (ball) median "
+        "filter of the change before the logistic (NSA: 5)",
+    )
     source_rescale: tuple[float, float] = Field(
-        (0.7, 1.3), description="the source patch is taken at side / r, r ~ U[low, high], and resized to the "
-        "target side (NSA: 0.7-1.3; 1-1 = no rescaling)")
+        (0.7, 1.3),
+        description="the source patch is taken at side / r, r ~ U[low, high], and resized to the "
+        "target side (NSA: 0.7-1.3; 1-1 = no rescaling)",
+    )
     gradient_scale_distribution: Literal["uniform", "log_uniform"] = Field(
-        "log_uniform", description="P-PII: gradient scale drawn uniform or log-uniform in gradient_scale "
-        "(log-uniform gives as many subtle as strong anomalies)")
+        "log_uniform",
+        description="P-PII: gradient scale drawn uniform or log-uniform in gradient_scale "
+        "(log-uniform gives as many subtle as strong anomalies)",
+    )
     source_smoothing: float = Field(
-        2.0, ge=0, le=20, description="P-PII: Gaussian sigma (pixels) applied to the source patch before its "
-        "gradients are up-scaled: removes the up-scaled texture/noise, leaving a soft, lesion-like profile")
+        2.0,
+        ge=0,
+        le=20,
+        description="P-PII: Gaussian sigma (pixels) applied to the source patch before its "
+        "gradients are up-scaled: removes the up-scaled texture/noise, leaving a soft, lesion-like profile",
+    )
     label_mode: Literal["scaled", "logistic"] = Field(
-        "logistic", description="P-PII: label = clip(label_scale * |change|, 0, 1) (the public sketch), or NSA's "
-        "logistic of the change, 0 at no change: (s(k (|d| - x0)) - s(-k x0)) / (1 - s(-k x0))")
-    label_k: float = Field(100.0, gt=0, le=10000, description="logistic label (P-PII logistic, NSA): steepness k per "
-                           "unit intensity (NSA: 1/6 per grey level = 42.5)")
+        "logistic",
+        description="P-PII: label = clip(label_scale * |change|, 0, 1) (the public sketch), or NSA's "
+        "logistic of the change, 0 at no change: (s(k (|d| - x0)) - s(-k x0)) / (1 - s(-k x0))",
+    )
+    label_k: float = Field(
+        100.0,
+        gt=0,
+        le=10000,
+        description="logistic label (P-PII logistic, NSA): steepness k per "
+        "unit intensity (NSA: 1/6 per grey level = 42.5)",
+    )
     label_x0: float = Field(
         0.04,
         ge=0,
@@ -192,8 +299,10 @@ class SynthesisConfig(_Model):
     @classmethod
     def _known_method(cls, v):
         if v not in METHOD_NAMES:
-            raise ValueError(f"unknown synthesis method {v!r}: one of {', '.join(METHOD_NAMES)} (a new method is "
-                             "registered with napari_ppii.synthesis.register_method)")
+            raise ValueError(
+                f"unknown synthesis method {v!r}: one of {', '.join(METHOD_NAMES)} (a new method is "
+                "registered with napari_ppii.synthesis.register_method)"
+            )
         return v
 
     @field_validator("clip", mode="before")
@@ -207,8 +316,9 @@ class SynthesisConfig(_Model):
     def _validate(self) -> "SynthesisConfig":
         _check_range("source_rescale", self.source_rescale, 0.25, 4.0)
         if self.patch_gamma is not None and not (0 <= self.patch_gamma[0] <= 0.5 and 0 < self.patch_gamma[1] <= 0.5):
-            raise ValueError(f"patch_gamma (offset, scale) must satisfy 0 <= offset <= 0.5, 0 < scale <= 0.5, "
-                             f"got {self.patch_gamma}")
+            raise ValueError(
+                f"patch_gamma (offset, scale) must satisfy 0 <= offset <= 0.5, 0 < scale <= 0.5, got {self.patch_gamma}"
+            )
         if self.patch_size is not None:
             lo, hi = self.patch_size
             if not (0 < lo <= hi <= 0.5):
@@ -225,8 +335,10 @@ class SynthesisConfig(_Model):
         if model is not None:  # the registered method's own parameters, validated and completed
             self.__dict__["params"] = model.model_validate(self.params).model_dump(mode="json")
         elif self.params:
-            raise ValueError(f"synthesis.params is for a registered method's own parameters; {self.method} takes none "
-                             f"(got {', '.join(self.params)})")
+            raise ValueError(
+                f"synthesis.params is for a registered method's own parameters; {self.method} takes none "
+                f"(got {', '.join(self.params)})"
+            )
         return self
 
     @classmethod
@@ -292,18 +404,26 @@ class AugmentConfig(_Model):
 class DataConfig(_Model):
     """Where normal training images come from."""
 
-    train: str | None = Field(None, description="folder of radiographs, an annotations CSV (rows with split=train "
-                              "and, when a label column exists, label=normal), or a CT series folder / volume file")
+    train: str | None = Field(
+        None,
+        description="folder of radiographs, an annotations CSV (rows with split=train "
+        "and, when a label column exists, label=normal), or a CT series folder / volume file",
+    )
     boxes: str | None = Field(None, description="CT: lesion boxes (LIDC XML or CSV) for the lesion-margin rule")
-    mask: str | None = Field(None, description="placement masks for synthesis.placement=mask: a .npy stack (N, H, W) "
-                             "aligned with the training images (what the viewer writes from a Labels layer), or, for "
-                             "a single CT series / volume, a mask volume of the scan's shape")
+    mask: str | None = Field(
+        None,
+        description="placement masks for synthesis.placement=mask: a .npy stack (N, H, W) "
+        "aligned with the training images (what the viewer writes from a Labels layer), or, for "
+        "a single CT series / volume, a mask volume of the scan's shape",
+    )
     lesion_margin: int = Field(
         5, ge=0, le=100, description="CT: slices within this many of a lesion are not normal (paper: ~5)"
     )
     modality: Literal["CT", "radiograph"] | None = Field(
-        None, description="the modality of the training images where the data does not say (a pre-processed .npy "
-        "stack); recorded in checkpoints, and prediction warns on a scan of another modality")
+        None,
+        description="the modality of the training images where the data does not say (a pre-processed .npy "
+        "stack); recorded in checkpoints, and prediction warns on a scan of another modality",
+    )
     image_size: int = Field(256, ge=32, le=2048, description="training images are resized to size x size (paper: 512)")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="normal images held out for the validation set")
     val_samples: int = Field(32, ge=1, le=10000, description="fixed, seeded synthetic validation samples")
@@ -320,37 +440,53 @@ class TrainingConfig(_Model):
     warmup_steps: int = Field(100, ge=0, description="linear warm-up, then cosine decay to lr_min")
     lr_min: float = Field(1e-5, ge=0, description="final learning rate of the cosine schedule")
     loss: Literal["bce_dice", "bce", "dice", "mse"] = Field("bce_dice", description="loss on the continuous label")
-    confidence_weighting: bool = Field(False, description="weight each pixel's loss by exp(-gamma * rater std), "
-                                       "normalised to mean 1 (the paper's future work)")
+    confidence_weighting: bool = Field(
+        False,
+        description="weight each pixel's loss by exp(-gamma * rater std), "
+        "normalised to mean 1 (the paper's future work)",
+    )
     confidence_gamma: float = Field(5.0, ge=0, le=1000, description="gamma of the confidence weighting")
     val_every: int = Field(500, ge=1, description="validate (and checkpoint) every N steps")
-    keep_every: int | None = Field(None, ge=1, description="also keep a copy of the state every N steps as "
-                                   "step_NNNNNNN.pt (checkpoint selection on real lesions afterwards)")
+    keep_every: int | None = Field(
+        None,
+        ge=1,
+        description="also keep a copy of the state every N steps as "
+        "step_NNNNNNN.pt (checkpoint selection on real lesions afterwards)",
+    )
     select: Literal["val_dice", "reference", "heldout"] = Field(
-        "val_dice", description="which checkpoint becomes best.pt: best synthetic validation Dice (the paper), best "
+        "val_dice",
+        description="which checkpoint becomes best.pt: best synthetic validation Dice (the paper), best "
         "pixel AUROC on a small labelled reference set from another dataset (training.reference), or best Dice on "
-        "a held-out anomaly type never trained on (training.heldout; label-free, after Baugh et al. 2023)")
+        "a held-out anomaly type never trained on (training.heldout; label-free, after Baugh et al. 2023)",
+    )
     reference: str | None = Field(
         None,
         description="select=reference: an annotations CSV with lesion boxes (e.g. the "
         "NIH radiographs); its rows with boxes (and its normals) are scored at each validation",
     )
-    reference_labels: list[str] | None = Field(None, description="select=reference: keep only boxes of these findings "
-                                               "(e.g. [Nodule, Mass]); None = every box")
-    heldout: dict[str, Any] = Field(default_factory=lambda: {"method": "fpi"}, description="select=heldout: synthesis "
-                                    "settings (overrides of the training synthesis) of the held-out validation task")
+    reference_labels: list[str] | None = Field(
+        None, description="select=reference: keep only boxes of these findings (e.g. [Nodule, Mass]); None = every box"
+    )
+    heldout: dict[str, Any] = Field(
+        default_factory=lambda: {"method": "fpi"},
+        description="select=heldout: synthesis "
+        "settings (overrides of the training synthesis) of the held-out validation task",
+    )
     log_every: int = Field(10, ge=1, description="log a line every N steps")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
-    amp: bool = Field(True, description="bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16 / AMX); "
-                     "fp32 elsewhere")
+    amp: bool = Field(
+        True, description="bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16 / AMX); fp32 elsewhere"
+    )
     channels_last: bool = Field(
         True, description="channels_last memory format where the bf16 path runs (CUDA, native-bf16 CPUs)"
     )
     compile: bool | Literal["auto"] = Field(
-        "auto", description="torch.compile the training step (forward + backward): auto = where the bf16 path runs "
+        "auto",
+        description="torch.compile the training step (forward + backward): auto = where the bf16 path runs "
         "and the run has at least 2,000 steps (compiling takes about a minute on two cores; measured 7-12 % faster "
         "per step on an AVX512-BF16 CPU), not under torchrun; falls back to eager, with a log record, if compiling "
-        "fails")
+        "fails",
+    )
     synthesis_on_device: bool = Field(True, description="run the batched torch synthesis on the training device")
     out_dir: str = Field("runs/ppii", description="checkpoints and the JSON-lines log go here")
     num_threads: int | None = Field(None, ge=1, le=256, description="CPU threads for torch (None: torch's default)")

@@ -74,16 +74,23 @@ class Predictor:
         if kind == self.modality:
             return None
         what = {"CT": "CT slices", "radiograph": "radiographs"}
-        return (f"this model was trained on {what[self.modality]}, but the scan is a {kind}: its anomaly map is "
-                f"unlikely to mean anything (use a model trained on {what[kind]})")
+        return (
+            f"this model was trained on {what[self.modality]}, but the scan is a {kind}: its anomaly map is "
+            f"unlikely to mean anything (use a model trained on {what[kind]})"
+        )
 
-    def predict_images(self, images: np.ndarray, samples: int | None = None, batch: int = 4,
-                       progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def predict_images(
+        self,
+        images: np.ndarray,
+        samples: int | None = None,
+        batch: int = 4,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(N, S, S)`` pre-processed images -> mean and variance maps of the same shape."""
         n = self.cfg.model.samples if samples is None else samples
         means, vars_ = [], []
         for i in range(0, len(images), batch):
-            x = torch.as_tensor(images[i:i + batch])[:, None].float().to(self.device)
+            x = torch.as_tensor(images[i : i + batch])[:, None].float().to(self.device)
             m, v = self.model.predict(x, samples=n)
             means.append(m[:, 0].cpu().numpy())
             vars_.append(v[:, 0].cpu().numpy())
@@ -132,8 +139,22 @@ class ScanSource:
 
 def _stem(path: Path) -> str:
     name = path.name
-    for suf in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".dcm", ".dicom", ".png", ".jpg", ".jpeg",
-                ".tif", ".tiff", ".ima"):
+    for suf in (
+        ".nii.gz",
+        ".nii",
+        ".mha",
+        ".mhd",
+        ".nrrd",
+        ".nhdr",
+        ".dcm",
+        ".dicom",
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".tif",
+        ".tiff",
+        ".ima",
+    ):
         if name.lower().endswith(suf):
             return name[: -len(suf)]
     return name
@@ -182,16 +203,24 @@ def expand_inputs(inputs, split: str | None = None) -> tuple[list[ScanSource], l
             # image / volume file is a scan; every other file is listed as skipped, with the reason
             found = folder_contents(p)
             if not found.n_scans:
-                bad.append((str(p), f"no scans in the folder ({len(found.skipped)} other file(s))"
-                            if found.skipped else "folder is empty"))
+                bad.append(
+                    (
+                        str(p),
+                        f"no scans in the folder ({len(found.skipped)} other file(s))"
+                        if found.skipped
+                        else "folder is empty",
+                    )
+                )
                 continue
             out += [ScanSource(f) for f in found.files]
             series = found.series
             if len(series) > 1 and all(s.n_slices == 1 for s in series):
                 out += [ScanSource(s.files[0]) for s in series]
             else:
-                out += [ScanSource(p, s.uid, p.name if len(series) == 1 and not found.files else f"{p.name}_{s.uid}")
-                        for s in series]
+                out += [
+                    ScanSource(p, s.uid, p.name if len(series) == 1 and not found.files else f"{p.name}_{s.uid}")
+                    for s in series
+                ]
             bad += [(str(f), why) for f, why in found.skipped]
         else:  # a scan file; anything else is read too, and the reader names what is wrong with it
             out.append(ScanSource(p))
@@ -216,10 +245,18 @@ class BatchResult:
     index: Path
 
 
-def predict_batch(predictor: Predictor, sources: list[ScanSource], out: str | Path, *, samples: int | None = None,
-                  fmt: str | None = None, progress: Callable[[int, int, str, str], None] | None = None,
-                  skipped: list[tuple[str, str]] | None = None, prior=None,
-                  prior_mask: np.ndarray | None = None) -> BatchResult:
+def predict_batch(
+    predictor: Predictor,
+    sources: list[ScanSource],
+    out: str | Path,
+    *,
+    samples: int | None = None,
+    fmt: str | None = None,
+    progress: Callable[[int, int, str, str], None] | None = None,
+    skipped: list[tuple[str, str]] | None = None,
+    prior=None,
+    prior_mask: np.ndarray | None = None,
+) -> BatchResult:
     """Predict every source with one loaded model; write ``<name>_anomaly_map`` and ``<name>_variance``
     (TIFF for 2D, NIfTI for volumes, unless ``fmt``) and ``index.csv`` (one row per input, with the
     reason for each skipped one).  An unreadable scan is skipped, never fatal.  ``progress(i, n, name,
@@ -283,8 +320,19 @@ def predict_batch(predictor: Predictor, sources: list[ScanSource], out: str | Pa
         if progress is not None:
             progress(i + 1, len(sources), src.name, status)
     index = out / "index.csv"
-    cols = ["input", "status", "anomaly_map", "variance", "shape", "max", "prior", "samples", "seconds", "reason",
-            "warning"]
+    cols = [
+        "input",
+        "status",
+        "anomaly_map",
+        "variance",
+        "shape",
+        "max",
+        "prior",
+        "samples",
+        "seconds",
+        "reason",
+        "warning",
+    ]
     with index.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()

@@ -30,8 +30,10 @@ def window_limits(name: str, scan: Scan | None = None) -> tuple[float, float]:
     if name == "header":
         meta = scan.metadata if scan is not None else {}
         if "window_center" not in meta or "window_width" not in meta:
-            raise InputError("the scan header has no WindowCenter/WindowWidth; choose a named window",
-                             scan.path if scan is not None else None)
+            raise InputError(
+                "the scan header has no WindowCenter/WindowWidth; choose a named window",
+                scan.path if scan is not None else None,
+            )
         c, w = meta["window_center"], meta["window_width"]
     elif name in WINDOWS:
         c, w = WINDOWS[name]
@@ -155,8 +157,11 @@ MIN_INPUT_SIDE = 16
 
 def check_input_size(scan: Scan) -> None:
     if min(scan.shape[-2:]) < MIN_INPUT_SIDE:
-        raise InputError(f"image of size {tuple(scan.shape)} is too small: at least {MIN_INPUT_SIDE} pixels per "
-                         "in-plane axis are needed (upsampling a few pixels would invent the scan)", scan.path)
+        raise InputError(
+            f"image of size {tuple(scan.shape)} is too small: at least {MIN_INPUT_SIDE} pixels per "
+            "in-plane axis are needed (upsampling a few pixels would invent the scan)",
+            scan.path,
+        )
 
 
 def is_ct(scan: Scan) -> bool:
@@ -174,7 +179,7 @@ def prepare(scan: Scan, config: PreprocessConfig | None = None) -> Scan:
     if scan.ndim == 3:  # slab by slab: the float64 temporaries of one slab, never of the whole volume
         x = np.empty(scan.shape, np.float32)
         for z in range(0, scan.shape[0], 32):
-            x[z:z + 32] = mapping.apply(scan.array[z:z + 32])
+            x[z : z + 32] = mapping.apply(scan.array[z : z + 32])
     else:
         x = mapping.apply(scan.array)
     out = scan.with_array(x)
@@ -205,7 +210,7 @@ class InputMapping:
         if cfg.equalise:
             step = slab if arr.ndim == 3 else max(1, arr.shape[0])
             n = -(-arr.shape[0] // step)
-            self.eq = Equaliser().fit_stream(lambda i: self.linear(arr[i * step:(i + 1) * step]), n)
+            self.eq = Equaliser().fit_stream(lambda i: self.linear(arr[i * step : (i + 1) * step]), n)
 
     def linear(self, values: np.ndarray) -> np.ndarray:
         if self.high <= self.low:

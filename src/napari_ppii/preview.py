@@ -69,8 +69,9 @@ class PreviewEngine:
     def prepared(self, scan, pre: PreprocessConfig, token):
         from .preprocess import prepare
 
-        return self.cached("prepared", token, pre.model_dump_json(),
-                           lambda: prepare(scan, pre.model_copy(update={"size": None})))
+        return self.cached(
+            "prepared", token, pre.model_dump_json(), lambda: prepare(scan, pre.model_copy(update={"size": None}))
+        )
 
     def lungs(self, scan, token) -> np.ndarray:
         """The lung mask of a scan (radiograph, or CT in HU)."""
@@ -107,11 +108,20 @@ def compute_preview(req: PreviewRequest, engine: PreviewEngine | None = None) ->
     place = cfg.synthesis.placement
     # the whole target's mask is kept for display (the Labels layer's data as it is, or the cached lungs);
     # only the previewed slice is thresholded
-    full_mask = None if place == "anywhere" else (
-        req.mask if req.mask is not None else engine.lungs(req.target, t_tok) if place == "lungs" else None)
-    mask = placement_mask(place, req.target, t_img.shape, given=full_mask, slice_index=req.slice_index,
-                          missing="placement 'mask' needs a placement mask: paint the 'P-PII placement mask' Labels "
-                          "layer (or choose placement lungs / anywhere)")
+    full_mask = (
+        None
+        if place == "anywhere"
+        else (req.mask if req.mask is not None else engine.lungs(req.target, t_tok) if place == "lungs" else None)
+    )
+    mask = placement_mask(
+        place,
+        req.target,
+        t_img.shape,
+        given=full_mask,
+        slice_index=req.slice_index,
+        missing="placement 'mask' needs a placement mask: paint the 'P-PII placement mask' Labels "
+        "layer (or choose placement lungs / anywhere)",
+    )
     result = synthesize_scan(t_img, cfg, source=s_img, mask=mask).result
     realism = None
     if t_img.ndim == 2:
@@ -129,8 +139,9 @@ def _realism(img, result, mask, req) -> dict:
     boxes = req.reference_boxes
     if boxes:
         if req.slice_index is not None:
-            boxes = [b.to_2d() for b in boxes if b.ndim == 3 and b.lo[0] <= req.slice_index <= b.hi[0]] + \
-                    [b for b in boxes if b.ndim == 2]
+            boxes = [b.to_2d() for b in boxes if b.ndim == 3 and b.lo[0] <= req.slice_index <= b.hi[0]] + [
+                b for b in boxes if b.ndim == 2
+            ]
         out["reference"] = summarise(box_stats(img, boxes, mask))
     return out
 
@@ -145,12 +156,12 @@ def realism_text(realism: dict | None) -> str:
             return "none"
         inl = summ.get("in_lungs")
         lung = "" if inl is None or not np.isfinite(inl) else f", {100 * inl:.0f}% in lungs"
-        return (f"contrast {summ['abs_contrast']['median']:.3f}, gradient x{summ['gradient_ratio']['median']:.2f}, "
-                f"size {summ['diameter_frac']['median']:.3f}{lung} (n={summ['n']})")
+        return (
+            f"contrast {summ['abs_contrast']['median']:.3f}, gradient x{summ['gradient_ratio']['median']:.2f}, "
+            f"size {summ['diameter_frac']['median']:.3f}{lung} (n={summ['n']})"
+        )
 
     text = f"Synthetic: {part(realism['synthetic'])}"
     if realism.get("reference") is not None:
         text += f"\nReference lesions: {part(realism['reference'])}"
     return text
-
-

@@ -34,8 +34,15 @@ import numpy as np
 
 from .errors import InputError
 
-QUANTITIES = ("contrast", "abs_contrast", "gradient_ratio", "diameter_frac", "in_lungs", "edge_distance_frac",
-              "outside_frac")
+QUANTITIES = (
+    "contrast",
+    "abs_contrast",
+    "gradient_ratio",
+    "diameter_frac",
+    "in_lungs",
+    "edge_distance_frac",
+    "outside_frac",
+)
 
 
 @dataclass
@@ -54,13 +61,14 @@ class LesionStats:
 
 
 def _disc_ring(shape, centre, radius, ring: float = 1.5):
-    yy, xx = np.ogrid[:shape[0], :shape[1]]
+    yy, xx = np.ogrid[: shape[0], : shape[1]]
     d = np.sqrt((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2)
     return d <= radius, (d >= ring * radius) & (d <= 2.0 * ring * radius)
 
 
-def lesion_stats(image: np.ndarray, centre: Sequence[float], radius: float, lung_mask: np.ndarray | None = None,
-                 ring: float = 1.5) -> LesionStats | None:
+def lesion_stats(
+    image: np.ndarray, centre: Sequence[float], radius: float, lung_mask: np.ndarray | None = None, ring: float = 1.5
+) -> LesionStats | None:
     """The statistics of one lesion (2D image in [0, 1], centre in array order, radius in pixels);
     None when the disc or its ring holds no pixel."""
     img = np.asarray(image)  # converted to float64 window by window (no copy of the whole image per lesion)
@@ -71,7 +79,7 @@ def lesion_stats(image: np.ndarray, centre: Sequence[float], radius: float, lung
     # image, at a fraction of the cost (the preview measures every sample)
     h = int(np.ceil(2.0 * ring * radius)) + 2
     y0, x0 = (max(0, int(np.floor(c)) - h) for c in centre)
-    win = img[y0:int(np.ceil(centre[0])) + h + 1, x0:int(np.ceil(centre[1])) + h + 1].astype(np.float64)
+    win = img[y0 : int(np.ceil(centre[0])) + h + 1, x0 : int(np.ceil(centre[1])) + h + 1].astype(np.float64)
     disc, rim = _disc_ring(win.shape, (centre[0] - y0, centre[1] - x0), radius, ring)
     if disc.sum() < 1 or rim.sum() < 1 or min(win.shape) < 2:
         return None
@@ -86,7 +94,7 @@ def lesion_stats(image: np.ndarray, centre: Sequence[float], radius: float, lung
 
         cy, cx = (int(np.clip(round(v), 0, n - 1)) for v, n in zip(centre, lung_mask.shape))
         inl = float(bool(lung_mask[cy, cx]))
-        mwin = np.asarray(lung_mask[y0:y0 + win.shape[0], x0:x0 + win.shape[1]], bool)
+        mwin = np.asarray(lung_mask[y0 : y0 + win.shape[0], x0 : x0 + win.shape[1]], bool)
         if mwin.shape == win.shape:
             outside = float(1.0 - mwin[disc].mean())
             ly, lx = (int(np.clip(v, 0, n - 1)) for v, n in zip((cy - y0, cx - x0), mwin.shape))
@@ -99,8 +107,9 @@ def lesion_stats(image: np.ndarray, centre: Sequence[float], radius: float, lung
     return LesionStats(c, abs(c), ratio, 2 * radius, 2 * radius / max(np.shape(image)), inl, edge, outside)
 
 
-def synthetic_stats(images: np.ndarray, synthesis_config, n_samples: int = 64, seed: int = 0,
-                    masks: np.ndarray | None = None) -> list[LesionStats]:
+def synthetic_stats(
+    images: np.ndarray, synthesis_config, n_samples: int = 64, seed: int = 0, masks: np.ndarray | None = None
+) -> list[LesionStats]:
     """Statistics of the anomalies that ``synthesis_config`` draws into ``n_samples`` samples of
     ``images`` (``(N, S, S)`` in [0, 1], each target with a source from another image)."""
     from .anatomy import lung_mask_cxr
@@ -119,8 +128,13 @@ def synthetic_stats(images: np.ndarray, synthesis_config, n_samples: int = 64, s
         if j == i and len(imgs) > 1:
             j = (i + 1) % len(imgs)
         src = None if j == i else imgs[j]
-        res = synth.sample(imgs[i], src, rng=rng, mask=lungs[i] if synth.config.placement != "anywhere" else None,
-                           source_mask=None if src is None else lungs[j])
+        res = synth.sample(
+            imgs[i],
+            src,
+            rng=rng,
+            mask=lungs[i] if synth.config.placement != "anywhere" else None,
+            source_mask=None if src is None else lungs[j],
+        )
         out.extend(result_stats(res, lungs[i]))
     return out
 
@@ -175,8 +189,16 @@ def comparison_table(groups: dict[str, dict]) -> str:
     """A Markdown table of :func:`summarise` outputs side by side."""
     names = list(groups)
     lines = ["| quantity | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for q in ("abs_contrast", "contrast", "gradient_ratio", "diameter_frac", "in_lungs", "edge_distance_frac",
-              "outside_frac", "brighter_fraction"):
+    for q in (
+        "abs_contrast",
+        "contrast",
+        "gradient_ratio",
+        "diameter_frac",
+        "in_lungs",
+        "edge_distance_frac",
+        "outside_frac",
+        "brighter_fraction",
+    ):
         cells = []
         for n in names:
             v = groups[n].get(q)
@@ -225,8 +247,11 @@ def load_realism_data(data: str | Path, boxes: str | Path | None, cfg, labels: S
             raise InputError("no image files", path)
         given = read_boxes(boxes) if boxes else []
         for f in files:
-            by_image[f] = [b for b in given if b.image and Path(b.image).name == f.name
-                           and (wanted is None or b.label.lower() in wanted)]
+            by_image[f] = [
+                b
+                for b in given
+                if b.image and Path(b.image).name == f.name and (wanted is None or b.label.lower() in wanted)
+            ]
     s = cfg.data.image_size
     normals, les_imgs, les_boxes = [], [], []
     for f, bx in by_image.items():
@@ -243,8 +268,9 @@ def load_realism_data(data: str | Path, boxes: str | Path | None, cfg, labels: S
     return (np.stack(normals) if normals else np.zeros((0, s, s), np.float32)), les_imgs, les_boxes
 
 
-def realism_report(data, out_dir, cfg, boxes=None, labels=None, n_samples: int = 64, seed: int = 0,
-                   configs: dict | None = None) -> dict:
+def realism_report(
+    data, out_dir, cfg, boxes=None, labels=None, n_samples: int = 64, seed: int = 0, configs: dict | None = None
+) -> dict:
     """Measure synthetic anomalies (one group per configuration in ``configs``, default ``cfg.synthesis``)
     and real lesions of ``data``; write ``realism.md``, ``realism.json`` and histograms to ``out_dir``."""
     from .anatomy import lung_mask_cxr
@@ -270,8 +296,11 @@ def realism_report(data, out_dir, cfg, boxes=None, labels=None, n_samples: int =
         "Cells: median [10th, 90th percentile]; in_lungs and brighter_fraction: fractions.\n"
     )
     _histograms(groups_stats, out / "realism_hist.png")
-    result = {"data": str(data), "groups": summary,
-              "values": {k: [s.to_dict() for s in v] for k, v in groups_stats.items()}}
+    result = {
+        "data": str(data),
+        "groups": summary,
+        "values": {k: [s.to_dict() for s in v] for k, v in groups_stats.items()},
+    }
     (out / "realism.json").write_text(json.dumps(result, indent=1))
     return {"data": str(data), "groups": summary, "table": str(out / "realism.md")}
 

@@ -26,13 +26,27 @@ from .errors import InputError
 from .evaluation.summary import fmt_ci
 from .io.readers import scan_files
 
-__all__ = ["SynthesisOutcome", "atlas_floor", "fmt_ci", "open_test_set", "placement_mask", "scan_files",
-           "synthesize_scan"]
+__all__ = [
+    "SynthesisOutcome",
+    "atlas_floor",
+    "fmt_ci",
+    "open_test_set",
+    "placement_mask",
+    "scan_files",
+    "synthesize_scan",
+]
 
 
-def placement_mask(placement: str, raw, shape: Sequence[int] | None = None, *, given=None,
-                   slice_index: int | None = None, lungs: Callable[[], np.ndarray] | None = None,
-                   missing: str = "synthesis.placement=mask needs a placement mask") -> np.ndarray | None:
+def placement_mask(
+    placement: str,
+    raw,
+    shape: Sequence[int] | None = None,
+    *,
+    given=None,
+    slice_index: int | None = None,
+    lungs: Callable[[], np.ndarray] | None = None,
+    missing: str = "synthesis.placement=mask needs a placement mask",
+) -> np.ndarray | None:
     """The placement mask of one target scan as ``placement`` (``synthesis.placement``) says.
 
     ``raw`` is the scan as read (a :class:`~napari_ppii.io.Scan` or its array; CT in HU), the grid any
@@ -117,8 +131,14 @@ def synthesize_scan(
     return SynthesisOutcome(result, synth, mask)
 
 
-def open_test_set(data: str | Path, boxes: str | Path | None = None, *, labels: Sequence[str] | str | None = None,
-                  split: str = "test", limit: int | None = None) -> list:
+def open_test_set(
+    data: str | Path,
+    boxes: str | Path | None = None,
+    *,
+    labels: Sequence[str] | str | None = None,
+    split: str = "test",
+    limit: int | None = None,
+) -> list:
     """Test items (scan paths and lesion boxes): an annotations CSV's ``split`` rows (``labels``: only
     those box labels count as lesions; a comma-separated string is split), or a CT series / volume with
     its ``boxes`` (LIDC XML or box CSV)."""
@@ -134,8 +154,13 @@ def open_test_set(data: str | Path, boxes: str | Path | None = None, *, labels: 
     return load_volume_test_set(data, boxes or None)
 
 
-def atlas_floor(cfg: PPIIConfig, train_data: str | Path | None = None, *, checkpoint: str | Path | None = None,
-                recorded: str | None = None) -> tuple[Any, str | None]:
+def atlas_floor(
+    cfg: PPIIConfig,
+    train_data: str | Path | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    recorded: str | None = None,
+) -> tuple[Any, str | None]:
     """``(atlas, None)``: the mean of the checkpoint's normal training images (the training-atlas floor),
     or ``(None, reason)`` when it is left out.  ``train_data`` overrides the configuration's
     ``data.train``; otherwise the absolute path the checkpoint ``recorded`` (``inputs.train_data``) is
@@ -150,8 +175,10 @@ def atlas_floor(cfg: PPIIConfig, train_data: str | Path | None = None, *, checkp
         tried += [run / path, run.parent / path, run.parent.parent / path]
     found = next((p for p in tried if p.exists()), None)
     if found is None:
-        return None, (f"its training data {given} was not found (looked in {', '.join(str(p) for p in tried)}); "
-                      "give it with --train-data")
+        return None, (
+            f"its training data {given} was not found (looked in {', '.join(str(p) for p in tried)}); "
+            "give it with --train-data"
+        )
     from .evaluation.floors import training_atlas
     from .training.data import load_normal_images
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+
 def cuda_devices() -> list[str]:
     try:
         import torch
@@ -92,8 +93,16 @@ def launch(job, *args, returned=None, errored=None, finished=None, yielded=None)
     return worker
 
 
-def layer_picker(viewer, kinds, *, extra: tuple[str, ...] = (), exclude=lambda layer: False, label: str = "",
-                 tooltip: str = "", multiple: bool = False):
+def layer_picker(
+    viewer,
+    kinds,
+    *,
+    extra: tuple[str, ...] = (),
+    exclude=lambda layer: False,
+    label: str = "",
+    tooltip: str = "",
+    multiple: bool = False,
+):
     """A magicgui ``ComboBox`` (``multiple``: a multi-selection ``Select``) of the viewer's layer names of
     ``kinds`` (plus ``extra`` entries first), kept current as layers come and go; the chosen names
     survive while their layers exist."""
@@ -129,9 +138,13 @@ class PriorControls:
         from ..prior import DEFAULT_PRIOR, PRIOR_KINDS
 
         self.viewer = viewer
-        self.kind = ComboBox(choices=list(PRIOR_KINDS), value=DEFAULT_PRIOR.kind, label="Prior",
-                             tooltip="weight the map by a soft organ prior: none = the raw map; lungs = lung fields "
-                             "computed from the scan; mask = the Labels layer below (e.g. painted)")
+        self.kind = ComboBox(
+            choices=list(PRIOR_KINDS),
+            value=DEFAULT_PRIOR.kind,
+            label="Prior",
+            tooltip="weight the map by a soft organ prior: none = the raw map; lungs = lung fields "
+            "computed from the scan; mask = the Labels layer below (e.g. painted)",
+        )
         self.layer = layer_picker(viewer, Labels, label="Prior mask", tooltip="prior 'mask': this Labels layer")
         self.container = Container(widgets=[self.kind, self.layer], labels=True)
 

@@ -121,22 +121,47 @@ def shared_config(viewer) -> SharedConfig:
 
 #: Bounds (low, high, step) of range fields whose pydantic bounds are checked by a validator instead.
 RANGE_HINTS: dict[str, tuple[float, float, float]] = {
-    "patch_size": (0.005, 0.5, 0.005), "gradient_scale": (0.0, 100.0, 0.5), "alpha": (0.0, 1.0, 0.01),
-    "source_rescale": (0.25, 4.0, 0.01), "n_anomalies": (1, 50, 1), "n_raters": (1, 32, 1),
-    "patch_gamma": (0.0, 0.5, 0.005), "scale_range": (0.25, 4.0, 0.01)}
+    "patch_size": (0.005, 0.5, 0.005),
+    "gradient_scale": (0.0, 100.0, 0.5),
+    "alpha": (0.0, 1.0, 0.01),
+    "source_rescale": (0.25, 4.0, 0.01),
+    "n_anomalies": (1, 50, 1),
+    "n_raters": (1, 32, 1),
+    "patch_gamma": (0.0, 0.5, 0.005),
+    "scale_range": (0.25, 4.0, 0.01),
+}
 #: Path fields: magicgui file pickers (mode r = an existing file or folder, d = a folder).
-PATH_FIELDS = {"data.train": "r", "data.boxes": "r", "data.mask": "r", "training.reference": "r",
-               "training.out_dir": "d"}
+PATH_FIELDS = {
+    "data.train": "r",
+    "data.boxes": "r",
+    "data.mask": "r",
+    "training.reference": "r",
+    "training.out_dir": "d",
+}
 #: Steps of float fields whose natural step is not 1/200 of their range.
-STEPS = {"training.lr": 1e-5, "training.lr_min": 1e-6, "training.weight_decay": 1e-5,
-         "synthesis.label_tolerance": 1e-4, "synthesis.label_x0": 1e-3}
+STEPS = {
+    "training.lr": 1e-5,
+    "training.lr_min": 1e-6,
+    "training.weight_decay": 1e-5,
+    "synthesis.label_tolerance": 1e-4,
+    "synthesis.label_x0": 1e-3,
+}
 DEFAULT = "(default)"
 #: Labels where the field's name alone would say too little.
-LABELS = {"data.train": "Training data", "training.out_dir": "Run folder", "training.lr": "Learning rate",
-          "training.lr_min": "Final learning rate", "seed": "Seed", "model.samples": "Samples (MC / PHiSeg)",
-          "data.augment.scaling": "Augment: scaling", "data.augment.rotation": "Augment: rotation",
-          "data.augment.elastic": "Augment: elastic", "preprocess.window": "CT window",
-          "preprocess.equalise": "Histogram equalisation", "training.val_every": "Validate every"}
+LABELS = {
+    "data.train": "Training data",
+    "training.out_dir": "Run folder",
+    "training.lr": "Learning rate",
+    "training.lr_min": "Final learning rate",
+    "seed": "Seed",
+    "model.samples": "Samples (MC / PHiSeg)",
+    "data.augment.scaling": "Augment: scaling",
+    "data.augment.rotation": "Augment: rotation",
+    "data.augment.elastic": "Augment: elastic",
+    "preprocess.window": "CT window",
+    "preprocess.equalise": "Histogram equalisation",
+    "training.val_every": "Validate every",
+}
 
 
 def _optional(ann) -> tuple[Any, bool]:
@@ -260,8 +285,12 @@ def make_control(key: str, choices: dict[str, Callable[[], list[str]]] | None = 
             w = mw.SpinBox(min=lo_i - (1 if nullable else 0), max=int(hi) if hi is not None else 10_000_000, **kw)
             if nullable:  # the minimum stands for None
                 w.native.setSpecialValueText("none")
-                return Control(key, w, lambda: None if w.value < lo_i else int(w.value),
-                               lambda v, cfg: setattr(w, "value", lo_i - 1 if v is None else int(v)))
+                return Control(
+                    key,
+                    w,
+                    lambda: None if w.value < lo_i else int(w.value),
+                    lambda v, cfg: setattr(w, "value", lo_i - 1 if v is None else int(v)),
+                )
             return Control(key, w, lambda: int(w.value), lambda v, cfg: setattr(w, "value", int(v)))
         lo_f = float(lo) if lo is not None else 0.0
         hi_f = float(hi) if hi is not None else 10_000.0
@@ -270,8 +299,10 @@ def make_control(key: str, choices: dict[str, Callable[[], list[str]]] | None = 
             lo_f += step
         w = mw.FloatSpinBox(min=lo_f, max=hi_f, step=step, **kw)
         w.native.setDecimals(max(w.native.decimals(), 4))
-        return _exact(Control(key, w, lambda: float(w.value), lambda v, cfg: setattr(w, "value", float(v))),
-                      0.5 * 10 ** -w.native.decimals())
+        return _exact(
+            Control(key, w, lambda: float(w.value), lambda v, cfg: setattr(w, "value", float(v))),
+            0.5 * 10 ** -w.native.decimals(),
+        )
 
     if origin is tuple:
         elem = typing.get_args(ann)[0]
@@ -317,8 +348,12 @@ def make_control(key: str, choices: dict[str, Callable[[], list[str]]] | None = 
 
     if ann is str:
         w = mw.LineEdit(**kw)
-        return Control(key, w, lambda: (w.value or (None if nullable else "")),
-                       lambda v, cfg: setattr(w, "value", "" if v is None else str(v)))
+        return Control(
+            key,
+            w,
+            lambda: w.value or (None if nullable else ""),
+            lambda v, cfg: setattr(w, "value", "" if v is None else str(v)),
+        )
 
     if origin is list:  # e.g. reference_labels: comma-separated; empty = None
         w = mw.LineEdit(**kw)
@@ -356,8 +391,13 @@ class ConfigForm:
     configuration's value again); ``extra_choices`` gives the choices of plain string fields (e.g. the
     devices of this machine for ``training.device``)."""
 
-    def __init__(self, holder: SharedConfig, keys: Iterable[str], on_error: Callable[[str], None] | None = None,
-                 extra_choices: dict[str, Callable[[], list[str]]] | None = None):
+    def __init__(
+        self,
+        holder: SharedConfig,
+        keys: Iterable[str],
+        on_error: Callable[[str], None] | None = None,
+        extra_choices: dict[str, Callable[[], list[str]]] | None = None,
+    ):
         from magicgui.widgets import Container
 
         self.holder = holder
@@ -431,8 +471,9 @@ def inference_form(widget, viewer) -> ConfigForm:
     """The prediction and evaluation widgets' shared settings: MC-dropout / PHiSeg samples and the
     device, from the viewer's shared configuration (sets ``widget.shared``, ``.form``, ``.forms``)."""
     widget.shared = shared_config(viewer)
-    widget.form = ConfigForm(widget.shared, ("model.samples", "training.device"), on_error=widget._fail,
-                             extra_choices=device_choices())
+    widget.form = ConfigForm(
+        widget.shared, ("model.samples", "training.device"), on_error=widget._fail, extra_choices=device_choices()
+    )
     widget.forms = [widget.form]
     return widget.form
 

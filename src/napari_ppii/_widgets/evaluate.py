@@ -26,9 +26,14 @@ from ..evaluation.summary import below_floor_lines, fmt_ci
 from ._common import checkpoint_row, report_error, scroll_layout
 from ._config import FormsMixin
 
-ROWS = (("pixel_auroc", "Pixel AUROC"), ("sample_auroc", "Sample AUROC"), ("sample_ap", "Sample AP"),
-        ("froc_at_10fp", "FROC @ 10 FP/image"), ("pixel_auroc_lung", "Pixel AUROC in lungs"),
-        ("froc_centre_at_10fp", "FROC @ 10 FP (centre rule)"))
+ROWS = (
+    ("pixel_auroc", "Pixel AUROC"),
+    ("sample_auroc", "Sample AUROC"),
+    ("sample_ap", "Sample AP"),
+    ("froc_at_10fp", "FROC @ 10 FP/image"),
+    ("pixel_auroc_lung", "Pixel AUROC in lungs"),
+    ("froc_centre_at_10fp", "FROC @ 10 FP (centre rule)"),
+)
 
 
 class EvaluationWidget(FormsMixin, QWidget):
@@ -145,8 +150,9 @@ class EvaluationWidget(FormsMixin, QWidget):
             pred = Predictor(ckpt, device=device)
             items = open_test_set(data, boxes or None, labels=labels)
             atlas, why = atlas_floor(pred.cfg, checkpoint=ckpt, recorded=pred.inputs.get("train_data"))
-            ev = evaluate(pred, items, opts, progress=self.progress_changed.emit, keep_maps=0, atlas=atlas,
-                          prior_mask=painted)
+            ev = evaluate(
+                pred, items, opts, progress=self.progress_changed.emit, keep_maps=0, atlas=atlas, prior_mask=painted
+            )
             if why:
                 ev.metrics.setdefault("floors_left_out", {})["atlas"] = why
             return items, pred, ev
@@ -160,8 +166,14 @@ class EvaluationWidget(FormsMixin, QWidget):
         self.progress.setRange(0, 0)
         self.last_error = None
         self.run_button.setEnabled(False)
-        self.worker = launch(job, returned=done, finished=self._finished, errored=lambda e: self._fail(
-            str(e) if isinstance(e, InputError) else f"evaluation failed: {type(e).__name__}: {e}"))
+        self.worker = launch(
+            job,
+            returned=done,
+            finished=self._finished,
+            errored=lambda e: self._fail(
+                str(e) if isinstance(e, InputError) else f"evaluation failed: {type(e).__name__}: {e}"
+            ),
+        )
 
     def _finished(self):
         self.worker = None
@@ -177,8 +189,9 @@ class EvaluationWidget(FormsMixin, QWidget):
             value, _, ci = fmt_ci(m, key).partition(" ")
             self.table.setItem(i, 0, QTableWidgetItem(value))
             self.table.setItem(i, 1, QTableWidgetItem(ci))
-            self.table.setItem(i, 2, QTableWidgetItem(fmt_ci(m.get("raw", {}), key).partition(" ")[0]
-                                                      if m.get("raw") else ""))
+            self.table.setItem(
+                i, 2, QTableWidgetItem(fmt_ci(m.get("raw", {}), key).partition(" ")[0] if m.get("raw") else "")
+            )
         floors = m.get("floors", {})
         self.floors_table.setColumnCount(len(floors))
         self.floors_table.setHorizontalHeaderLabels(list(floors))
@@ -228,8 +241,12 @@ class EvaluationWidget(FormsMixin, QWidget):
         samples = self.shared.config.model.samples
         prior, painted = self._prior
         self.item_label.setText(f"{it.name}: predicting...")
-        self._item_worker = launch(job, returned=lambda r: self._display(*r), finished=lambda: setattr(
-            self, "_item_worker", None), errored=lambda e: self._fail(f"cannot show test scan {i}: {e}"))
+        self._item_worker = launch(
+            job,
+            returned=lambda r: self._display(*r),
+            finished=lambda: setattr(self, "_item_worker", None),
+            errored=lambda e: self._fail(f"cannot show test scan {i}: {e}"),
+        )
 
     def _display(self, i: int, scan, amap):
         from .._layers import geometry_kwargs, set_boxes_layer, set_image_layer

@@ -42,8 +42,9 @@ def overlay_style() -> dict:
     only the values above it tint the scan, red to yellow to white."""
     from napari.utils.colormaps import Colormap
 
-    cmap = Colormap([[0, 0, 0, 1], [1, 0, 0, 1], [1, 1, 0, 1], [1, 1, 1, 1]], controls=[0, 0.4, 0.8, 1],
-                    name="ppii anomaly")
+    cmap = Colormap(
+        [[0, 0, 0, 1], [1, 0, 0, 1], [1, 1, 0, 1], [1, 1, 1, 1]], controls=[0, 0.4, 0.8, 1], name="ppii anomaly"
+    )
     return {"colormap": cmap, "opacity": 0.9, "blending": "additive", "contrast_limits": (0.0, 1.0)}
 
 
@@ -145,8 +146,9 @@ class PredictWidget(FormsMixin, QWidget):
         # threshold follows each new map, at its top 0.1 % of pixels; moving the slider takes over
         self.auto_threshold = QCheckBox("auto: the map's top 0.1%")
         self.auto_threshold.setChecked(True)
-        self.auto_threshold.setToolTip("set the threshold from each new map (its 99.9th percentile); moving the "
-                                       "slider turns this off")
+        self.auto_threshold.setToolTip(
+            "set the threshold from each new map (its 99.9th percentile); moving the slider turns this off"
+        )
         self.auto_threshold.toggled.connect(lambda on: on and self._auto_set_threshold())
         self._setting_threshold = False
         form2 = QFormLayout()
@@ -216,8 +218,14 @@ class PredictWidget(FormsMixin, QWidget):
         self.last_error = None
         for b in (self.predict_button, self.all_button, self.folder_button):
             b.setEnabled(False)
-        self.worker = launch(job, returned=on_result, finished=self._finished, errored=lambda e: self._fail(
-            str(e) if isinstance(e, InputError) else f"prediction failed: {type(e).__name__}: {e}"))
+        self.worker = launch(
+            job,
+            returned=on_result,
+            finished=self._finished,
+            errored=lambda e: self._fail(
+                str(e) if isinstance(e, InputError) else f"prediction failed: {type(e).__name__}: {e}"
+            ),
+        )
         return True
 
     def _prior_job(self, scan):
@@ -314,8 +322,14 @@ class PredictWidget(FormsMixin, QWidget):
         def prepare(get, samples):
             def job():
                 sources, bad = expand_inputs([str(folder)])
-                return predict_batch(get(), sources, out, samples=samples, skipped=bad,
-                                     progress=lambda i, n, name, status: self.progress_changed.emit(i, n))
+                return predict_batch(
+                    get(),
+                    sources,
+                    out,
+                    samples=samples,
+                    skipped=bad,
+                    progress=lambda i, n, name, status: self.progress_changed.emit(i, n),
+                )
 
             return job
 
@@ -393,8 +407,10 @@ class PredictWidget(FormsMixin, QWidget):
         shape = self.map_layer.data.shape
         msg = None
         if layer.ndim == 2 and len(shape) == 3:
-            msg = (f"the ground truth '{layer.name}' holds 2D boxes, shown on every slice of this volume: give the "
-                   "box file a z (or z0/z1, z_index) column")
+            msg = (
+                f"the ground truth '{layer.name}' holds 2D boxes, shown on every slice of this volume: give the "
+                "box file a z (or z0/z1, z_index) column"
+            )
         elif boxes and len(boxes_outside(boxes, shape)) == len(boxes):
             msg = f"none of the boxes of '{layer.name}' lies within this scan: do they belong to it?"
         key = (layer.name, len(layer.data), shape)

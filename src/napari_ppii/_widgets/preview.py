@@ -38,14 +38,40 @@ NONE = "(none)"
 MASK_LAYER = f"{PREFIX} placement mask"
 
 #: The preview's controls: configuration keys, generated from the fields (``_config.ConfigForm``).
-MAIN_FIELDS = ("synthesis.method", "seed", "synthesis.patch_size", "synthesis.n_anomalies", "synthesis.n_raters",
-               "synthesis.gradient_scale", "synthesis.alpha", "synthesis.mixed_gradients",
-               "synthesis.pairwise", "preprocess.window", "preprocess.equalise")
+MAIN_FIELDS = (
+    "synthesis.method",
+    "seed",
+    "synthesis.patch_size",
+    "synthesis.n_anomalies",
+    "synthesis.n_raters",
+    "synthesis.gradient_scale",
+    "synthesis.alpha",
+    "synthesis.mixed_gradients",
+    "synthesis.pairwise",
+    "preprocess.window",
+    "preprocess.equalise",
+)
 #: Synthesis fields of the "Anatomy and realism" group.
-REALISM_FIELDS = ("placement", "placement_min_inside", "placement_margin_share", "placement_margin_min_inside",
-                  "source_in_mask", "mask_blend", "patch_distribution",
-                  "patch_gamma", "source_rescale", "gradient_scale_distribution", "source_smoothing", "clip",
-                  "label_mode", "label_scale", "label_k", "label_x0", "nsa_patches", "label_median_radius")
+REALISM_FIELDS = (
+    "placement",
+    "placement_min_inside",
+    "placement_margin_share",
+    "placement_margin_min_inside",
+    "source_in_mask",
+    "mask_blend",
+    "patch_distribution",
+    "patch_gamma",
+    "source_rescale",
+    "gradient_scale_distribution",
+    "source_smoothing",
+    "clip",
+    "label_mode",
+    "label_scale",
+    "label_k",
+    "label_x0",
+    "nsa_patches",
+    "label_median_radius",
+)
 
 
 def _advanced_fields() -> tuple[str, ...]:
@@ -131,9 +157,14 @@ class PreviewWidget(FormsMixin, QWidget):
         self.target_combo = layer_picker(self.viewer, Image, exclude=own, label="Target")
         self.source_combo = layer_picker(self.viewer, Image, extra=(SAME,), exclude=own, label="Source")
         self.reference_combo = layer_picker(
-            self.viewer, Shapes, extra=(NONE,), exclude=own, label="Reference lesions",
+            self.viewer,
+            Shapes,
+            extra=(NONE,),
+            exclude=own,
+            label="Reference lesions",
             tooltip="a Shapes layer of real lesion boxes: the realism figures compare with them "
-                    "(reference lesions for tuning come from NIH or LIDC, never from JSRT test rows)")
+            "(reference lesions for tuning come from NIH or LIDC, never from JSRT test rows)",
+        )
         from magicgui.widgets import Container
 
         pickers = Container(widgets=[self.target_combo, self.source_combo], labels=True)
@@ -167,7 +198,8 @@ class PreviewWidget(FormsMixin, QWidget):
         outer.addWidget(self.advanced)
 
         self.volume_button, self.next_button, self.export_button = button_row(
-            outer, "Whole volume", "Next anomaly", "Export...")
+            outer, "Whole volume", "Next anomaly", "Export..."
+        )
         self.next_button.setToolTip("whole-volume sample: go to the slice of the next anomaly")
         self.next_button.setEnabled(False)
         self.anomaly_slices: list[int] = []  # the centre slice of each anomaly of a whole-volume sample
@@ -297,7 +329,7 @@ class PreviewWidget(FormsMixin, QWidget):
         mask = None
         mlayer = self._layer(MASK_LAYER)
         if cfg.synthesis.placement != "anywhere" and mlayer is not None and self._mask_for == layer.name:
-            if tuple(mlayer.data.shape) == tuple(layer.data.shape[:target.ndim]):
+            if tuple(mlayer.data.shape) == tuple(layer.data.shape[: target.ndim]):
                 mask = mlayer.data  # as it is: the engine thresholds the previewed slice only
         refs = None
         ref_layer = self._layer(self.reference_combo.value)
@@ -340,8 +372,9 @@ class PreviewWidget(FormsMixin, QWidget):
             return
         if mlayer is not None:
             self.viewer.layers.remove(mlayer)
-        new = self.viewer.add_labels(data, name=MASK_LAYER, opacity=0.25, metadata={"ppii_mask_for": target_layer.name},
-                                     **geo)
+        new = self.viewer.add_labels(
+            data, name=MASK_LAYER, opacity=0.25, metadata={"ppii_mask_for": target_layer.name}, **geo
+        )
         for ev in ("paint", "data"):
             if hasattr(new.events, ev):
                 getattr(new.events, ev).connect(self.request_update)
@@ -363,8 +396,9 @@ class PreviewWidget(FormsMixin, QWidget):
         req, self._pending = self._pending, None
         if req is None:
             return
-        self._worker = launch(self.engine.compute, req, returned=self._on_result, errored=self._on_error,
-                              finished=self._on_finished)
+        self._worker = launch(
+            self.engine.compute, req, returned=self._on_result, errored=self._on_error, finished=self._on_finished
+        )
 
     def _on_finished(self):
         self._worker = None
@@ -444,9 +478,12 @@ class PreviewWidget(FormsMixin, QWidget):
         if created:
             self._keep_user_annotations_on_top()
         target_layer = self._layer(self.target_combo.value)
-        if res.mask is not None and target_layer is not None and (
-                self._layer(MASK_LAYER) is None or self._mask_for != target_layer.name):
-            if tuple(np.shape(res.mask)) == tuple(target_layer.data.shape[:np.ndim(res.mask)]):
+        if (
+            res.mask is not None
+            and target_layer is not None
+            and (self._layer(MASK_LAYER) is None or self._mask_for != target_layer.name)
+        ):
+            if tuple(np.shape(res.mask)) == tuple(target_layer.data.shape[: np.ndim(res.mask)]):
                 self._show_mask(target_layer, res.mask)
         self.realism_label.setText(realism_text(res.realism))
         self.last_result = res
@@ -457,8 +494,10 @@ class PreviewWidget(FormsMixin, QWidget):
         self.anomaly_slices = sorted(int(round((b.lo[0] + b.hi[0]) / 2)) for b in r.boxes) if volume else []
         self.next_button.setEnabled(bool(self.anomaly_slices))
         if volume and r.boxes:
-            spans = ", ".join(f"{int(b.lo[0])}-{int(b.hi[0])}" if int(b.lo[0]) != int(b.hi[0]) else f"{int(b.lo[0])}"
-                              for b in sorted(r.boxes, key=lambda b: b.lo[0]))
+            spans = ", ".join(
+                f"{int(b.lo[0])}-{int(b.hi[0])}" if int(b.lo[0]) != int(b.hi[0]) else f"{int(b.lo[0])}"
+                for b in sorted(r.boxes, key=lambda b: b.lo[0])
+            )
             where = f" on slices {spans} (Next anomaly: go there)"
         self._set_status(
             f"{res.config.synthesis.method}: {n} anomal{'y' if n == 1 else 'ies'}{where} in {res.seconds * 1e3:.0f} ms"
@@ -469,8 +508,11 @@ class PreviewWidget(FormsMixin, QWidget):
         """The user's boxes, points and labels stay visible above the (opaque) preview image layers."""
         from napari.layers import Labels, Points, Shapes
 
-        user = [ly for ly in self.viewer.layers if isinstance(ly, (Shapes, Points, Labels))
-                and not ly.name.startswith(PREFIX) and ly.name != MASK_LAYER]
+        user = [
+            ly
+            for ly in self.viewer.layers
+            if isinstance(ly, (Shapes, Points, Labels)) and not ly.name.startswith(PREFIX) and ly.name != MASK_LAYER
+        ]
         for ly in user:
             self.viewer.layers.move(self.viewer.layers.index(ly), len(self.viewer.layers))
 
@@ -513,8 +555,13 @@ class PreviewWidget(FormsMixin, QWidget):
 
         self.progress.setVisible(True)
         self.progress.setValue(0)
-        self._volume_worker = launch(job, yielded=self.progress.setValue, returned=self._show, errored=self._on_error,
-                                     finished=lambda: self.progress.setVisible(False))
+        self._volume_worker = launch(
+            job,
+            yielded=self.progress.setValue,
+            returned=self._show,
+            errored=self._on_error,
+            finished=lambda: self.progress.setVisible(False),
+        )
 
     def export(self, folder) -> dict | None:
         """Write the shown sample like ``ppii synthesize`` does; returns the record."""
@@ -526,8 +573,16 @@ class PreviewWidget(FormsMixin, QWidget):
             self._notify("nothing to export yet: no preview has been computed")
             return None
         resolved = make_synthesizer(res.config.synthesis).config.model_dump(mode="json")
-        return export_sample(folder, res.target, res.result, res.config, resolved=resolved, command="napari-preview",
-                             input=self.target_combo.value or "", slice_index=res.slice_index)
+        return export_sample(
+            folder,
+            res.target,
+            res.result,
+            res.config,
+            resolved=resolved,
+            command="napari-preview",
+            input=self.target_combo.value or "",
+            slice_index=res.slice_index,
+        )
 
     def _export_clicked(self):
         folder = QFileDialog.getExistingDirectory(self, "Export the synthetic sample to")

@@ -36,10 +36,23 @@ from ._plots import CurvePlot
 
 #: The training widget's first controls (configuration keys); every other model, data and training key is
 #: under "Advanced", the synthesis and pre-processing keys are the preview's (one shared configuration).
-MAIN_FIELDS = ("model.backbone", "synthesis.method", "training.steps", "training.batch_size", "data.image_size",
-               "model.base_channels", "training.lr", "training.val_every", "training.device", "data.augment.scaling",
-               "data.augment.rotation", "data.augment.elastic", "training.confidence_weighting", "data.train",
-               "training.out_dir")
+MAIN_FIELDS = (
+    "model.backbone",
+    "synthesis.method",
+    "training.steps",
+    "training.batch_size",
+    "data.image_size",
+    "model.base_channels",
+    "training.lr",
+    "training.val_every",
+    "training.device",
+    "data.augment.scaling",
+    "data.augment.rotation",
+    "data.augment.elastic",
+    "training.confidence_weighting",
+    "data.train",
+    "training.out_dir",
+)
 
 
 class _CloseGuard(QObject):
@@ -100,8 +113,13 @@ class TrainingWidget(FormsMixin, QWidget):
         self.form = ConfigForm(self.shared, MAIN_FIELDS, on_error=self._fail, extra_choices=devices)
         outer.addWidget(self.form.native)
         self.use_layers = QCheckBox("train on the selected image layers instead")
-        self.layer_list = layer_picker(self.viewer, Image, exclude=is_own_layer, multiple=True,
-                                       tooltip="the image layers to train on (select several)")
+        self.layer_list = layer_picker(
+            self.viewer,
+            Image,
+            exclude=is_own_layer,
+            multiple=True,
+            tooltip="the image layers to train on (select several)",
+        )
         self.layer_list.native.setMaximumHeight(80)
         self.layer_list.value = []
         outer.addWidget(self.use_layers)
@@ -114,7 +132,8 @@ class TrainingWidget(FormsMixin, QWidget):
         self.forms = [self.form, self.advanced_form]
         self.save_button, self.load_button = button_row(outer, "Save config...", "Load config...")
         self.start_button, self.stop_button, self.resume_button, self.batch_button = button_row(
-            outer, "Start", "Stop", "Resume", "Show a batch")
+            outer, "Start", "Stop", "Resume", "Show a batch"
+        )
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m steps")
         outer.addWidget(self.progress)
@@ -211,8 +230,13 @@ class TrainingWidget(FormsMixin, QWidget):
         stacks = []
         for name in self._selected_layers():
             layer = self.viewer.layers[name]
-            painted = [ly for ly in self.viewer.layers if isinstance(ly, Labels)
-                       and ly.metadata.get("ppii_mask_for") == name and tuple(ly.data.shape) == tuple(layer.data.shape)]
+            painted = [
+                ly
+                for ly in self.viewer.layers
+                if isinstance(ly, Labels)
+                and ly.metadata.get("ppii_mask_for") == name
+                and tuple(ly.data.shape) == tuple(layer.data.shape)
+            ]
             scan = layer_to_scan(layer)
             shape = (s, s) if scan.ndim == 2 else (scan.shape[0], s, s)
             # a painted mask wins; without one, the lungs (also for placement 'mask': the preview's default)
@@ -262,8 +286,9 @@ class TrainingWidget(FormsMixin, QWidget):
         self.steps_total = cfg.training.steps
         self.progress.setRange(0, cfg.training.steps)
         self.process.start()
-        self.shared.last_run.update(checkpoint=Path(cfg.training.out_dir) / "best.pt",
-                                    last=Path(cfg.training.out_dir) / "last.pt")
+        self.shared.last_run.update(
+            checkpoint=Path(cfg.training.out_dir) / "best.pt", last=Path(cfg.training.out_dir) / "last.pt"
+        )
         self.timer.start()
         self._update_buttons()
         self.eta.setText("starting...")
@@ -307,8 +332,10 @@ class TrainingWidget(FormsMixin, QWidget):
             eta = r.get("eta_s")
             ips = r.get("images_per_s")
             if eta is not None:
-                self.eta.setText(f"step {step}/{self.steps_total}  loss {r.get('loss', float('nan')):.4f}  "
-                                 f"{ips or 0:.1f} img/s  ETA {int(eta) // 60} min {int(eta) % 60} s")
+                self.eta.setText(
+                    f"step {step}/{self.steps_total}  loss {r.get('loss', float('nan')):.4f}  "
+                    f"{ips or 0:.1f} img/s  ETA {int(eta) // 60} min {int(eta) % 60} s"
+                )
         if r.get("event") == "val":
             self.plot.dice.append((step, float(r["val_dice"])))
         if r.get("event") == "error":
@@ -339,7 +366,8 @@ class TrainingWidget(FormsMixin, QWidget):
 
             images, masks = load_training_set(cfg)
             b = SyntheticBatches(images, cfg, torch.device("cpu"), masks=masks).draw(
-                np.random.default_rng(), min(cfg.training.batch_size, 8))
+                np.random.default_rng(), min(cfg.training.batch_size, 8)
+            )
             return b.image[:, 0].numpy(), b.label[:, 0].numpy()
 
         self._batch_worker = launch(
@@ -360,7 +388,8 @@ class TrainingWidget(FormsMixin, QWidget):
 
         names = self._selected_layers() if self.use_layers.isChecked() else []
         refs = [self.viewer.layers[n] for n in names if n in self.viewer.layers] or [
-            ly for ly in self.viewer.layers if isinstance(ly, Image) and not is_own_layer(ly)]
+            ly for ly in self.viewer.layers if isinstance(ly, Image) and not is_own_layer(ly)
+        ]
         if not refs:
             return {"scale": (1.0, 1.0, 1.0), "translate": (0.0, 0.0, 0.0)}
         ref = refs[0]
@@ -388,8 +417,12 @@ class TrainingWidget(FormsMixin, QWidget):
     def confirm_stop(self) -> bool:
         if self._confirm is not None:
             return bool(self._confirm())
-        answer = QMessageBox.question(self, "Training is running", "A training run is going. Stop it and close?",
-                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+        answer = QMessageBox.question(
+            self,
+            "Training is running",
+            "A training run is going. Stop it and close?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        )
         return answer == QMessageBox.StandardButton.Yes
 
     def closeEvent(self, event):

@@ -25,6 +25,7 @@ from ..errors import InputError
 from ..io import Box, read_boxes, read_scan
 from ..io.boxes import boxes_outside
 from ..io.scan import Scan
+
 if TYPE_CHECKING:
     from ..prior import PriorSettings
 
@@ -77,8 +78,9 @@ class EvalOptions:
             self.prior = PriorSettings("none")
 
 
-def load_csv_test_set(path: str | Path, labels: Sequence[str] | None = None, split: str = "test",
-                      limit: int | None = None) -> list[TestItem]:
+def load_csv_test_set(
+    path: str | Path, labels: Sequence[str] | None = None, split: str = "test", limit: int | None = None
+) -> list[TestItem]:
     path = Path(path)
     if not path.is_file():
         raise InputError("test annotations not found", path)
@@ -156,8 +158,11 @@ def load_volume_test_set(path: str | Path, boxes: str | Path | None) -> list[Tes
     inside = [b for b in lesions if b.hi[0] >= 0 and b.lo[0] <= scan.shape[0] - 1]
     if lesions and not inside:
         zs = ", ".join(f"{b.lo[0]:g}-{b.hi[0]:g}" for b in lesions[:4])
-        raise InputError(f"none of the {len(lesions)} lesion(s) in {Path(boxes).name} lies within this scan's "
-                         f"{scan.shape[0]} slices (their slice ranges: {zs}): do the boxes belong to this scan?", path)
+        raise InputError(
+            f"none of the {len(lesions)} lesion(s) in {Path(boxes).name} lies within this scan's "
+            f"{scan.shape[0]} slices (their slice ranges: {zs}): do the boxes belong to this scan?",
+            path,
+        )
     return [TestItem(Path(path).name, Path(path), inside, scan)]
 
 
@@ -166,9 +171,15 @@ def _stat_block(values: dict, key: str, stat: Callable, n: int, opts: EvalOption
     values[f"{key}_ci"] = list(bootstrap_ci(stat, n, opts.n_boot, opts.seed))
 
 
-def score_maps(maps: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]], opts: EvalOptions,
-               three_d: bool = False, regions: Sequence[np.ndarray] | None = None, full: bool = True,
-               names: Sequence[str] | None = None) -> dict:
+def score_maps(
+    maps: Sequence[np.ndarray],
+    boxes: Sequence[Sequence[Box]],
+    opts: EvalOptions,
+    three_d: bool = False,
+    regions: Sequence[np.ndarray] | None = None,
+    full: bool = True,
+    names: Sequence[str] | None = None,
+) -> dict:
     """All metrics for a list of maps (2D images, or 3D volumes with ``three_d``) and their boxes.
 
     ``names`` (one per map) add ``first_hit``: for each map with a lesion, the rank of the first
@@ -309,10 +320,16 @@ def _lungs_and_display(scan: Scan):
     return [lung_mask_cxr(arr)], [None]
 
 
-def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = None,
-             progress: Callable[[int, int], None] | None = None, keep_maps: int = 8,
-             floors: bool | Sequence[str] = True, atlas: np.ndarray | None = None,
-             prior_mask: np.ndarray | None = None) -> Evaluation:
+def evaluate(
+    predictor,
+    items: Sequence[TestItem],
+    opts: EvalOptions | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    keep_maps: int = 8,
+    floors: bool | Sequence[str] = True,
+    atlas: np.ndarray | None = None,
+    prior_mask: np.ndarray | None = None,
+) -> Evaluation:
     """Predict every test item with the training pre-processing and score the maps.
 
     For volumes, metrics are reported per slice (each slice an image, slice boxes = the 3D boxes'
@@ -329,7 +346,7 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
     from .floors import FLOORS, LazyMaps, floor_map_2d
 
     opts = opts or EvalOptions()
-    wanted = (list(FLOORS) if floors is True else list(floors or []))
+    wanted = list(FLOORS) if floors is True else list(floors or [])
     if atlas is None and "atlas" in wanted:
         wanted.remove("atlas")
     floor_inputs: list[tuple] = []  # per image / slice: (image, lung mask, display): floors made when scored
@@ -343,9 +360,12 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
         outside = boxes_outside(it.boxes, scan.shape)
         if outside:
             b = outside[0]
-            raise InputError(f"{len(outside)} of its {len(it.boxes)} box(es) lie outside the {scan.shape} scan (e.g. "
-                             f"{tuple(round(v) for v in b.lo)}-{tuple(round(v) for v in b.hi)}): do the boxes belong "
-                             "to this image, in its pixels?", it.path)
+            raise InputError(
+                f"{len(outside)} of its {len(it.boxes)} box(es) lie outside the {scan.shape} scan (e.g. "
+                f"{tuple(round(v) for v in b.lo)}-{tuple(round(v) for v in b.hi)}): do the boxes belong "
+                "to this image, in its pixels?",
+                it.path,
+            )
         check = getattr(predictor, "modality_warning", None)  # any object with predict_scan can be scored
         warning = check(scan) if check is not None else None
         if warning and warning not in warnings:
@@ -374,8 +394,10 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
         regions.extend(lungs)
         if wanted:
             planes = list(scan.array) if scan.ndim == 3 else [scan.array]
-            floor_inputs += [(p if p.ndim == 2 else p[..., :3].mean(-1), lung, disp)
-                             for p, lung, disp in zip(planes, lungs, displays)]
+            floor_inputs += [
+                (p if p.ndim == 2 else p[..., :3].mean(-1), lung, disp)
+                for p, lung, disp in zip(planes, lungs, displays)
+            ]
         if len(kept) < keep_maps and amap is not None:
             it.scan = scan
             kept.append((it, scan, amap))
@@ -394,11 +416,24 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
             weigh_in_place(amap, pm, prior)
     metrics: dict = score_maps(maps, boxes, opts, regions=regions, names=names) if maps else {}
     if vol_maps:
-        metrics = {"per_slice": metrics, "per_lesion_3d": score_maps(vol_maps, vol_boxes, opts, three_d=True,
-                                                                     names=[it.name for it in items])}
-        for k in ("pixel_auroc", "pixel_auroc_ci", "pixel_auroc_lung", "pixel_auroc_lung_ci", "froc_at_10fp",
-                  "froc_at_10fp_ci", "froc_centre_at_10fp", "froc_centre_at_10fp_ci", "sample_auroc",
-                  "sample_auroc_ci", "sample_ap", "sample_ap_ci"):
+        metrics = {
+            "per_slice": metrics,
+            "per_lesion_3d": score_maps(vol_maps, vol_boxes, opts, three_d=True, names=[it.name for it in items]),
+        }
+        for k in (
+            "pixel_auroc",
+            "pixel_auroc_ci",
+            "pixel_auroc_lung",
+            "pixel_auroc_lung_ci",
+            "froc_at_10fp",
+            "froc_at_10fp_ci",
+            "froc_centre_at_10fp",
+            "froc_centre_at_10fp_ci",
+            "sample_auroc",
+            "sample_auroc_ci",
+            "sample_ap",
+            "sample_ap_ci",
+        ):
             metrics[k] = metrics["per_slice"][k]
     if raw_metrics is not None:
         metrics["raw"] = raw_metrics
@@ -408,9 +443,12 @@ def evaluate(predictor, items: Sequence[TestItem], opts: EvalOptions | None = No
     if wanted:
         metrics["floors"] = {}
         for k in wanted:
-            lazy = LazyMaps(lambda i, k=k: floor_map_2d(k, floor_inputs[i][0], floor_inputs[i][1], atlas,
-                                                        seed=(opts.seed, i), display=floor_inputs[i][2]),
-                            len(floor_inputs))
+            lazy = LazyMaps(
+                lambda i, k=k: floor_map_2d(
+                    k, floor_inputs[i][0], floor_inputs[i][1], atlas, seed=(opts.seed, i), display=floor_inputs[i][2]
+                ),
+                len(floor_inputs),
+            )
             fm = score_maps(lazy, boxes, opts, regions=regions, full=False)
             metrics["floors"][k] = {h: fm[h] for h in HEADLINE if h in fm} | {
                 f"{h}_ci": fm[f"{h}_ci"] for h in HEADLINE if f"{h}_ci" in fm

@@ -55,8 +55,9 @@ def blob_map(x: np.ndarray, prior: np.ndarray, diameters=(0.02, 0.04, 0.07)) -> 
     return _unit(np.clip(resp, 0, None) * prior)
 
 
-def floor_map_2d(kind: str, image2d: np.ndarray, lung: np.ndarray, atlas: np.ndarray | None = None,
-                 seed=0, display=None) -> np.ndarray:
+def floor_map_2d(
+    kind: str, image2d: np.ndarray, lung: np.ndarray, atlas: np.ndarray | None = None, seed=0, display=None
+) -> np.ndarray:
     """One floor for one 2D image (native grid) with its lung mask, computed alone (the evaluation computes
     the floors of a CT volume slice by slice when it scores them, never holding them all).  ``random`` draws from
     ``numpy.random.default_rng(seed)``; ``display``: the image already in [0, 1] (CT: windowed), or a

@@ -64,7 +64,7 @@ def sample_score(amap: np.ndarray, kind: str = "topk", k: float = 1.0) -> float:
         return float(a.mean(dtype=np.float64))
     if kind == "topk":
         n = max(1, int(round(a.size * k / 100.0)))
-        return float(np.partition(a, a.size - n)[a.size - n:].astype(np.float64).mean())
+        return float(np.partition(a, a.size - n)[a.size - n :].astype(np.float64).mean())
     raise ValueError(f"sample score kind must be max, mean or topk, got {kind!r}")
 
 
@@ -110,12 +110,12 @@ def pixel_histograms(
     neg = np.zeros(nb, np.int64)
     step = 1 << 22  # chunks of 4M values: a CT volume's map is binned without float64 / int64 copies of it
     for s in range(0, flat.size, step):
-        a = flat[s:s + step].astype(np.float64)
+        a = flat[s : s + step].astype(np.float64)
         if np.isscalar(edges):
             idx = np.clip((a * nb).astype(np.int64), 0, nb - 1)
         else:
             idx = np.clip(np.searchsorted(edges, a, side="right") - 1, 0, nb - 1)
-        m = mflat[s:s + step]
+        m = mflat[s : s + step]
         pos += np.bincount(idx[m], minlength=nb)
         neg += np.bincount(idx[~m], minlength=nb)
     return pos, neg
@@ -141,16 +141,18 @@ class Candidates:
     scores: np.ndarray  # (n,)
 
 
-def extract_candidates(amap: np.ndarray, min_distance: int = 8, max_candidates: int = 50,
-                       threshold: float = 0.0) -> Candidates:
+def extract_candidates(
+    amap: np.ndarray, min_distance: int = 8, max_candidates: int = 50, threshold: float = 0.0
+) -> Candidates:
     """Local maxima of a map (2D or 3D), strongest first."""
     from skimage.feature import peak_local_max
 
     a = np.asarray(amap)
     if a.dtype.kind != "f":
         a = a.astype(np.float64)
-    pts = peak_local_max(a, min_distance=min_distance, threshold_abs=threshold, num_peaks=max_candidates,
-                         exclude_border=False)
+    pts = peak_local_max(
+        a, min_distance=min_distance, threshold_abs=threshold, num_peaks=max_candidates, exclude_border=False
+    )
     if len(pts) == 0:
         pts = np.array([np.unravel_index(int(np.argmax(a)), a.shape)])
     scores = a[tuple(pts.T)].astype(np.float64)

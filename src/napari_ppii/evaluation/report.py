@@ -18,8 +18,6 @@ PAPER_TABLE1 = {  # JSRT, U-Net (paper Table 1)
 }
 
 
-
-
 def _subplots(figsize):
     """A figure and its axes without pyplot (no global backend switch, safe off the GUI thread)."""
     from matplotlib.figure import Figure
@@ -51,8 +49,12 @@ def _plots(ev, out: Path) -> list[str]:
     for r, v in m["froc"].items():
         ax.plot(float(r), v, "o", ms=3, color="C1")
     ax.set_xscale("symlog", linthresh=0.125)
-    ax.set(xlabel="average false positives per image", ylabel="sensitivity", ylim=(0, 1.02),
-           title=f"FROC (sensitivity at 10 FP/image {m['froc_at_10fp']:.3f})")
+    ax.set(
+        xlabel="average false positives per image",
+        ylabel="sensitivity",
+        ylim=(0, 1.02),
+        title=f"FROC (sensitivity at 10 FP/image {m['froc_at_10fp']:.3f})",
+    )
     fig.tight_layout()
     fig.savefig(out / "froc.png", dpi=120)
     files.append("froc.png")
@@ -95,9 +97,14 @@ def _plots(ev, out: Path) -> list[str]:
     return files
 
 
-_COLUMNS = (("pixel_auroc", "pixel AUROC"), ("pixel_auroc_lung", "pixel AUROC in lungs"),
-            ("froc_at_10fp", "FROC@10FP (box)"), ("froc_centre_at_10fp", "FROC@10FP (centre)"),
-            ("sample_auroc", "sample AUROC"), ("sample_ap", "sample AP"))
+_COLUMNS = (
+    ("pixel_auroc", "pixel AUROC"),
+    ("pixel_auroc_lung", "pixel AUROC in lungs"),
+    ("froc_at_10fp", "FROC@10FP (box)"),
+    ("froc_centre_at_10fp", "FROC@10FP (centre)"),
+    ("sample_auroc", "sample AUROC"),
+    ("sample_ap", "sample AP"),
+)
 
 
 def floors_table(metrics: dict, name: str = "model") -> list[str]:
@@ -129,9 +136,15 @@ def write_report(ev, out: str | Path, title: str = "napari-ppii evaluation", ext
     if extra:
         lines += [f"- {k}: {v}" for k, v in extra.items() if not isinstance(v, (dict, list))] + [""]
     lines += floors_table(metrics)
-    lines += ["", "FROC sensitivity at average false positives per image:", "",
-              "| FP/image | " + " | ".join(m["froc"]) + " |", "|---" * (len(m["froc"]) + 1) + "|",
-              "| sensitivity | " + " | ".join(f"{v:.3f}" for v in m["froc"].values()) + " |", ""]
+    lines += [
+        "",
+        "FROC sensitivity at average false positives per image:",
+        "",
+        "| FP/image | " + " | ".join(m["froc"]) + " |",
+        "|---" * (len(m["froc"]) + 1) + "|",
+        "| sensitivity | " + " | ".join(f"{v:.3f}" for v in m["froc"].values()) + " |",
+        "",
+    ]
     if "per_lesion_3d" in metrics:
         v = metrics["per_lesion_3d"]
         lines += [

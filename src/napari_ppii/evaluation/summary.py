@@ -27,8 +27,6 @@ def fmt_ci(m: dict, key: str, digits: int = 3, ci_digits: int | None = None) -> 
     return f"{v:.{digits}f}"
 
 
-
-
 def _top1(m: dict) -> str:
     k, n = m["top1_hits"]
     return f"{k} of {n}"
@@ -39,8 +37,13 @@ def first_hit_lines(first_hit: dict, most: int = 40) -> str:
     which candidate does first."""
     lines = []
     for name, rank in list(first_hit.items())[:most]:
-        what = ("strongest detection on the lesion" if rank == 1 else
-                f"first detection on a lesion is candidate {rank}" if rank else "no candidate on a lesion")
+        what = (
+            "strongest detection on the lesion"
+            if rank == 1
+            else f"first detection on a lesion is candidate {rank}"
+            if rank
+            else "no candidate on a lesion"
+        )
         lines.append(f"  {name}: {what}")
     if len(first_hit) > most:
         lines.append(f"  ... and {len(first_hit) - most} more in metrics.json (first_hit)")
@@ -55,11 +58,15 @@ def summarise(metrics: dict) -> str:
     lines = []
     if volume and "top1_hits" in metrics.get("per_lesion_3d", {}):
         k, n = metrics["per_lesion_3d"]["top1_hits"]
-        lines.append(f"the volume's strongest detection lies on a lesion: {'yes' if k == n else 'no'} "
-                     f"({k} of {n} volume{'s' if n != 1 else ''} with lesions)")
+        lines.append(
+            f"the volume's strongest detection lies on a lesion: {'yes' if k == n else 'no'} "
+            f"({k} of {n} volume{'s' if n != 1 else ''} with lesions)"
+        )
     if "top1_hits" in flat:
-        lines.append(f"each of the {flat['top1_hits'][1]} {unit} with a lesion: its strongest detection lies on it in "
-                     f"{_top1(flat)}")
+        lines.append(
+            f"each of the {flat['top1_hits'][1]} {unit} with a lesion: its strongest detection lies on it in "
+            f"{_top1(flat)}"
+        )
     prior = metrics.get("prior", {}).get("kind", "none")
     tag = f" (map x {prior} prior)" if prior != "none" else ""
     lines.append(
@@ -68,8 +75,10 @@ def summarise(metrics: dict) -> str:
     if "raw" in metrics:
         r = metrics["raw"]
         top1 = f", strongest detection on the lesion in {_top1(r)}" if "top1_hits" in r else ""
-        lines.append(f"model, raw map (no prior): pixel AUROC {fmt_ci(r, 'pixel_auroc')}, FROC@10FP "
-                     f"{fmt_ci(r, 'froc_at_10fp')}{top1}")
+        lines.append(
+            f"model, raw map (no prior): pixel AUROC {fmt_ci(r, 'pixel_auroc')}, FROC@10FP "
+            f"{fmt_ci(r, 'froc_at_10fp')}{top1}"
+        )
     for name, f in metrics.get("floors", {}).items():
         f = f.get("per_slice", f)
         top1 = f", strongest detection on the lesion in {_top1(f)}" if "top1_hits" in f else ""
@@ -94,8 +103,10 @@ def below_floor_lines(metrics: dict) -> list[str]:
         beaten = [(n, fv) for n, fv in beaten if fv is not None and math.isfinite(fv) and fv >= v and fv > 0]
         if beaten:
             names = ", ".join(f"{n} {fv:.3f}" for n, fv in beaten)
-            out.append(f"WARNING: the model's {label} {v:.3f} is not above the floor{'s' if len(beaten) > 1 else ''} "
-                       f"{names}: on this set the map adds nothing over {'them' if len(beaten) > 1 else 'it'}")
+            out.append(
+                f"WARNING: the model's {label} {v:.3f} is not above the floor{'s' if len(beaten) > 1 else ''} "
+                f"{names}: on this set the map adds nothing over {'them' if len(beaten) > 1 else 'it'}"
+            )
     return out
 
 

@@ -19,8 +19,22 @@ from .scan import Scan
 from .writers import write_array
 
 __all__ = [
-    "Box", "InputError", "SCAN_SUFFIXES", "Scan", "SeriesInfo", "list_series", "read_boxes", "read_boxes_csv",
-    "read_dicom_file", "read_dicom_series", "read_itk", "read_lidc_xml", "read_raster", "read_scan",
-    "scan_files", "scan_suffix",
-    "write_array", "write_boxes_csv",
+    "Box",
+    "InputError",
+    "SCAN_SUFFIXES",
+    "Scan",
+    "SeriesInfo",
+    "list_series",
+    "read_boxes",
+    "read_boxes_csv",
+    "read_dicom_file",
+    "read_dicom_series",
+    "read_itk",
+    "read_lidc_xml",
+    "read_raster",
+    "read_scan",
+    "scan_files",
+    "scan_suffix",
+    "write_array",
+    "write_boxes_csv",
 ]

@@ -94,8 +94,13 @@ class Box:
         return Box(lo, hi, self.image, self.label, dict(self.properties))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"lo": list(self.lo), "hi": list(self.hi), "image": self.image, "label": self.label,
-                "properties": _jsonable(self.properties)}
+        return {
+            "lo": list(self.lo),
+            "hi": list(self.hi),
+            "image": self.image,
+            "label": self.label,
+            "properties": _jsonable(self.properties),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Box":
@@ -333,7 +338,7 @@ def boxes_outside(boxes: Iterable[Box], shape: Sequence[int]) -> list[Box]:
     another scan, or in another unit."""
     out = []
     for b in boxes:
-        axes = list(shape)[-b.ndim:]
+        axes = list(shape)[-b.ndim :]
         if any(hi < -0.5 or lo > n - 0.5 for lo, hi, n in zip(b.lo, b.hi, axes)):
             out.append(b)
     return out

@@ -60,8 +60,11 @@ def check_size(shape: Sequence[int], path: Path | None) -> None:
         raise InputError(f"declares an empty image of size {tuple(dims)}", path)
     total = int(np.prod(dims, dtype=object))
     if total > MAX_VOXELS:
-        raise InputError(f"declares {total:,} voxels {tuple(dims)}, more than the {MAX_VOXELS:,} this reader "
-                         "accepts (a corrupt header, or a scan to crop or downsample first)", path)
+        raise InputError(
+            f"declares {total:,} voxels {tuple(dims)}, more than the {MAX_VOXELS:,} this reader "
+            "accepts (a corrupt header, or a scan to crop or downsample first)",
+            path,
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -113,8 +116,15 @@ def read_raster(path: str | Path) -> Scan:
     bits = arr.dtype.itemsize * 8 if arr.dtype.kind in "ui" else None
     out = arr.astype(np.float32)
     check_finite(out, path)
-    return Scan(out, (1.0, 1.0), (0.0, 0.0), np.eye(2), modality="OT", path=path,
-                metadata={"format": suffix[1:], "dtype": str(arr.dtype), "bits": bits})
+    return Scan(
+        out,
+        (1.0, 1.0),
+        (0.0, 0.0),
+        np.eye(2),
+        modality="OT",
+        path=path,
+        metadata={"format": suffix[1:], "dtype": str(arr.dtype), "bits": bits},
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -153,8 +163,10 @@ def _stored_to_values(ds, path: Path) -> np.ndarray:
         raise InputError(f"unsupported photometric interpretation {photometric} (greyscale only)", path)
     if _number(ds, "SamplesPerPixel", 1, path) != 1:
         raise InputError("unsupported: more than one sample per pixel", path)
-    check_size((_number(ds, "NumberOfFrames", 1, path) or 1, _number(ds, "Rows", 0, path),
-                _number(ds, "Columns", 0, path)), path)
+    check_size(
+        (_number(ds, "NumberOfFrames", 1, path) or 1, _number(ds, "Rows", 0, path), _number(ds, "Columns", 0, path)),
+        path,
+    )
     if len(ds.PixelData or b"") == 0:
         raise InputError("DICOM pixel data is empty (zero length)", path)
     try:
@@ -285,8 +297,15 @@ def list_series(folder: str | Path) -> list[SeriesInfo]:
     infos = []
     for uid, items in groups.items():
         ds0 = items[0][1]
-        infos.append(SeriesInfo(uid, len(items), str(getattr(ds0, "Modality", "OT")),
-                                str(getattr(ds0, "SeriesDescription", "")), tuple(f for f, _ in items)))
+        infos.append(
+            SeriesInfo(
+                uid,
+                len(items),
+                str(getattr(ds0, "Modality", "OT")),
+                str(getattr(ds0, "SeriesDescription", "")),
+                tuple(f for f, _ in items),
+            )
+        )
     return sorted(infos, key=lambda s: (-s.n_slices, s.uid))
 
 
@@ -317,10 +336,20 @@ def folder_contents(folder: str | Path) -> FolderContents:
     except InputError:
         series = []
     in_series = {f for s in series for f in s.files}
-    skipped = [(p, "a box file (open it with the scan, or give it as --boxes)" if scan_suffix(p) in (".csv", ".xml")
-                else "not a scan the readers take")
-               for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")
-               and p not in in_series and p not in files and p.name.upper() != "DICOMDIR"]
+    skipped = [
+        (
+            p,
+            "a box file (open it with the scan, or give it as --boxes)"
+            if scan_suffix(p) in (".csv", ".xml")
+            else "not a scan the readers take",
+        )
+        for p in sorted(folder.iterdir())
+        if p.is_file()
+        and not p.name.startswith(".")
+        and p not in in_series
+        and p not in files
+        and p.name.upper() != "DICOMDIR"
+    ]
     return FolderContents(series, files, skipped)
 
 
@@ -385,8 +414,15 @@ def series_geometry(folder: str | Path, series_uid: str | None = None) -> Series
     ps = _float_tuple(getattr(ds0, "PixelSpacing", None), 2, (1.0, 1.0))  # (row spacing, column spacing)
     first = keyed[0][2]
     direction = np.stack([normal[::-1], col_cos[::-1], row_cos[::-1]])  # array order rows: z, y, x
-    return SeriesGeometry(chosen, tuple(k[1] for k in keyed), positions, (dz, ps[0], ps[1]),
-                          (first[2], first[1], first[0]), direction, ds0)
+    return SeriesGeometry(
+        chosen,
+        tuple(k[1] for k in keyed),
+        positions,
+        (dz, ps[0], ps[1]),
+        (first[2], first[1], first[0]),
+        direction,
+        ds0,
+    )
 
 
 def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> Scan:
@@ -507,8 +543,19 @@ def read_scan(path: str | Path, series_uid: str | None = None) -> Scan:
         raise
     except MemoryError:
         raise InputError("too large to load into memory", path) from None
-    except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError, EOFError, OSError,
-            RuntimeError, struct.error, zlib.error) as exc:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        IndexError,
+        OverflowError,
+        EOFError,
+        OSError,
+        RuntimeError,
+        struct.error,
+        zlib.error,
+    ) as exc:
         first = str(exc).splitlines()[0][:200] if str(exc) else "no detail"
         raise InputError(f"corrupt or unsupported file ({type(exc).__name__}: {first})", path) from None
 
@@ -529,5 +576,6 @@ def _read_scan(path: Path, series_uid: str | None) -> Scan:
         return read_dicom_file(path)
     raise InputError(
         f"unsupported file type {suffix or '(no extension)'}; expected a DICOM file or series folder, "
-        "NIfTI, MHD/MHA, NRRD, PNG, JPEG or TIFF", path)
-
+        "NIfTI, MHD/MHA, NRRD, PNG, JPEG or TIFF",
+        path,
+    )

@@ -33,13 +33,18 @@ def round_mantissa(array: np.ndarray, bits: int) -> np.ndarray:
     flat, u = out.reshape(-1), out.reshape(-1).view(np.uint32)
     step = 1 << 22
     for s in range(0, flat.size, step):
-        finite = np.isfinite(flat[s:s + step])
-        u[s:s + step][finite] = (u[s:s + step][finite] + half) & mask
+        finite = np.isfinite(flat[s : s + step])
+        u[s : s + step][finite] = (u[s : s + step][finite] + half) & mask
     return out
 
 
-def write_array(array: np.ndarray, path: str | Path, like: Scan | None = None, fmt: str | None = None,
-                mantissa_bits: int | None = None) -> Path:
+def write_array(
+    array: np.ndarray,
+    path: str | Path,
+    like: Scan | None = None,
+    fmt: str | None = None,
+    mantissa_bits: int | None = None,
+) -> Path:
     """Write ``array`` to ``path`` (suffix added when missing).  ``mantissa_bits``: store the values rounded
     to that precision (:func:`round_mantissa`; maps: 10, float16's, where nothing downstream needs more).
 

@@ -14,8 +14,12 @@ def build_model(cfg) -> AnomalyModel:
     if cfg.backbone == "mc_unet":
         return MCDropoutUNet(base_channels=cfg.base_channels, levels=cfg.levels, dropout=cfg.dropout)
     if cfg.backbone == "phiseg":
-        return PHiSeg(base_channels=cfg.base_channels, latent_levels=cfg.levels, latent_channels=cfg.latent_channels,
-                      beta=cfg.kl_weight)
+        return PHiSeg(
+            base_channels=cfg.base_channels,
+            latent_levels=cfg.levels,
+            latent_channels=cfg.latent_channels,
+            beta=cfg.kl_weight,
+        )
     raise ValueError(f"unknown backbone {cfg.backbone!r}")
 
 

@@ -73,8 +73,15 @@ def _kl(mu_q, lv_q, mu_p, lv_p):
 class PHiSeg(AnomalyModel):
     stochastic = True
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 1, base_channels: int = 16, latent_levels: int = 5,
-                 latent_channels: int = 2, beta: float = 1.0):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        base_channels: int = 16,
+        latent_levels: int = 5,
+        latent_channels: int = 2,
+        beta: float = 1.0,
+    ):
         super().__init__()
         self.latent_levels = latent_levels
         self.levels = latent_levels + 2
@@ -90,9 +97,9 @@ class PHiSeg(AnomalyModel):
         self.upconv = nn.ModuleDict(
             {str(i): nn.ConvTranspose2d(ch[i + 1], ch[i], 2, stride=2) for i in range(self.levels - 1)}
         )
-        self.combine = nn.ModuleDict({
-            str(i): ConvBlock(2 * ch[i] if i in self.latent_idx else ch[i], ch[i]) for i in range(self.levels - 1)
-        })
+        self.combine = nn.ModuleDict(
+            {str(i): ConvBlock(2 * ch[i] if i in self.latent_idx else ch[i], ch[i]) for i in range(self.levels - 1)}
+        )
         self.head = nn.Conv2d(ch[0], out_channels, 1)
 
     def _hierarchy(self, heads: _LatentHeads, feats, *, teacher=None):

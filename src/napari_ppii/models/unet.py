@@ -16,8 +16,12 @@ from torch.nn import functional as F
 class ConvBlock(nn.Sequential):
     def __init__(self, cin: int, cout: int, dropout: float = 0.0):
         layers = [
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
         ]
         if dropout > 0:
             layers.append(nn.Dropout2d(dropout))
@@ -76,8 +80,14 @@ class AnomalyModel(nn.Module):
 
 
 class UNet(AnomalyModel):
-    def __init__(self, in_channels: int = 1, out_channels: int = 1, base_channels: int = 16, levels: int = 5,
-                 dropout: float = 0.0):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        base_channels: int = 16,
+        levels: int = 5,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.levels = levels
         self.dropout = dropout
@@ -115,7 +125,8 @@ class UNet(AnomalyModel):
                     m.train(on)
 
 
-def MCDropoutUNet(in_channels: int = 1, out_channels: int = 1, base_channels: int = 16, levels: int = 5,
-                  dropout: float = 0.1) -> UNet:
+def MCDropoutUNet(
+    in_channels: int = 1, out_channels: int = 1, base_channels: int = 16, levels: int = 5, dropout: float = 0.1
+) -> UNet:
     """U-Net with dropout after every block, sampled at inference (the paper: rate 0.1)."""
     return UNet(in_channels, out_channels, base_channels, levels, dropout)

@@ -19,8 +19,9 @@ from .ppii import PPII
 METHODS: dict[str, type[Synthesizer]] = {"ppii": PPII, "pii": PII, "fpi": FPI, "nsa": NSA}
 
 
-def register_method(cls: type[Synthesizer], *, defaults: dict | None = None, paper: dict | None = None,
-                    params=None) -> type[Synthesizer]:
+def register_method(
+    cls: type[Synthesizer], *, defaults: dict | None = None, paper: dict | None = None, params=None
+) -> type[Synthesizer]:
     """Make a synthesis method known everywhere a method is chosen -- ``ppii synthesize --method``, the
     preview's method list, training, YAML configurations -- without touching the package (see
     docs/adding_a_method.md).  ``cls``: a :class:`Synthesizer` subclass with ``method`` (its name),
@@ -78,5 +79,18 @@ def make_synthesizer(config: SynthesisConfig | None = None) -> Synthesizer:
     return METHODS[config.method](config)
 
 
-__all__ = ["AnomalySpec", "FPI", "METHODS", "NSA", "PII", "PPII", "SynthesisResult", "Synthesizer",
-           "applicable", "make_synthesizer", "method_specific_fields", "register_method", "unregister_method"]
+__all__ = [
+    "AnomalySpec",
+    "FPI",
+    "METHODS",
+    "NSA",
+    "PII",
+    "PPII",
+    "SynthesisResult",
+    "Synthesizer",
+    "applicable",
+    "make_synthesizer",
+    "method_specific_fields",
+    "register_method",
+    "unregister_method",
+]

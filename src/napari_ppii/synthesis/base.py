@@ -43,8 +43,11 @@ class SynthesisResult:
     mask: Any = None  # the placement mask used (NumPy bool), or None for placement "anywhere"
 
     def to_json(self) -> dict[str, Any]:
-        return {"method": self.method, "boxes": [b.to_dict() for b in self.boxes],
-                "anomalies": [a.to_dict() for a in self.plan]}
+        return {
+            "method": self.method,
+            "boxes": [b.to_dict() for b in self.boxes],
+            "anomalies": [a.to_dict() for a in self.plan],
+        }
 
 
 class Synthesizer:
@@ -79,8 +82,14 @@ class Synthesizer:
         return field not in method_specific_fields() or field in cls.parameters
 
     # -- to implement ---------------------------------------------------------------------------
-    def plan_image(self, index: int, spatial: tuple[int, ...], n_images: int, rng: np.random.Generator,
-                   masks: np.ndarray | None = None) -> list[AnomalySpec]:
+    def plan_image(
+        self,
+        index: int,
+        spatial: tuple[int, ...],
+        n_images: int,
+        rng: np.random.Generator,
+        masks: np.ndarray | None = None,
+    ) -> list[AnomalySpec]:
         """One image's anomalies; ``masks`` (``(N, *spatial)`` bool, or None) constrain placement."""
         raise NotImplementedError
 
@@ -102,8 +111,10 @@ class Synthesizer:
             if cfg.placement == "mask":
                 raise InputError("placement 'mask' needs a placement mask (data.mask, or a Labels layer in the viewer)")
             if len(shape) != 3:
-                raise InputError("placement 'lungs' on volumes needs lung masks computed from the HU scan: "
-                                 "pass masks=napari_ppii.anatomy.lung_mask(scan)")
+                raise InputError(
+                    "placement 'lungs' on volumes needs lung masks computed from the HU scan: "
+                    "pass masks=napari_ppii.anatomy.lung_mask(scan)"
+                )
             from ..anatomy import lung_mask_cxr
 
             return np.stack([lung_mask_cxr(a) for a in to_numpy(images)])
@@ -162,8 +173,15 @@ class Synthesizer:
                 break  # from the same image the source patch must come from elsewhere
         return s_start
 
-    def batch(self, images, rng: np.random.Generator | int | None = None, *, n_out: int | None = None,
-              plan: list[AnomalySpec] | None = None, masks=None) -> list[SynthesisResult]:
+    def batch(
+        self,
+        images,
+        rng: np.random.Generator | int | None = None,
+        *,
+        n_out: int | None = None,
+        plan: list[AnomalySpec] | None = None,
+        masks=None,
+    ) -> list[SynthesisResult]:
         """Synthesise anomalies into each of the first ``n_out`` images of ``images`` (``(N, *spatial)``);
         images after ``n_out`` serve as sources only.  ``masks`` (same shape, or None): placement masks
         for ``placement`` lungs/mask (computed for ``lungs`` when not given)."""
@@ -194,8 +212,15 @@ class Synthesizer:
             )
         return results
 
-    def sample(self, target, source=None, rng: np.random.Generator | int | None = None,
-               plan: list[AnomalySpec] | None = None, mask=None, source_mask=None) -> SynthesisResult:
+    def sample(
+        self,
+        target,
+        source=None,
+        rng: np.random.Generator | int | None = None,
+        plan: list[AnomalySpec] | None = None,
+        mask=None,
+        source_mask=None,
+    ) -> SynthesisResult:
         """One synthetic sample of ``target`` (2D or 3D), with the source patch from ``source`` when
         given (pairwise) or from ``target`` itself.  ``mask``: the target's placement mask (and
         ``source_mask`` the source's, for ``source_in_mask``)."""

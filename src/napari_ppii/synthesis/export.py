@@ -15,15 +15,27 @@ from ..io.scan import Scan
 from .base import SynthesisResult
 
 
-def export_sample(out: str | Path, target: Scan, result: SynthesisResult, cfg: PPIIConfig, *, fmt: str | None = None,
-                  resolved: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+def export_sample(
+    out: str | Path,
+    target: Scan,
+    result: SynthesisResult,
+    cfg: PPIIConfig,
+    *,
+    fmt: str | None = None,
+    resolved: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """Write ``result`` (synthesised on the pre-processed ``target``) to ``out``; return the record."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     fmt = fmt or ("nifti" if target.ndim == 3 else "tiff")
     written = {}
-    for name, arr in (("target", target.array), ("image", result.image), ("label", result.label),
-                      ("variance", result.variance)):
+    for name, arr in (
+        ("target", target.array),
+        ("image", result.image),
+        ("label", result.label),
+        ("variance", result.variance),
+    ):
         written[name] = write_array(arr, out / name, like=target, fmt=fmt).name
     write_boxes_csv(result.boxes, out / "boxes.csv")
     record = {

@@ -35,8 +35,9 @@ MASK_MEDIAN = 5
 
 class NSA(Synthesizer):
     method = "nsa"
-    parameters = frozenset({"nsa_patches", "mixed_gradients", "label_k", "label_x0", "label_tolerance",
-                            "label_median_radius"})
+    parameters = frozenset(
+        {"nsa_patches", "mixed_gradients", "label_k", "label_x0", "label_tolerance", "label_median_radius"}
+    )
 
     def plan_image(self, index, spatial, n_images, rng, masks=None):
         cfg = self.config
@@ -54,8 +55,9 @@ class NSA(Synthesizer):
                 continue  # no free room on the mask: fewer patches (recorded in the plan)
             smask = masks[src] if masks is not None and cfg.source_in_mask else None
             s_start = self._place_source(spatial, s_size, rng, smask, src, index, placed, size)
-            specs.append(AnomalySpec(index, src, placed, s_start, size, 1.0, None, [], [],
-                                     None if s_size == size else s_size))
+            specs.append(
+                AnomalySpec(index, src, placed, s_start, size, 1.0, None, [], [], None if s_size == size else s_size)
+            )
         return specs
 
     def render(self, images, plan, n_out, masks=None):

@@ -54,8 +54,12 @@ class AnomalySpec:
         props = {"gradient_scale": self.gradient_scale, "n_raters": len(self.radii)}
         if self.alpha is not None:
             props["alpha"] = self.alpha
-        return Box.from_half_open(self.target_start, [a + s for a, s in zip(self.target_start, self.size)],
-                                  label="synthetic", properties=props)
+        return Box.from_half_open(
+            self.target_start,
+            [a + s for a, s in zip(self.target_start, self.size)],
+            label="synthetic",
+            properties=props,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,7 +102,8 @@ def validate_images(images: Any, config: SynthesisConfig) -> tuple[int, ...]:
     if small:
         raise InputError(
             f"image of shape {spatial} is too small for synthesis: every axis needs at least "
-            f"{max(MIN_EXTENT, config.min_patch_side)} pixels")
+            f"{max(MIN_EXTENT, config.min_patch_side)} pixels"
+        )
     return spatial
 
 
@@ -142,8 +147,9 @@ def sample_size(spatial: Sequence[int], cfg: SynthesisConfig, rng: np.random.Gen
     return tuple(round_side(int(round(s)), n, cfg) for s, n in zip(sides, spatial))
 
 
-def sample_source_size(spatial: Sequence[int], size: Sequence[int], cfg: SynthesisConfig,
-                       rng: np.random.Generator) -> tuple[int, ...] | None:
+def sample_source_size(
+    spatial: Sequence[int], size: Sequence[int], cfg: SynthesisConfig, rng: np.random.Generator
+) -> tuple[int, ...] | None:
     """The rescaled source patch's size (``size / r``, ``r ~ U[source_rescale]``), or None for none."""
     lo, hi = cfg.source_rescale
     if lo == hi == 1.0:
@@ -153,8 +159,14 @@ def sample_source_size(spatial: Sequence[int], size: Sequence[int], cfg: Synthes
     return None if src == tuple(size) else src
 
 
-def sample_start(spatial: Sequence[int], size: Sequence[int], cfg: SynthesisConfig, rng: np.random.Generator,
-                 mask: np.ndarray | None = None, margin: bool = False) -> tuple[int, ...] | None:
+def sample_start(
+    spatial: Sequence[int],
+    size: Sequence[int],
+    cfg: SynthesisConfig,
+    rng: np.random.Generator,
+    mask: np.ndarray | None = None,
+    margin: bool = False,
+) -> tuple[int, ...] | None:
     """Box start whose centre is uniform in the central ``core_fraction`` of each axis (box kept inside).
 
     With a ``mask``: the centre is a mask pixel drawn uniformly, and the box must have at least

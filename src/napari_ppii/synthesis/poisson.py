@@ -278,9 +278,7 @@ def poisson_solve_sparse(image: np.ndarray, box: Sequence[slice], guidance: Sequ
             rows.append(rows_in)
             cols.append(rows_in + sgn * strides[d])
             vals.append(np.ones(rows_in.size))
-    a = scipy.sparse.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-    )
+    a = scipy.sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
     b = image.ravel().copy()
     b[rows_in] = div
     return scipy.sparse.linalg.spsolve(a, b).reshape(shape)

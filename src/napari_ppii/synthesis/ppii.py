@@ -27,9 +27,23 @@ from .render import render_poisson
 
 class PPII(Synthesizer):
     method = "ppii"
-    parameters = frozenset({"n_anomalies", "n_raters", "gradient_scale", "gradient_scale_distribution", "rater_radius",
-                            "rater_radius_std", "rater_centre_std", "mixed_gradients", "source_smoothing",
-                            "label_mode", "label_scale", "label_k", "label_x0"})
+    parameters = frozenset(
+        {
+            "n_anomalies",
+            "n_raters",
+            "gradient_scale",
+            "gradient_scale_distribution",
+            "rater_radius",
+            "rater_radius_std",
+            "rater_centre_std",
+            "mixed_gradients",
+            "source_smoothing",
+            "label_mode",
+            "label_scale",
+            "label_k",
+            "label_x0",
+        }
+    )
 
     @classmethod
     def applies(cls, field: str, config) -> bool:

@@ -5,5 +5,13 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from .log import JsonlLog, read_log
 from .loop import TrainingError, TrainResult, config_from_checkpoint, train
 
-__all__ = ["JsonlLog", "TrainResult", "TrainingError", "config_from_checkpoint", "load_checkpoint", "read_log",
-           "save_checkpoint", "train"]
+__all__ = [
+    "JsonlLog",
+    "TrainResult",
+    "TrainingError",
+    "config_from_checkpoint",
+    "load_checkpoint",
+    "read_log",
+    "save_checkpoint",
+    "train",
+]

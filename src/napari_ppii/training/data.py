@@ -145,13 +145,20 @@ def training_inputs(cfg: PPIIConfig, scan: Scan | None = None) -> dict:
         modality = _modality(scan)
     elif src is not None and src.exists() and src.suffix.lower() != ".npy":
         try:
-            first = _csv_images(src)[0] if src.suffix.lower() == ".csv" else (
-                src if src.is_file() else (scan_files(src) or [src])[0])
+            first = (
+                _csv_images(src)[0]
+                if src.suffix.lower() == ".csv"
+                else (src if src.is_file() else (scan_files(src) or [src])[0])
+            )
             modality = _modality(read_scan(first))
         except InputError:
             modality = None
-    return {"modality": modality, "train_data": str(src.resolve()) if src is not None else None,
-            "image_size": cfg.data.image_size, "preprocess": cfg.preprocess.model_dump(mode="json")}
+    return {
+        "modality": modality,
+        "train_data": str(src.resolve()) if src is not None else None,
+        "image_size": cfg.data.image_size,
+        "preprocess": cfg.preprocess.model_dump(mode="json"),
+    }
 
 
 def load_training_set(cfg: PPIIConfig, inputs: dict | None = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -189,8 +196,11 @@ def _load_images(cfg: PPIIConfig) -> tuple[np.ndarray, Scan | None, list[int] | 
             scan = read_scan(src)
         except InputError as exc:
             if is_series:
-                raise InputError(f"folder holds no image files (PNG/JPEG/TIFF, NIfTI/MHD/NRRD) and no readable "
-                                 f"DICOM series ({exc.reason})", src) from None
+                raise InputError(
+                    f"folder holds no image files (PNG/JPEG/TIFF, NIfTI/MHD/NRRD) and no readable "
+                    f"DICOM series ({exc.reason})",
+                    src,
+                ) from None
             raise
         arr = model_input(scan, cfg)
         keep = list(range(len(arr)))
@@ -261,8 +271,14 @@ class SyntheticBatches:
     draws exactly the batches the uninterrupted run would have drawn.
     """
 
-    def __init__(self, images: np.ndarray, cfg: PPIIConfig, device: torch.device, on_device: bool = True,
-                 masks: np.ndarray | None = None):
+    def __init__(
+        self,
+        images: np.ndarray,
+        cfg: PPIIConfig,
+        device: torch.device,
+        on_device: bool = True,
+        masks: np.ndarray | None = None,
+    ):
         self.cpu_images = torch.as_tensor(images)
         self.device = device
         self.images = self.cpu_images.to(device) if on_device else self.cpu_images
@@ -284,8 +300,7 @@ class SyntheticBatches:
         return Batch(stack("image"), stack("label"), stack("variance"))
 
 
-def validation_set(images: np.ndarray, cfg: PPIIConfig, masks: np.ndarray | None = None,
-                   synthesis=None) -> Batch:
+def validation_set(images: np.ndarray, cfg: PPIIConfig, masks: np.ndarray | None = None, synthesis=None) -> Batch:
     """A fixed, seeded synthetic set (``data.val_samples`` samples of the given images; NumPy engine,
     independent of the training generator and of the device).  ``synthesis``: another
     :class:`~napari_ppii.config.SynthesisConfig` (a held-out anomaly type), default ``cfg.synthesis``."""
@@ -299,8 +314,12 @@ def validation_set(images: np.ndarray, cfg: PPIIConfig, masks: np.ndarray | None
     while len(out_i) < n:
         k = min(len(images), n - len(out_i))
         idx = rng.permutation(len(images))[: max(k, 2) if len(images) > 1 else 1]
-        res = synth.batch(images[idx].astype(np.float64), rng, n_out=k,
-                          masks=None if masks is None or scfg.placement == "anywhere" else masks[idx])
+        res = synth.batch(
+            images[idx].astype(np.float64),
+            rng,
+            n_out=k,
+            masks=None if masks is None or scfg.placement == "anywhere" else masks[idx],
+        )
         for r in res:
             out_i.append(r.image)
             out_l.append(r.label)

@@ -154,9 +154,12 @@ def train(
         remove_partial_writes(out)  # a run killed mid-write left them; the lock says no one else writes here
         found = checkpoints_in(out)
         if resume is None and found:
-            raise InputError(f"holds checkpoints of an earlier run ({', '.join(p.name for p in found[:3])}); a new "
-                             f"run would overwrite them: resume it ({out / 'last.pt'}) or train into another "
-                             "folder", out)
+            raise InputError(
+                f"holds checkpoints of an earlier run ({', '.join(p.name for p in found[:3])}); a new "
+                f"run would overwrite them: resume it ({out / 'last.pt'}) or train into another "
+                "folder",
+                out,
+            )
         return _train(cfg, resume, **kwargs)
 
 
@@ -166,8 +169,10 @@ def _save(state: dict, path: Path, log, step: int) -> Path:
     try:
         return save_checkpoint(state, path)
     except OSError as exc:
-        msg = (f"could not write the checkpoint {path} at step {step} ({exc.strerror or exc}); the previous "
-               f"{path.name} (if any) is intact: free space or choose another run folder, then resume from it")
+        msg = (
+            f"could not write the checkpoint {path} at step {step} ({exc.strerror or exc}); the previous "
+            f"{path.name} (if any) is intact: free space or choose another run folder, then resume from it"
+        )
         try:
             log.write(event="error", step=step, error=msg)
         except OSError:
@@ -206,8 +211,12 @@ class Trainer:
         else:
             pool = np.asarray(images, dtype=np.float32)
             pool_masks = training_masks(cfg, pool, masks)
-            self.inputs = {"modality": cfg.data.modality, "train_data": None, "image_size": cfg.data.image_size,
-                           "preprocess": cfg.preprocess.model_dump(mode="json")}
+            self.inputs = {
+                "modality": cfg.data.modality,
+                "train_data": None,
+                "image_size": cfg.data.image_size,
+                "preprocess": cfg.preprocess.model_dump(mode="json"),
+            }
         if pool.ndim != 3 or len(pool) == 0:
             raise InputError(f"training images must be a non-empty (N, H, W) stack, got shape {pool.shape}")
         tr_idx, va_idx = split_indices(len(pool), cfg)
@@ -215,8 +224,13 @@ class Trainer:
         va_m = None if pool_masks is None else pool_masks[va_idx]
         self.val = validation_set(pool[va_idx], cfg, va_m)
         self.selector = Selector(cfg, pool[va_idx], va_m)
-        self.batches = SyntheticBatches(pool[tr_idx], cfg, device, on_device=t.synthesis_on_device,
-                                        masks=None if pool_masks is None else pool_masks[tr_idx])
+        self.batches = SyntheticBatches(
+            pool[tr_idx],
+            cfg,
+            device,
+            on_device=t.synthesis_on_device,
+            masks=None if pool_masks is None else pool_masks[tr_idx],
+        )
 
         self.model = model = build_model(cfg.model).to(device)
         self.path = fast_path(device, t.amp, t.channels_last)
@@ -233,7 +247,8 @@ class Trainer:
             self.path = {**self.path, "path": self.path["path"] + " compiled"}
         if dist.enabled:
             self.step_fn = nn.parallel.DistributedDataParallel(
-                self.step_fn, device_ids=[device.index] if device.type == "cuda" else None)
+                self.step_fn, device_ids=[device.index] if device.type == "cuda" else None
+            )
         self.out = Path(t.out_dir)
         self.log = JsonlLog(self.out / "log.jsonl" if dist.is_main else None)
         self.last_path = self.best_path = None
@@ -259,11 +274,19 @@ class Trainer:
         _set_rng_state(self.data_rng, ck["rng"], self.device)
 
     def state(self, val_dice: float | None) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict(), "step": self.step_count,
-                "rng": _rng_state(self.data_rng, self.device), "config": self.cfg.to_dict(), "best_score": self.best,
-                "select": self.t.select, "inputs": self.inputs,
-                "val_dice": val_dice, "backbone": self.cfg.model.backbone}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "step": self.step_count,
+            "rng": _rng_state(self.data_rng, self.device),
+            "config": self.cfg.to_dict(),
+            "best_score": self.best,
+            "select": self.t.select,
+            "inputs": self.inputs,
+            "val_dice": val_dice,
+            "backbone": self.cfg.model.backbone,
+        }
 
     def step(self) -> float:
         """One optimisation step on a fresh synthetic batch; returns the loss."""
@@ -275,11 +298,22 @@ class Trainer:
         self.model.train()
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.path["amp"]):
             logits, aux = self._forward(x, y)
-        loss = segmentation_loss(logits, y, b.variance, kind=t.loss, confidence_weighting=t.confidence_weighting,
-                                 gamma=t.confidence_gamma) + aux.float()
+        loss = (
+            segmentation_loss(
+                logits,
+                y,
+                b.variance,
+                kind=t.loss,
+                confidence_weighting=t.confidence_weighting,
+                gamma=t.confidence_gamma,
+            )
+            + aux.float()
+        )
         if not torch.isfinite(loss):
-            raise TrainingError(f"loss became {float(loss)} at step {self.step_count + 1}: lower training.lr "
-                                f"(now {t.lr}) or check the data")
+            raise TrainingError(
+                f"loss became {float(loss)} at step {self.step_count + 1}: lower training.lr "
+                f"(now {t.lr}) or check the data"
+            )
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -297,9 +331,12 @@ class Trainer:
             self.compiled = False
             self.step_fn = self.eager_step_fn
             self.path = {**self.path, "path": self.path["path"].removesuffix(" compiled")}
-            self.log.write(event="compile_failed", step=self.step_count,
-                           error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300],
-                           precision=self.path["path"])
+            self.log.write(
+                event="compile_failed",
+                step=self.step_count,
+                error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300],
+                precision=self.path["path"],
+            )
             return self.step_fn(x, y)
 
     def validate(self, **record) -> None:
@@ -316,8 +353,19 @@ class Trainer:
             self.saved_step = step
             if is_best:
                 self.best_path = _save(state, self.out / "best.pt", self.log, step)
-            self.log.write(event="val", step=step, val_dice=dice, val_loss=vloss, best_score=self.best, loss=self.loss,
-                           lr=self.sched.get_last_lr()[0], select=self.t.select, select_score=score, **record, **extra)
+            self.log.write(
+                event="val",
+                step=step,
+                val_dice=dice,
+                val_loss=vloss,
+                best_score=self.best,
+                loss=self.loss,
+                lr=self.sched.get_last_lr()[0],
+                select=self.t.select,
+                select_score=score,
+                **record,
+                **extra,
+            )
 
     def keep(self) -> None:
         """A copy of the state as ``step_NNNNNNN.pt`` (checkpoint selection on real lesions afterwards)."""
@@ -331,8 +379,13 @@ class Trainer:
         step, out = self.step_count, self.out
         if step != self.saved_step and self.dist.is_main:
             self.last_path = _save(self.state(None), out / "last.pt", self.log, step)
-        self.log.write(event="stopped" if step < self.t.steps else "done", step=step, best_score=self.best,
-                       select=self.t.select, loss=self.loss)
+        self.log.write(
+            event="stopped" if step < self.t.steps else "done",
+            step=step,
+            best_score=self.best,
+            select=self.t.select,
+            loss=self.loss,
+        )
         if self.dist.enabled:
             torch.distributed.barrier()
         best = self.best_path if self.best_path else (out / "best.pt" if (out / "best.pt").exists() else None)
@@ -349,16 +402,30 @@ class Trainer:
         if dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             cfg.save(self.out / "config.yaml")
-            self.log.write(event="start", step=self.step_count, steps=t.steps, backbone=cfg.model.backbone,
-                           device=str(self.device), precision=self.path["path"], threads=torch.get_num_threads(),
-                           world_size=dist.world_size, n_train=self.n_train,
-                           n_val_images=self.n_val_images, resumed_from=str(resume) if resume else None)
+            self.log.write(
+                event="start",
+                step=self.step_count,
+                steps=t.steps,
+                backbone=cfg.model.backbone,
+                device=str(self.device),
+                precision=self.path["path"],
+                threads=torch.get_num_threads(),
+                world_size=dist.world_size,
+                n_train=self.n_train,
+                n_val_images=self.n_val_images,
+                resumed_from=str(resume) if resume else None,
+            )
         bar = None
         if progress and dist.is_main:
             from tqdm import tqdm
 
-            bar = tqdm(total=t.steps, initial=self.step_count, desc=f"train {cfg.model.backbone}", unit="step",
-                       dynamic_ncols=True)
+            bar = tqdm(
+                total=t.steps,
+                initial=self.step_count,
+                desc=f"train {cfg.model.backbone}",
+                unit="step",
+                dynamic_ncols=True,
+            )
         t0, s0 = time.perf_counter(), self.step_count
         try:
             with StopRequest() as stopper:
@@ -371,8 +438,10 @@ class Trainer:
                         bar.update(1)
                         bar.set_postfix(loss=f"{loss:.4f}")
                     elapsed = time.perf_counter() - t0
-                    speed = {"images_per_s": (step - s0) * t.batch_size * dist.world_size / max(elapsed, 1e-9),
-                             "eta_s": (t.steps - step) * elapsed / max(step - s0, 1)}
+                    speed = {
+                        "images_per_s": (step - s0) * t.batch_size * dist.world_size / max(elapsed, 1e-9),
+                        "eta_s": (t.steps - step) * elapsed / max(step - s0, 1),
+                    }
                     if step % t.log_every == 0 or step == t.steps:
                         self.log.write(event="step", step=step, loss=loss, lr=self.sched.get_last_lr()[0], **speed)
                     if step % t.val_every == 0 or step == t.steps:
@@ -380,10 +449,12 @@ class Trainer:
                     if t.keep_every and step % t.keep_every == 0 and dist.is_main:
                         self.keep()
         except torch.cuda.OutOfMemoryError:
-            msg = (f"out of GPU memory at step {self.step_count + 1} (batch_size {t.batch_size}, image_size "
-                   f"{cfg.data.image_size}, base_channels {cfg.model.base_channels}): lower training.batch_size "
-                   f"first, then data.image_size or model.base_channels; the last checkpoint ({self.out / 'last.pt'}) "
-                   "is intact")
+            msg = (
+                f"out of GPU memory at step {self.step_count + 1} (batch_size {t.batch_size}, image_size "
+                f"{cfg.data.image_size}, base_channels {cfg.model.base_channels}): lower training.batch_size "
+                f"first, then data.image_size or model.base_channels; the last checkpoint ({self.out / 'last.pt'}) "
+                "is intact"
+            )
             self.log.write(event="error", step=self.step_count, error=msg)
             raise TrainingError(msg) from None
         finally:

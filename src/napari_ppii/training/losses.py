@@ -32,8 +32,15 @@ def soft_dice(
     return (2 * inter + eps) / (denom + eps)
 
 
-def segmentation_loss(logits: torch.Tensor, label: torch.Tensor, variance: torch.Tensor | None = None, *,
-                      kind: str = "bce_dice", confidence_weighting: bool = False, gamma: float = 5.0) -> torch.Tensor:
+def segmentation_loss(
+    logits: torch.Tensor,
+    label: torch.Tensor,
+    variance: torch.Tensor | None = None,
+    *,
+    kind: str = "bce_dice",
+    confidence_weighting: bool = False,
+    gamma: float = 5.0,
+) -> torch.Tensor:
     logits = logits.float()
     w = confidence_weights(variance, gamma) if (confidence_weighting and variance is not None) else None
     prob = torch.sigmoid(logits)

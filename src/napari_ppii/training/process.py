@@ -44,8 +44,9 @@ class TrainingProcess:
             cmd += ["--resume", str(self.resume)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(self.stderr_path, "w") as err:
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL,
-                                         start_new_session=True, env=env)
+            self.proc = subprocess.Popen(
+                cmd, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True, env=env
+            )
 
     @property
     def running(self) -> bool:
@@ -89,8 +90,12 @@ class TrainingProcess:
                 name = signal.Signals(-rc).name
             except ValueError:
                 name = f"signal {-rc}"
-            hint = (" -- often the system's out-of-memory killer: lower training.batch_size, data.image_size or "
-                    "model.base_channels" if -rc == signal.SIGKILL else "")
+            hint = (
+                " -- often the system's out-of-memory killer: lower training.batch_size, data.image_size or "
+                "model.base_channels"
+                if -rc == signal.SIGKILL
+                else ""
+            )
             head = f"training process was killed by {name}{hint}; resume from {self.out / 'last.pt'} if it exists"
         else:
             head = f"training failed (exit {rc})"

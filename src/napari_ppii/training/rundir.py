@@ -59,8 +59,11 @@ class RunLock:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             fh.close()
-            raise InputError(f"run folder is in use by {_holder_text(self.path)}; wait for it to end, stop it, "
-                             "or train into another folder (--out)", self.folder) from None
+            raise InputError(
+                f"run folder is in use by {_holder_text(self.path)}; wait for it to end, stop it, "
+                "or train into another folder (--out)",
+                self.folder,
+            ) from None
         fh.seek(0)
         fh.truncate()
         fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}))
@@ -113,8 +116,9 @@ def plan_run_dir(folder: str | Path, resume: str | Path | None = None) -> tuple[
     folder = Path(folder)
     who = in_use(folder)
     if who:
-        raise InputError(f"run folder is in use by {who}; wait for it to end, stop it, or train into another "
-                         "folder", folder)
+        raise InputError(
+            f"run folder is in use by {who}; wait for it to end, stop it, or train into another folder", folder
+        )
     if resume is not None or not checkpoints_in(folder):
         return folder, None
     n = 2
@@ -123,6 +127,8 @@ def plan_run_dir(folder: str | Path, resume: str | Path | None = None) -> tuple[
         if not checkpoints_in(cand) and not in_use(cand):
             break
         n += 1
-    note = (f"{folder} holds checkpoints of an earlier run; this run writes to {cand} "
-            f"(to continue the earlier run instead: --resume {folder / 'last.pt'})")
+    note = (
+        f"{folder} holds checkpoints of an earlier run; this run writes to {cand} "
+        f"(to continue the earlier run instead: --resume {folder / 'last.pt'})"
+    )
     return cand, note

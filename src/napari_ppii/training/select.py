@@ -91,7 +91,7 @@ def reference_auroc(model, reference: tuple[np.ndarray, np.ndarray], device, bat
     model.eval()
     maps = []
     for i in range(0, len(imgs), batch):
-        x = torch.as_tensor(imgs[i:i + batch])[:, None].float().to(device)
+        x = torch.as_tensor(imgs[i : i + batch])[:, None].float().to(device)
         m, _ = model.predict(x, samples=1)
         maps.append(m[:, 0].float().cpu().numpy())
     maps = np.concatenate(maps)

@@ -15,8 +15,8 @@ def evaluate_dice(model, val, device, samples: int = 1, batch: int = 8) -> tuple
     inter = denom = 0.0
     losses = []
     for i in range(0, val.image.shape[0], batch):
-        x = val.image[i:i + batch].to(device)
-        y = val.label[i:i + batch].to(device)
+        x = val.image[i : i + batch].to(device)
+        y = val.label[i : i + batch].to(device)
         mean, _ = model.predict(x, samples=samples)
         inter += float((mean * y).sum())
         denom += float(mean.sum() + y.sum())
