@@ -9,8 +9,9 @@ from pydantic import BaseModel, Field
 from conftest import smooth_image
 from napari_ppii.config import PPIIConfig
 from napari_ppii.errors import InputError
-from napari_ppii.synthesis import PII, Synthesizer, applicable, register_method, unregister_method
+from napari_ppii.synthesis import applicable, register_method, unregister_method
 from napari_ppii.synthesis.backend import ops
+from napari_ppii.synthesis.pii import InterpolatedPatch
 
 
 class ToyParams(BaseModel):
@@ -19,12 +20,11 @@ class ToyParams(BaseModel):
     brightness: float = Field(0.25, gt=0, le=1)
 
 
-class Toy(Synthesizer):
-    """Adds a constant inside each box (placed as PII places its patch); label 1 there."""
+class Toy(InterpolatedPatch):
+    """Adds a constant inside each box (the plan PII and FPI share); label 1 there."""
 
     method = "toy"
     parameters = frozenset()
-    plan_image = PII.plan_image
 
     def render(self, images, plan, n_out, masks=None):
         xp = ops(images)

@@ -9,26 +9,15 @@ result differs from the target by more than ``label_tolerance``.  A constant ima
 
 from __future__ import annotations
 
-from .backend import ops
-from .base import Synthesizer
-from .pii import PII, alpha_labels
+from .pii import InterpolatedPatch, alpha_factors
 
 
-class FPI(Synthesizer):
+class FPI(InterpolatedPatch):
+    """A plain convex combination of target and source patch."""
+
     method = "fpi"
-    parameters = frozenset({"alpha", "label_tolerance"})
-    plan_image = PII.plan_image
+    limit_range = False  # a convex combination stays in the target's range
 
-    def render(self, images, plan, n_out, masks=None):
-        cfg = self.config
-        use_mask = masks is not None and cfg.mask_blend and cfg.placement != "anywhere"
-        xp = ops(images)
-        out = xp.copy(images[:n_out])
-        for s in plan:
-            t = xp.exact(images[s.target_index][s.target_slices])
-            src = xp.exact(images[s.source_index][s.source_slices])
-            change = s.alpha * (src - t)
-            if use_mask:
-                change = change * masks[s.target_index][s.target_slices]
-            out[s.target_index][s.target_slices] = t + change
-        return out, alpha_labels(images, out, plan, n_out, cfg.label_tolerance), ops(out).zeros_like(out)
+    @staticmethod
+    def blend(tgt, src, specs):
+        return (tgt + alpha_factors(specs, tgt) * (src - tgt))[:, None]

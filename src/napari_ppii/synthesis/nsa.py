@@ -26,7 +26,7 @@ import numpy as np
 from .backend import ops
 from .base import Synthesizer
 from .plan import AnomalySpec, round_side, sample_fraction
-from .render import limit_range, source_patch
+from .render import poisson_blend, render_blends
 from . import poisson
 
 #: Side of the square (cube) median filter that cleans NSA's binary change mask (OpenCV medianBlur 5).
@@ -62,32 +62,15 @@ class NSA(Synthesizer):
 
     def render(self, images, plan, n_out, masks=None):
         cfg = self.config
-        nd = images.ndim - 1
-        out = ops(images).copy(images[:n_out])
-        var = ops(out).zeros_like(out)
-        use_mask = masks is not None and cfg.mask_blend and cfg.placement != "anywhere"
-        if plan:
-            flat = images.reshape(images.shape[0], -1)
-            xp = ops(images)
-            lows, highs = xp.amin(flat, 1), xp.amax(flat, 1)
-            groups: dict[tuple, list[AnomalySpec]] = {}
-            for spec in plan:
-                groups.setdefault(tuple(spec.size), []).append(spec)
-            for size, specs in groups.items():
-                tgt = xp.exact(xp.stack([images[s.target_index][s.target_slices] for s in specs]))
-                src = xp.exact(xp.stack([source_patch(images, s) for s in specs]))
-                gt = poisson.forward_gradients(tgt, nd)
-                gs = poisson.forward_gradients(src, nd)
-                guidance = [poisson.mixed(b, a) for a, b in zip(gt, gs)] if cfg.mixed_gradients else gs
-                blends = poisson.poisson_solve(tgt, guidance)
-                if use_mask:
-                    m = xp.stack([masks[s.target_index][s.target_slices] for s in specs])
-                    blends = tgt + (blends - tgt) * m
-                blends = limit_range(blends, lows, highs, [s.target_index for s in specs], cfg, tgt, tgt)
-                for s, b in zip(specs, blends):
-                    out[s.target_index][s.target_slices] = b
+
+        def clone(tgt, src, specs):  # NSA's normal clone (source gradients), or its mixed clone
+            nd = tgt.ndim - 1
+            gt, gs = poisson.forward_gradients(tgt, nd), poisson.forward_gradients(src, nd)
+            return poisson_blend(tgt, [poisson.mixed(b, a) for a, b in zip(gt, gs)] if cfg.mixed_gradients else gs)
+
+        out, var = render_blends(images, plan, n_out, cfg, masks, clone)
         label = nsa_labels(images, out, plan, n_out, cfg)
-        if use_mask:
+        if masks is not None and cfg.mask_blend and cfg.placement != "anywhere":
             label = label * masks  # as the change: no label off the mask, even where a median reaches past it
         return out, label, var
 

@@ -12,10 +12,11 @@ zero on the image border.  No raters: the variance is zero.
 
 from __future__ import annotations
 
+from . import poisson
 from .backend import ops
 from .base import Synthesizer
 from .plan import AnomalySpec, boxes_overlap, sample_size, sample_start
-from .render import render_poisson, zero_border
+from .render import poisson_blend, render_blends, zero_border
 
 
 def alpha_labels(images, mean, plan, n_out, tolerance):
@@ -28,9 +29,14 @@ def alpha_labels(images, mean, plan, n_out, tolerance):
     return zero_border(label, images.ndim - 1)
 
 
-class PII(Synthesizer):
-    method = "pii"
+class InterpolatedPatch(Synthesizer):
+    """The plan PII and FPI share: one square patch per image with an interpolation factor ``alpha``, at the
+    same location in source and target (another location when the source is the image itself).
+    Subclasses give ``blend`` (how source and target mix); the label is ``alpha`` where the image changed."""
+
     parameters = frozenset({"alpha", "label_tolerance"})  # one patch per image: no n_anomalies
+    #: hold the blend in the target's range (``clip``); FPI's convex combination cannot leave it
+    limit_range = True
 
     def plan_image(self, index, spatial, n_images, rng, masks=None):
         cfg = self.config
@@ -48,6 +54,27 @@ class PII(Synthesizer):
         alpha = float(rng.uniform(cfg.alpha[0], cfg.alpha[1]))
         return [AnomalySpec(index, src, start, s_start, size, 1.0, alpha, [], [])]
 
+    @staticmethod
+    def blend(tgt, src, specs):
+        raise NotImplementedError
+
     def render(self, images, plan, n_out, masks=None):
-        mean, var = render_poisson(images, plan, n_out, self.config, masks)
+        mean, var = render_blends(images, plan, n_out, self.config, masks, self.blend, limit=self.limit_range)
         return mean, alpha_labels(images, mean, plan, n_out, self.config.label_tolerance), var
+
+
+def alpha_factors(specs, like):
+    """The group's interpolation factors, shaped to broadcast over its ``(G, *size)`` patches."""
+    return ops(like).const([s.alpha for s in specs], like).reshape((len(specs),) + (1,) * (like.ndim - 1))
+
+
+class PII(InterpolatedPatch):
+    """Eq. 1 of the paper: the guidance interpolates target and source gradients by ``alpha``."""
+
+    method = "pii"
+
+    @staticmethod
+    def blend(tgt, src, specs):
+        nd = tgt.ndim - 1
+        gt, gs = poisson.forward_gradients(tgt, nd), poisson.forward_gradients(src, nd)
+        return poisson_blend(tgt, poisson.interpolated_guidance(gt, gs, alpha_factors(specs, tgt)))

@@ -19,10 +19,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import ops
+from . import poisson
+from .backend import ops, smooth
 from .base import Synthesizer
 from .plan import AnomalySpec, sample_gradient_scale, sample_raters, sample_size, sample_source_size
-from .render import render_poisson
+from .render import disc_masks, render_blends
+
+
+def rater_blend(cfg):
+    """P-PII's blend: each rater disc's version of the anomaly, the source (smoothed by
+    ``source_smoothing``) with its gradients up-scaled by the anomaly's scale inside the disc (mixed with
+    the target's by default), the target's gradients outside it, one DST solve per rater."""
+
+    def blend(tgt, src, specs):
+        nd = tgt.ndim - 1
+        xp = ops(tgt)
+        bshape = (len(specs), 1) + (1,) * nd
+        gt = [g[:, None] for g in poisson.forward_gradients(tgt, nd)]
+        scale = xp.const([s.gradient_scale for s in specs], tgt).reshape(bshape)
+        gs = [scale * g[:, None] for g in poisson.forward_gradients(smooth(src, cfg.source_smoothing, nd), nd)]
+        discs = disc_masks(specs[0].size, [s.centres for s in specs], [s.radii for s in specs], tgt)
+        guidance = poisson.masked_guidance(gt, gs, discs, mixed_gradients=cfg.mixed_gradients)
+        return poisson.poisson_solve(tgt[:, None], guidance)
+
+    return blend
 
 
 class PPII(Synthesizer):
@@ -75,7 +95,7 @@ class PPII(Synthesizer):
 
     def render(self, images, plan, n_out, masks=None):
         cfg = self.config
-        mean, var = render_poisson(images, plan, n_out, cfg, masks)
+        mean, var = render_blends(images, plan, n_out, cfg, masks, rater_blend(cfg), group=lambda s: len(s.radii))
         # the change is zero outside the (non-overlapping) target boxes, and so is its label: label only
         # the boxes (the whole-image label costs the preview several ms per change at 512x512)
         label = ops(mean).zeros_like(mean)

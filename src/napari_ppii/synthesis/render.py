@@ -1,14 +1,15 @@
 # SPDX-License-Identifier: BSD-3-Clause
-"""Rendering plans (NumPy or torch, one code path through :mod:`.backend`): rater discs, the batched
-DST Poisson blends of P-PII/PII/FPI, range limits and label borders."""
+"""Rendering plans (NumPy or torch, one code path through :mod:`.backend`): the loop every patch-blending
+method shares (:func:`render_blends`: group, stack, blend, mask, clip, average), rater discs, range limits
+and label borders.  Each method's own blend lives in its module."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..config import SynthesisConfig
 from . import poisson
-from .backend import ops, resize_linear, smooth, soft_clip
+from .backend import ops, resize_linear, soft_clip
 from .plan import AnomalySpec
 
 
@@ -51,17 +52,32 @@ def limit_range(blends, lows, highs, idx, cfg: SynthesisConfig, like, targets=No
     return ops(blends).clip(blends, lo, hi)
 
 
-def render_poisson(images, plan: list[AnomalySpec], n_out: int, cfg: SynthesisConfig, masks=None):
-    """Render Poisson anomalies of a plan; return ``(mean image, variance)`` for images ``[0, n_out)``.
+#: ``blend(tgt, src, specs) -> (G, K, *size)``: K blended versions of each of a group's G target patches.
+Blend = Callable[[Any, Any, list[AnomalySpec]], Any]
 
-    ``images``: ``(N, *spatial)`` float array or tensor holding the targets ``[0, n_out)`` and any
-    extra source images after them.  Anomalies are grouped by box shape and rater count; each group is
-    one batched DST solve.  Specs with ``alpha`` use PII's interpolated guidance (Eq. 1); the others use
-    the rater masks with up-scaled (optionally mixed) source gradients, the source patch smoothed by
-    ``source_smoothing`` first.  With ``masks`` (``(n_out, *spatial)``, 0/1) and ``mask_blend`` the
-    change is multiplied by the mask.
+
+def render_blends(
+    images,
+    plan: list[AnomalySpec],
+    n_out: int,
+    cfg: SynthesisConfig,
+    masks,
+    blend: Blend,
+    *,
+    group=None,
+    limit: bool = True,
+):
+    """The rendering every patch-blending method shares; returns ``(mean image, variance)`` for images
+    ``[0, n_out)``.
+
+    ``images``: ``(N, *spatial)`` float array or tensor holding the targets ``[0, n_out)`` and any extra
+    source images after them.  Anomalies are grouped by box shape (and ``group(spec)``, e.g. the rater
+    count); for each group the target and source patches are stacked and the method's ``blend`` makes
+    ``K`` versions of each (raters; ``K = 1`` for one blend).  Then, shared by every method: with
+    ``masks`` (``(n_out, *spatial)``, 0/1) and ``mask_blend`` the change is multiplied by the mask; the
+    result is held in the target's range (``clip``; ``limit=False`` for blends that cannot leave it); the
+    versions are averaged as changes (where none changed a pixel it stays exact) and their variance kept.
     """
-    nd = images.ndim - 1
     xp = ops(images)
     out = xp.copy(images[:n_out])
     var = xp.zeros_like(out)
@@ -71,32 +87,19 @@ def render_poisson(images, plan: list[AnomalySpec], n_out: int, cfg: SynthesisCo
     lows, highs = xp.amin(flat, 1), xp.amax(flat, 1)
     groups: dict[tuple, list[AnomalySpec]] = {}
     for spec in plan:
-        key = (spec.size, len(spec.radii), spec.alpha is not None)
+        key = (tuple(spec.size),) + ((group(spec),) if group is not None else ())
         groups.setdefault(key, []).append(spec)
     use_mask = masks is not None and cfg.mask_blend and cfg.placement != "anywhere"
-    for (size, k, interp), specs in groups.items():
+    for specs in groups.values():
         tgt = xp.exact(xp.stack([images[s.target_index][s.target_slices] for s in specs]))
         src = xp.exact(xp.stack([source_patch(images, s) for s in specs]))
-        bshape = (len(specs), 1) + (1,) * nd
-        gt = poisson.forward_gradients(tgt, nd)
-        if interp:
-            gs = poisson.forward_gradients(src, nd)
-            alpha = xp.const([s.alpha for s in specs], tgt).reshape((len(specs),) + (1,) * nd)
-            guidance = poisson.interpolated_guidance(gt, gs, alpha)
-            blends = poisson.poisson_solve(tgt, guidance)[:, None]
-        else:
-            gs = poisson.forward_gradients(smooth(src, cfg.source_smoothing, nd), nd)
-            scale = xp.const([s.gradient_scale for s in specs], tgt).reshape(bshape)
-            discs = disc_masks(size, [s.centres for s in specs], [s.radii for s in specs], tgt)
-            gt = [g[:, None] for g in gt]
-            gs = [scale * g[:, None] for g in gs]
-            guidance = poisson.masked_guidance(gt, gs, discs, mixed_gradients=cfg.mixed_gradients)
-            blends = poisson.poisson_solve(tgt[:, None], guidance)
+        blends = blend(tgt, src, specs)
         if use_mask:
             m = xp.stack([masks[s.target_index][s.target_slices] for s in specs])
             blends = tgt[:, None] + (blends - tgt[:, None]) * m[:, None]
-        blends = limit_range(blends, lows, highs, [s.target_index for s in specs], cfg, tgt, tgt[:, None])
-        delta = blends - tgt[:, None]  # averaged as changes: where no rater changed a pixel it stays exact
+        if limit:
+            blends = limit_range(blends, lows, highs, [s.target_index for s in specs], cfg, tgt, tgt[:, None])
+        delta = blends - tgt[:, None]
         dmean = delta.mean(1)
         mean = tgt + dmean
         v = ((delta - dmean[:, None]) ** 2).mean(1)
@@ -104,6 +107,11 @@ def render_poisson(images, plan: list[AnomalySpec], n_out: int, cfg: SynthesisCo
             out[s.target_index][s.target_slices] = m_i
             var[s.target_index][s.target_slices] = v_i
     return out, var
+
+
+def poisson_blend(tgt, guidance):
+    """One DST Poisson solve of each target patch ``(G, *size)`` with its guidance: ``(G, 1, *size)``."""
+    return poisson.poisson_solve(tgt, guidance)[:, None]
 
 
 def zero_border(label, nd: int):
