@@ -6,7 +6,7 @@ radiographs and times ``Trainer.step`` (draw a batch, P-PII synthesis in the loo
 backward, Adam) after warm-up steps.  The default path is bf16 autocast + channels_last where the
 hardware has native bf16 (CUDA, AVX512-BF16 / AMX CPUs) and fp32 elsewhere; the reference is the same
 step with ``training.amp=false training.channels_last=false``, and beside both the default path not compiled
-(``training.compile=false``; the default compiles the step of a long run on the bf16 path: the warm-up
+(``training.compile=never``; the default compiles the step of a long run on the bf16 path: the warm-up
 steps include the compilation, which is not timed).  The Table 1 setting: U-Net base 16,
 256x256, batch 8.  Achieved GFLOP/s counts the model's forward + backward FLOPs (torch's FlopCounterMode;
 synthesis and the optimiser are not counted) over the whole step time.
@@ -108,7 +108,7 @@ def main(argv=None) -> dict:
     }
     rows = (
         ("fp32", ["training.amp=false", "training.channels_last=false"]),
-        ("eager", ["training.compile=false"]),
+        ("eager", ["training.compile=never"]),
         ("default", []),
     )
     for name, over in rows:

@@ -575,7 +575,7 @@ def test_compiled_step_trains_resumes_exactly_and_auto_chooses_by_run_length(tmp
     from napari_ppii.training import loop
 
     monkeypatch.setenv("PPII_CPU_BF16", "1")
-    cfg = tiny_cfg(tmp_path / "a", "training.steps=6", "training.val_every=3", "training.compile=true")
+    cfg = tiny_cfg(tmp_path / "a", "training.steps=6", "training.val_every=3", "training.compile=always")
     train(cfg, images=pool)
     recs = read_log(tmp_path / "a" / "log.jsonl")
     assert recs[0]["precision"].endswith(" compiled") and not any(r["event"] == "compile_failed" for r in recs)
@@ -587,13 +587,14 @@ def test_compiled_step_trains_resumes_exactly_and_auto_chooses_by_run_length(tmp
     half = load_checkpoint(tmp_path / "b" / "last.pt")
     assert all(torch.equal(full["model"][k], half["model"][k]) for k in full["model"])
 
+    assert PPIIConfig().with_overrides(["training.compile=false"]).training.compile == "never"  # YAML booleans
     t = PPIIConfig().training
     bf16, fp32 = {"amp": True}, {"amp": False}
     assert loop._wants_compile(t.model_copy(update={"steps": 4000}), bf16, False)
     assert not loop._wants_compile(t.model_copy(update={"steps": 500}), bf16, False)
     assert not loop._wants_compile(t.model_copy(update={"steps": 4000}), fp32, False)
     assert not loop._wants_compile(t.model_copy(update={"steps": 4000}), bf16, True)
-    assert not loop._wants_compile(t.model_copy(update={"steps": 4000, "compile": False}), bf16, False)
+    assert not loop._wants_compile(t.model_copy(update={"steps": 4000, "compile": "never"}), bf16, False)
 
     def broken(module, *a, **k):
         def fail(*args, **kwargs):

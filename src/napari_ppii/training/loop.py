@@ -92,11 +92,11 @@ COMPILE_MIN_STEPS = 2000
 
 
 def _wants_compile(t, path: dict, distributed: bool) -> bool:
-    """Whether the training step is compiled: ``training.compile`` true, or ``auto`` on the bf16 path of a run
+    """Whether the training step is compiled: ``training.compile`` always, or ``auto`` on the bf16 path of a run
     of at least :data:`COMPILE_MIN_STEPS` steps (never under torchrun)."""
-    if distributed or t.compile is False:
+    if distributed or t.compile == "never":
         return False
-    if t.compile is True:
+    if t.compile == "always":
         return True
     return bool(path["amp"]) and t.steps >= COMPILE_MIN_STEPS
 
