@@ -9,7 +9,7 @@ import typing
 
 import pytest
 
-from napari_ppii.config import PPIIConfig
+from napari_ppii.config import METHOD_PARAMS, PPIIConfig, param_owners
 from napari_ppii.errors import InputError
 
 pytest.importorskip("napari")
@@ -35,10 +35,9 @@ SPECIAL = {
     "training.out_dir": "runs/2024",
     "training.reference_labels": ["Nodule", "Mass"],
     "training.heldout": {"method": "pii", "n_raters": [1, 3]},
-    "synthesis.method": "pii",
-    # a built-in method has no own parameters: the only valid value (registered ones: test_registry.py)
-    "synthesis.params": {},
 }
+#: the built-in methods (FPI's parameters are PII's)
+METHODS = ("ppii", "pii", "nsa")
 
 
 def _other_value(key: str, cur):
@@ -68,11 +67,23 @@ def _other_value(key: str, cur):
     raise AssertionError(f"no test value for {key} ({ann})")
 
 
-def perturbed() -> PPIIConfig:
-    """The default configuration with every leaf field changed."""
-    cfg = PPIIConfig()
-    for key in leaf_keys():
-        cfg = cfg.with_values({key: _other_value(key, value_of(cfg, key))})
+def keys_of(method: str) -> list[str]:
+    """The leaf keys a configuration of ``method`` holds: the shared ones and that method's own parameters
+    (another method's parameters are not part of it)."""
+    own = set(METHOD_PARAMS[method].model_fields)
+    return [k for k in leaf_keys() if k.split(".")[-1] in own or not param_owners(k.split(".")[-1])]
+
+
+def base(method: str) -> PPIIConfig:
+    return PPIIConfig().with_values({"synthesis.method": method})
+
+
+def perturbed(method: str = "pii") -> PPIIConfig:
+    """The default configuration of ``method`` with every other leaf field it holds changed."""
+    cfg = base(method)
+    for key in keys_of(method):
+        if key != "synthesis.method":
+            cfg = cfg.with_values({key: _other_value(key, value_of(cfg, key))})
     return cfg
 
 
@@ -80,10 +91,12 @@ def _same(a: PPIIConfig, b: PPIIConfig) -> list[str]:
     return [k for k in leaf_keys() if _plain(value_of(a, k)) != _plain(value_of(b, k))]
 
 
-def test_every_field_is_changed_by_the_test_values():
-    base, new = PPIIConfig(), perturbed()
-    # synthesis.params: a built-in method's is always {} (a registered method's: test_registry.py)
-    assert sorted(_same(base, new)) == sorted(k for k in leaf_keys() if k != "synthesis.params")
+@pytest.mark.parametrize("method", METHODS)
+def test_every_field_is_changed_by_the_test_values(method):
+    changed = sorted(_same(base(method), perturbed(method)))
+    assert changed == sorted(k for k in keys_of(method) if k != "synthesis.method")
+    # every leaf key belongs to some method's configuration (or to all)
+    assert set(leaf_keys()) == set().union(*(keys_of(m) for m in METHODS))
 
 
 def test_holder_announces_changed_keys_and_refuses_invalid_values():
@@ -132,34 +145,37 @@ def test_one_configuration_per_viewer_every_field_has_a_control(four_widgets):
 
 def test_config_to_widgets_to_config_is_lossless(four_widgets):
     v, ws = four_widgets
-    target = perturbed()
-    shared_config(v).set(target)  # e.g. "Load config..."
-    for key, ctls in _controls(ws).items():
-        for ctl in ctls:  # each control shows the value, and reads back exactly that value
-            assert _plain(ctl.get()) == _plain(value_of(target, key)), key
+    for method in METHODS:
+        target = perturbed(method)
+        shared_config(v).set(target)  # e.g. "Load config..."
+        for key, ctls in _controls(ws).items():
+            for ctl in ctls:  # each control shows the value, and reads back exactly that value
+                assert _plain(ctl.get()) == _plain(value_of(target, key)), (method, key)
 
 
 def test_widgets_to_config_is_lossless_and_equals_the_cli(four_widgets, tmp_path):
     from napari_ppii.cli import _load_config, build_parser
 
     v, ws = four_widgets
-    target = perturbed()
     controls = _controls(ws)
-    # as a user would: one control after the other (the training widget's, where two widgets show a key)
-    for key in leaf_keys():
-        ctl = controls[key][-1]
-        ctl.set(value_of(target, key), shared_config(v).config)
-    got = shared_config(v).config
-    assert _same(got, target) == []
-    assert all(w.config() == target for w in ws if hasattr(w, "config"))  # preview and training: one object
-    # the CLI, from a file and from --set overrides, builds the identical configuration
-    path = tmp_path / "cfg.yaml"
-    got.save(path)
-    assert _load_config(build_parser().parse_args(["train", "--config", str(path)])) == got
-    sets = []
-    for key in leaf_keys():
-        sets += ["--set", f"{key}={json.dumps(_plain(value_of(target, key)))}"]
-    assert _load_config(build_parser().parse_args(["train", *sets])) == got
+    for method in METHODS:
+        target = perturbed(method)
+        # as a user would: one control after the other (the training widget's, where two widgets show a key);
+        # the method first, then the controls it shows
+        for key in ["synthesis.method"] + [k for k in keys_of(method) if k != "synthesis.method"]:
+            ctl = controls[key][-1]
+            ctl.set(value_of(target, key), shared_config(v).config)
+        got = shared_config(v).config
+        assert _same(got, target) == [], method
+        assert all(w.config() == target for w in ws if hasattr(w, "config"))  # preview and training: one object
+        # the CLI, from a file and from --set overrides, builds the identical configuration
+        path = tmp_path / f"{method}.yaml"
+        got.save(path)
+        assert _load_config(build_parser().parse_args(["train", "--config", str(path)])) == got
+        sets = []
+        for key in keys_of(method):
+            sets += ["--set", f"{key}={json.dumps(_plain(value_of(target, key)))}"]
+        assert _load_config(build_parser().parse_args(["train", *sets])) == got
 
 
 def test_a_change_in_one_widget_shows_in_the_others(four_widgets, qtbot):

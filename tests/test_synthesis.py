@@ -217,7 +217,7 @@ def test_mismatched_source_refused(pair):
         ({"patch_size": (0.1, 0.9)}, "patch_size"),
         ({"n_raters": (0, 3)}, "n_raters"),
         ({"n_anomalies": (5, 2)}, "n_anomalies"),
-        ({"alpha": (0.2, 1.5)}, "alpha"),
+        ({"method": "pii", "alpha": (0.2, 1.5)}, "alpha"),
         ({"gradient_scale": (0.0, 0.0)}, "gradient_scale"),
         ({"method": "cutpaste"}, "method"),
     ],

@@ -101,7 +101,7 @@ def cmd_synthesize(args) -> int:
             upd["preprocess.size"] = args.size
         if args.window is not None:
             upd["preprocess.window"] = args.window
-        # --method and --set together, in one validation: a registered method's --set synthesis.params=...
+        # --method and --set together, in one validation: --method nsa --set synthesis.nsa_patches=2
         cfg = cfg.with_overrides([f"{k}={json.dumps(v)}" for k, v in upd.items()] + list(args.overrides))
     if not args.input:
         raise InputError("no INPUT given (a scan file or DICOM folder, or --replay with a params.json)")

@@ -10,114 +10,120 @@ field.  Configurations load from and save to YAML (or JSON), and ``key=value`` o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import InputError
 
 #: The synthesis methods a configuration may name: the four built in, and any registered with
-#: :func:`napari_ppii.synthesis.register_method` (which adds to this list, to :data:`METHOD_DEFAULTS`,
-#: :data:`PAPER_SYNTHESIS` and :data:`METHOD_PARAMS`).
+#: :func:`napari_ppii.synthesis.register_method` (which adds to this list and to the tables below).
 METHOD_NAMES: list[str] = ["ppii", "pii", "fpi", "nsa"]
 Method = str
-#: A registered method's own parameters beyond the shared fields (``synthesis.params``): a pydantic model
-#: per method name, validated with the configuration.
-METHOD_PARAMS: dict[str, type] = {}
+#: Each method's own parameters (``synthesis.params``): a pydantic model per method name, defined in the
+#: method's module (``synthesis/ppii.py``: ``PPIIParams``, ...) and filled in by ``register_method``.
+METHOD_PARAMS: dict[str, type[BaseModel]] = {}
+#: Per method: values of the shared fields that default to ``None`` (patch_size, square) -- the method's
+#: parameter model's ``shared_defaults`` (filled in by ``register_method``).
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {}
+#: Per method: the paper's / public code's settings, shared fields and own parameters
+#: (``SynthesisConfig.paper(method)``) -- the parameter model's ``paper`` (filled in by ``register_method``).
+PAPER_SYNTHESIS: dict[str, dict[str, Any]] = {}
 Placement = Literal["anywhere", "lungs", "mask"]
 
-#: Per-method defaults for fields that default to ``None`` in :class:`SynthesisConfig`.
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    # P-PII (paper section 2; method-notes: side U[0.05, 0.2] of the extent per axis)
-    # calibrated: nodule-sized (JSRT nodules are 6-30 mm, 9-43 px at 512; the rater disc is ~0.6 of the
-    # side), the paper's 0.05-0.2 via configs/paper_ppii.yaml
-    "ppii": {"patch_size": (0.04, 0.16), "square": False},
-    # PII / FPI: square patch; the paper's half-width U[0.05 H, 0.2 H] (side 0.1-0.4) does not fit in a
-    # lung field, so inside the lungs the side is 0.04-0.2 (paper: configs/paper_pii.yaml)
-    "pii": {"patch_size": (0.04, 0.2), "square": True},
-    "fpi": {"patch_size": (0.04, 0.2), "square": True},
-    # NSA: sides per axis; in the lungs the same nodule-sized range as P-PII (NSA's own: configs/paper_nsa.yaml)
-    "nsa": {"patch_size": (0.04, 0.16), "square": False},
-}
 
-#: The paper's / public sketch's synthesis settings (before the realism calibration of issue 10), per
-#: method: ``SynthesisConfig(**PAPER_SYNTHESIS["ppii"])`` reproduces the paper's P-PII.
-PAPER_SYNTHESIS: dict[str, dict[str, Any]] = {
-    "ppii": {
-        "method": "ppii",
-        "patch_size": (0.05, 0.2),
-        "n_anomalies": (1, 10),
-        "gradient_scale": (10.0, 20.0),
-        "gradient_scale_distribution": "uniform",
-        "rater_radius": 0.25,
-        "source_smoothing": 0.0,
-        "clip": "hard",
-        "label_mode": "scaled",
-        "label_scale": 10.0,
-        "placement": "anywhere",
-        "patch_distribution": "uniform",
-        "source_rescale": (1.0, 1.0),
-    },
-    "pii": {
-        "method": "pii",
-        "patch_size": (0.1, 0.4),
-        "placement": "anywhere",
-        "patch_distribution": "uniform",
-        "source_rescale": (1.0, 1.0),
-        "clip": "hard",
-    },
-    "fpi": {
-        "method": "fpi",
-        "patch_size": (0.1, 0.4),
-        "placement": "anywhere",
-        "patch_distribution": "uniform",
-        "source_rescale": (1.0, 1.0),
-        "clip": "hard",
-    },
-    # NSA's public code defaults (gamma_params (2, 0.05, 0.03) on the half-width, width bounds 0.05-0.2,
-    # resize 0.7-1.3, up to 3 patches, normal clone, logistic-intensity label (1/6, 20) on 0-255, tol 1):
-    # sides and intensities here are fractions of the extent and of [0, 1]
-    "nsa": {
-        "method": "nsa",
-        "patch_size": (0.1, 0.4),
-        "square": False,
-        "patch_distribution": "gamma",
-        "patch_gamma": (0.06, 0.1),
-        "source_rescale": (0.7, 1.3),
-        "nsa_patches": 3,
-        "mixed_gradients": False,
-        "placement": "anywhere",
-        "source_in_mask": True,
-        "clip": "hard",
-        "label_k": 255 / 6,
-        "label_x0": 20 / 255,
-        "label_tolerance": 1 / 255,
-        "label_median_radius": 5,
-    },
-}
+def _registered() -> None:
+    """The built-in methods register themselves when :mod:`napari_ppii.synthesis` is imported."""
+    if "ppii" not in METHOD_PARAMS:
+        import napari_ppii.synthesis  # noqa: F401
+
+
+def param_owners(name: str) -> list[str]:
+    """The methods that have ``name`` among their own parameters."""
+    _registered()
+    return [m for m, model in METHOD_PARAMS.items() if name in model.model_fields]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
 
-def _check_range(name: str, lo_hi, lo_bound, hi_bound) -> None:
+def check_range(name: str, lo_hi, lo_bound, hi_bound) -> None:
     lo, hi = lo_hi
     if not (lo_bound <= lo <= hi <= hi_bound):
         raise ValueError(f"{name} must satisfy {lo_bound} <= low <= high <= {hi_bound}, got ({lo}, {hi})")
 
 
+class MethodParams(BaseModel):
+    """A synthesis method's own parameters (``synthesis.params``), one subclass per method in the method's
+    module, with the paper's values beside the defaults.  Fields shared by every method (placement, patch
+    sizes, source rescaling, clipping, ...) stay in :class:`SynthesisConfig`."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    #: values of the shared fields that default to None (patch_size, square) for this method
+    shared_defaults: ClassVar[dict[str, Any]] = {"patch_size": (0.04, 0.16), "square": False}
+    #: the published settings, shared fields and own parameters (:meth:`SynthesisConfig.paper`)
+    paper: ClassVar[dict[str, Any]] = {}
+
+
+class NoParams(MethodParams):
+    """A method without parameters of its own."""
+
+
+class ChangeLabel(MethodParams):
+    """A label set where the image changed (PII, FPI, NSA)."""
+
+    label_tolerance: float = Field(
+        1e-3,
+        ge=0,
+        le=1,
+        description="a pixel is labelled where it changed by more than this (NSA: 1 grey level, 1/255)",
+    )
+
+
+class LogisticLabel(MethodParams):
+    """NSA's logistic label of the change (P-PII's label_mode logistic, NSA)."""
+
+    label_k: float = Field(
+        100.0,
+        gt=0,
+        le=10000,
+        description="logistic label: steepness k per unit intensity (NSA: 1/6 per grey level = 42.5)",
+    )
+    label_x0: float = Field(
+        0.04,
+        ge=0,
+        le=1,
+        description="logistic label: the change labelled ~0.5 (a real JSRT "
+        "nodule differs from its surroundings by ~0.04; NSA: 20 grey levels = 0.078)",
+    )
+
+
 class SynthesisConfig(_Model):
-    """Parameters of the synthetic-anomaly generator (FPI, PII, P-PII).
+    """Parameters of the synthetic-anomaly generator (P-PII, PII, FPI, NSA, registered methods).
 
     Defaults are calibrated for chest scans (issue 10): anomalies inside the lung fields, nodule-sized,
     about as contrasted and as textured as real nodules (measured with ``ppii realism`` against the NIH
     Nodule/Mass boxes), labelled by a logistic of the change.  The paper's settings:
     :meth:`paper` (or ``configs/paper_ppii.yaml``).
 
-    Ranges ``(low, high)`` are sampled uniformly (integers inclusive at both ends).  Fields used by one
-    method only are ignored by the others.  Sizes are fractions of the image extent along each axis.
+    The fields here are every method's (placement, patch sizes, source rescaling, clipping, ...); a
+    method's own parameters are its parameter model in ``params`` (``PPIIParams`` in ``synthesis/ppii.py``,
+    ...), read as ``config.n_raters`` as well as ``config.params.n_raters`` and set as
+    ``synthesis.n_raters`` (YAML and ``--set``) or ``synthesis.params.n_raters``.  Files written before the
+    parameters moved (flat keys) load: each key goes to the method that owns it; another method's key is
+    ignored, as it always was.  Ranges ``(low, high)`` are sampled uniformly (integers inclusive at both
+    ends).  Sizes are fractions of the image extent along each axis.
     """
 
     method: Method = Field(
@@ -125,10 +131,10 @@ class SynthesisConfig(_Model):
         description="ppii (paper), pii (Tan et al. 2021), fpi (Tan et al. 2020), nsa "
         "(Schlueter et al. 2022), or a method registered with napari_ppii.synthesis.register_method",
     )
-    params: dict[str, Any] = Field(
-        default_factory=dict,
-        description="a registered method's own parameters (its parameter model's fields); "
-        "the four built-in methods have none here",
+    params: SerializeAsAny[MethodParams | BaseModel] | None = Field(
+        None,
+        description="the method's own parameters: its parameter model (synthesis/ppii.py PPIIParams, ...; a "
+        "registered method's own), defaults filled in; each is also read and set as synthesis.<name>",
     )
     patch_size: tuple[float, float] | None = Field(
         None,
@@ -137,49 +143,8 @@ class SynthesisConfig(_Model):
     )
     square: bool | None = Field(None, description="one side for all axes (PII/FPI default) or one per axis")
     core_fraction: float = Field(0.8, gt=0, le=1, description="patch centres lie in this central fraction of each axis")
-    n_anomalies: tuple[int, int] = Field(
-        (1, 5),
-        description="P-PII: anomalies per image, 1-50 (paper: one to ten; "
-        "calibrated: 1-5, as many as fit in the lungs without crowding)",
-    )
-    n_raters: tuple[int, int] = Field((1, 9), description="P-PII: rater masks per image, 1-32 (public sketch: 1-9)")
-    gradient_scale: tuple[float, float] = Field(
-        (1.0, 8.0),
-        description="P-PII: up-scaling of the source gradients in [low, high), 0-100 (public sketch: "
-        "10-20, which gives contrasts ~3x and gradient energies ~10x a real nodule's; calibrated on the NIH boxes: "
-        "1-8 log-uniform with a smoothed source)",
-    )
-    rater_radius: float = Field(
-        0.3,
-        gt=0,
-        le=0.5,
-        description="P-PII: mean rater radius, fraction of the patch's shortest side (public sketch: 0.25)",
-    )
-    rater_radius_std: float = Field(1.0, ge=0, le=20, description="P-PII: std of the rater radius in pixels")
-    rater_centre_std: float = Field(
-        1 / 12, ge=0, le=0.5, description="P-PII: std of the rater centre, fraction of the patch side"
-    )
-    mixed_gradients: bool = Field(
-        True,
-        description="P-PII / NSA: keep the larger of (scaled) source and target "
-        "gradient (NSA: mixed clone; NSA's default is the normal clone, False)",
-    )
-    alpha: tuple[float, float] = Field((0.05, 0.95), description="PII/FPI: interpolation factor range, in [0, 1]")
     pairwise: bool = Field(
         True, description="take the source patch from another image of the batch (else the same image)"
-    )
-    label_scale: float = Field(
-        10.0,
-        gt=0,
-        le=100,
-        description="P-PII, label_mode scaled: label = clip(label_scale * "
-        "|target - mean|, 0, 1) (public sketch: 10; with 1 the faint rim of an anomaly is labelled ~0)",
-    )
-    label_tolerance: float = Field(
-        1e-3,
-        ge=0,
-        le=1,
-        description="PII/FPI/NSA: a pixel is labelled where it changed by more than this (NSA: 1 grey level, 1/255)",
     )
     clip: Literal["hard", "soft", "none"] = Field(
         "soft",
@@ -244,55 +209,10 @@ class SynthesisConfig(_Model):
         description="gamma patch sides: (offset, scale) of offset + Gamma(2, scale) as fractions of the extent; "
         "None = (low, (high - low) / 6) of patch_size (NSA: half-width 0.03 + Gamma(2, 0.05), i.e. (0.06, 0.1))",
     )
-    nsa_patches: int = Field(
-        3,
-        ge=1,
-        le=50,
-        description="NSA: at most this many patches per image, the first always, "
-        "each further one with probability 1/2 (NSA: 3 or 4 by object class)",
-    )
-    label_median_radius: int = Field(
-        5,
-        ge=0,
-        le=15,
-        description="NSA label: radius (pixels) of the disc (ball) median "
-        "filter of the change before the logistic (NSA: 5)",
-    )
     source_rescale: tuple[float, float] = Field(
         (0.7, 1.3),
         description="the source patch is taken at side / r, r ~ U[low, high], and resized to the "
         "target side (NSA: 0.7-1.3; 1-1 = no rescaling)",
-    )
-    gradient_scale_distribution: Literal["uniform", "log_uniform"] = Field(
-        "log_uniform",
-        description="P-PII: gradient scale drawn uniform or log-uniform in gradient_scale "
-        "(log-uniform gives as many subtle as strong anomalies)",
-    )
-    source_smoothing: float = Field(
-        2.0,
-        ge=0,
-        le=20,
-        description="P-PII: Gaussian sigma (pixels) applied to the source patch before its "
-        "gradients are up-scaled: removes the up-scaled texture/noise, leaving a soft, lesion-like profile",
-    )
-    label_mode: Literal["scaled", "logistic"] = Field(
-        "logistic",
-        description="P-PII: label = clip(label_scale * |change|, 0, 1) (the public sketch), or NSA's "
-        "logistic of the change, 0 at no change: (s(k (|d| - x0)) - s(-k x0)) / (1 - s(-k x0))",
-    )
-    label_k: float = Field(
-        100.0,
-        gt=0,
-        le=10000,
-        description="logistic label (P-PII logistic, NSA): steepness k per "
-        "unit intensity (NSA: 1/6 per grey level = 42.5)",
-    )
-    label_x0: float = Field(
-        0.04,
-        ge=0,
-        le=1,
-        description="logistic label (P-PII logistic, NSA): the change labelled "
-        "~0.5 (a real JSRT nodule differs from its surroundings by ~0.04; NSA: 20 grey levels = 0.078)",
     )
 
     @field_validator("method")
@@ -312,9 +232,55 @@ class SynthesisConfig(_Model):
             return "hard" if v else "none"
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _own_parameters(cls, data):
+        """Each method's own parameters into ``params``: from ``params`` (a mapping or another method's
+        model: same-named values carry over) and from flat keys (files written before the move, ``--set
+        synthesis.n_raters=...``); a key owned by another method only is dropped, as it was always ignored."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        method = data.get("method", "ppii")
+        _registered()
+        model = METHOD_PARAMS.get(method) if isinstance(method, str) else None
+        given = data.pop("params", None)
+        carried = isinstance(given, BaseModel) and type(given) is not model
+        own = given.model_dump() if isinstance(given, BaseModel) else dict(given or {})
+        for k in [k for k in data if k not in cls.model_fields]:
+            if model is not None and k in model.model_fields:
+                own[k] = data.pop(k)
+            elif param_owners(k):
+                data.pop(k)
+        if model is not None:
+            others = {k for m in METHOD_PARAMS.values() for k in m.model_fields} - set(model.model_fields)
+            if carried or any(k in others for k in own):  # switched from another method: what fits carries over
+                own = {k: v for k, v in own.items() if k not in others}
+        data["params"] = own
+        return data
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _params_of_the_method(cls, v, info: ValidationInfo):
+        model = METHOD_PARAMS.get(info.data.get("method"))
+        if model is None:
+            return None  # an unknown method: its own error says so
+        if isinstance(v, model):
+            return v
+        try:
+            return model.model_validate(v if isinstance(v, dict) else {})
+        except ValidationError as exc:
+            raise ValueError(
+                "; ".join(
+                    f"{'.'.join(str(x) for x in e['loc']) or info.data.get('method')}: "
+                    f"{e['msg'].removeprefix('Value error, ')}"
+                    for e in exc.errors()
+                )
+            ) from None
+
     @model_validator(mode="after")
     def _validate(self) -> "SynthesisConfig":
-        _check_range("source_rescale", self.source_rescale, 0.25, 4.0)
+        check_range("source_rescale", self.source_rescale, 0.25, 4.0)
         if self.patch_gamma is not None and not (0 <= self.patch_gamma[0] <= 0.5 and 0 < self.patch_gamma[1] <= 0.5):
             raise ValueError(
                 f"patch_gamma (offset, scale) must satisfy 0 <= offset <= 0.5, 0 < scale <= 0.5, got {self.patch_gamma}"
@@ -323,31 +289,34 @@ class SynthesisConfig(_Model):
             lo, hi = self.patch_size
             if not (0 < lo <= hi <= 0.5):
                 raise ValueError(f"patch_size must satisfy 0 < low <= high <= 0.5, got ({lo}, {hi})")
-        _check_range("n_anomalies", self.n_anomalies, 1, 50)
-        _check_range("n_raters", self.n_raters, 1, 32)
-        _check_range("gradient_scale", self.gradient_scale, 0.0, 100.0)
-        if self.gradient_scale[1] <= 0:
-            raise ValueError("gradient_scale must allow a positive scale")
-        if self.gradient_scale_distribution == "log_uniform" and self.gradient_scale[0] <= 0:
-            raise ValueError("a log-uniform gradient_scale needs a positive low end")
-        _check_range("alpha", self.alpha, 0.0, 1.0)
-        model = METHOD_PARAMS.get(self.method)
-        if model is not None:  # the registered method's own parameters, validated and completed
-            self.__dict__["params"] = model.model_validate(self.params).model_dump(mode="json")
-        elif self.params:
-            raise ValueError(
-                f"synthesis.params is for a registered method's own parameters; {self.method} takes none "
-                f"(got {', '.join(self.params)})"
-            )
         return self
+
+    def own_parameter_names(self) -> list[str]:
+        """The chosen method's own parameters (the fields of ``params``)."""
+        return list(type(self.params).model_fields) if self.params is not None else []
+
+    def __getattr__(self, name: str):
+        # the method's own parameters read as attributes: config.n_raters is config.params.n_raters
+        if not name.startswith("_"):
+            params = self.__dict__.get("params")
+            if params is not None and name in type(params).model_fields:
+                return getattr(params, name)
+            owners = param_owners(name)
+            if owners:
+                raise AttributeError(
+                    f"{name} is a parameter of {', '.join(owners)}, not of {self.__dict__.get('method')}"
+                )
+        return super().__getattr__(name)
 
     @classmethod
     def paper(cls, method: str = "ppii", **overrides) -> "SynthesisConfig":
         """The paper's / public sketch's settings of ``method`` (anomalies anywhere, strong, clipped)."""
+        _registered()
         return cls(**(PAPER_SYNTHESIS[method] | overrides))
 
     def resolved(self) -> "SynthesisConfig":
         """A copy with every ``None`` replaced by the method's default."""
+        _registered()
         upd = {k: v for k, v in METHOD_DEFAULTS[self.method].items() if getattr(self, k) is None}
         return self.model_copy(update=upd)
 
@@ -397,7 +366,7 @@ class AugmentConfig(_Model):
 
     @model_validator(mode="after")
     def _validate(self) -> "AugmentConfig":
-        _check_range("augment.scale_range", self.scale_range, 0.25, 4.0)
+        check_range("augment.scale_range", self.scale_range, 0.25, 4.0)
         return self
 
 
@@ -550,18 +519,41 @@ class PPIIConfig(_Model):
 
     def with_values(self, values: dict[str, Any]) -> "PPIIConfig":
         """A validated copy with ``{"section.key": value}`` set as given (no YAML parsing: a path such as
-        ``2024`` or ``on`` stays the string it is)."""
+        ``2024`` or ``on`` stays the string it is).  A synthesis method's own parameter is set as
+        ``synthesis.<name>`` or ``synthesis.params.<name>``; it must be one of the method chosen (after
+        these values)."""
         data = self.to_dict()
+        own: list[str] = []
         for key, value in values.items():
-            node = data
+            value = str(value) if isinstance(value, Path) else value
             parts = key.split(".")
+            if parts[0] == "synthesis" and len(parts) in (2, 3) and parts[-1] not in SynthesisConfig.model_fields:
+                if len(parts) == 2 or parts[1] == "params":
+                    if param_owners(parts[-1]):
+                        data["synthesis"].setdefault("params", {})
+                        data["synthesis"]["params"] = dict(data["synthesis"]["params"] or {}) | {parts[-1]: value}
+                        own.append(parts[-1])
+                        continue
+            node = data
             for p in parts[:-1]:
                 if not isinstance(node.get(p), dict):
                     raise InputError(f"unknown configuration section {p!r} in {key!r}")
                 node = node[p]
             if parts[-1] not in node:
-                raise InputError(f"unknown configuration key {key!r} (known: {', '.join(sorted(node))})")
-            node[parts[-1]] = str(value) if isinstance(value, Path) else value
+                known = sorted(node) + (self.synthesis.own_parameter_names() if parts[0] == "synthesis" else [])
+                raise InputError(f"unknown configuration key {key!r} (known: {', '.join(sorted(known))})")
+            node[parts[-1]] = value
+        method = data["synthesis"].get("method")
+        for name in own:
+            owners = param_owners(name)
+            if method in METHOD_PARAMS and method not in owners:
+                raise InputError(
+                    f"synthesis.{name} is a parameter of {', '.join(owners)}; synthesis.method is {method}"
+                )
+        if own and method in METHOD_PARAMS:  # the values set win over what carries over from another method
+            data["synthesis"]["params"] = {
+                k: v for k, v in data["synthesis"]["params"].items() if k in METHOD_PARAMS[method].model_fields
+            }
         return PPIIConfig.from_dict(data)
 
     def with_overrides(self, overrides: list[str] | None) -> "PPIIConfig":

@@ -32,21 +32,50 @@ from ..errors import InputError
 # ---------------------------------------------------------------------------------------------- the holder
 
 
-@functools.cache
 def leaf_keys(cls=PPIIConfig, prefix: str = "") -> tuple[str, ...]:
-    """Every dotted key of the configuration's leaf fields, in declaration order (walked once)."""
+    """Every dotted key of the configuration's leaf fields, in declaration order; the synthesis methods'
+    own parameters as ``synthesis.<name>`` (each registered method's, once)."""
+    from ..config import METHOD_NAMES, _registered
+
+    _registered()
+    return _leaf_keys(cls, prefix, tuple(METHOD_NAMES))
+
+
+@functools.cache
+def _leaf_keys(cls, prefix: str, methods: tuple[str, ...]) -> tuple[str, ...]:
+    from ..config import METHOD_PARAMS, SynthesisConfig
+
     out: list[str] = []
     for name, info in cls.model_fields.items():
         ann = info.annotation
-        if isinstance(ann, type) and hasattr(ann, "model_fields"):
-            out += leaf_keys(ann, f"{prefix}{name}.")
+        if cls is SynthesisConfig and name == "params":
+            for m in methods:
+                out += [f"{prefix}{k}" for k in METHOD_PARAMS[m].model_fields if f"{prefix}{k}" not in out]
+        elif isinstance(ann, type) and hasattr(ann, "model_fields"):
+            out += _leaf_keys(ann, f"{prefix}{name}.", methods)
         else:
             out.append(prefix + name)
     return tuple(out)
 
 
+def _method_param(key: str):
+    """``(owner models, name)`` when ``key`` is a synthesis method's own parameter, else None."""
+    from ..config import METHOD_PARAMS, SynthesisConfig, param_owners
+
+    parts = key.split(".")
+    if parts[0] != "synthesis" or len(parts) not in (2, 3) or parts[-1] in SynthesisConfig.model_fields:
+        return None
+    if len(parts) == 3 and parts[1] != "params":
+        return None
+    owners = param_owners(parts[-1])
+    return ([METHOD_PARAMS[m] for m in owners], parts[-1]) if owners else None
+
+
 def field_info(key: str, cls=PPIIConfig):
-    """The pydantic ``FieldInfo`` of a dotted key."""
+    """The pydantic ``FieldInfo`` of a dotted key (a method's own parameter: the first owner's)."""
+    own = _method_param(key) if cls is PPIIConfig else None
+    if own is not None:
+        return own[0][0].model_fields[own[1]]
     *sections, name = key.split(".")
     for s in sections:
         cls = cls.model_fields[s].annotation
@@ -56,6 +85,14 @@ def field_info(key: str, cls=PPIIConfig):
 
 
 def value_of(cfg: PPIIConfig, key: str) -> Any:
+    """The value of a dotted key; another method's own parameter: its default (what its control holds
+    while hidden)."""
+    own = _method_param(key)
+    if own is not None:
+        params = cfg.synthesis.params
+        if params is not None and own[1] in type(params).model_fields:
+            return getattr(params, own[1])
+        return own[0][0].model_fields[own[1]].get_default(call_default_factory=True)
     node: Any = cfg
     for part in key.split("."):
         node = getattr(node, part)

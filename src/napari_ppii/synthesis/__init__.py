@@ -16,34 +16,39 @@ from .nsa import NSA
 from .pii import PII
 from .ppii import PPII
 
-METHODS: dict[str, type[Synthesizer]] = {"ppii": PPII, "pii": PII, "fpi": FPI, "nsa": NSA}
+METHODS: dict[str, type[Synthesizer]] = {}
 
 
 def register_method(
     cls: type[Synthesizer], *, defaults: dict | None = None, paper: dict | None = None, params=None
 ) -> type[Synthesizer]:
     """Make a synthesis method known everywhere a method is chosen -- ``ppii synthesize --method``, the
-    preview's method list, training, YAML configurations -- without touching the package (see
-    docs/adding_a_method.md).  ``cls``: a :class:`Synthesizer` subclass with ``method`` (its name),
-    ``parameters`` (the shared fields only it reads), ``plan_image`` and ``render``; ``defaults``: values for
-    the shared fields that default to None (patch_size, square); ``paper``: the published settings
-    (:meth:`SynthesisConfig.paper`); ``params``: a pydantic model of its own parameters (given in
-    ``synthesis.params``, defaults filled in).  Returns ``cls``."""
-    from ..config import METHOD_DEFAULTS, METHOD_NAMES, METHOD_PARAMS, PAPER_SYNTHESIS
+    preview's method list and controls, training, YAML configurations -- without touching the package
+    (see docs/adding_a_method.md); the four built-in methods are registered the same way.  ``cls``: a
+    :class:`Synthesizer` subclass with ``method`` (its name), ``plan_image`` and ``render``; ``params``: a
+    pydantic model of its own parameters (default ``cls.params_model``; its ``shared_defaults`` and
+    ``paper`` class variables, where it has them, give the next two); ``defaults``: values for the
+    shared fields that default to None (patch_size, square); ``paper``: the published settings
+    (:meth:`SynthesisConfig.paper`).  Returns ``cls``."""
+    from ..config import METHOD_DEFAULTS, METHOD_NAMES, METHOD_PARAMS, PAPER_SYNTHESIS, MethodParams
 
     name = getattr(cls, "method", None)
     if not isinstance(name, str) or not name or not issubclass(cls, Synthesizer):
         raise TypeError("register_method takes a Synthesizer subclass with a method name")
+    if params is not None:
+        cls.params_model = params
+    model = cls.params_model
     METHODS[name] = cls
     if name not in METHOD_NAMES:
         METHOD_NAMES.append(name)
-    METHOD_DEFAULTS[name] = {"patch_size": (0.04, 0.16), "square": False} | dict(defaults or {})
-    PAPER_SYNTHESIS[name] = {"method": name} | dict(paper or {})
-    if params is not None:
-        METHOD_PARAMS[name] = params
-    else:
-        METHOD_PARAMS.pop(name, None)
+    METHOD_PARAMS[name] = model
+    METHOD_DEFAULTS[name] = dict(getattr(model, "shared_defaults", MethodParams.shared_defaults)) | dict(defaults or {})
+    PAPER_SYNTHESIS[name] = {"method": name} | dict(getattr(model, "paper", {})) | dict(paper or {})
     return cls
+
+
+for _cls in (PPII, PII, FPI, NSA):
+    register_method(_cls)
 
 
 def unregister_method(name: str) -> None:
@@ -60,8 +65,8 @@ def unregister_method(name: str) -> None:
 
 
 def method_specific_fields() -> frozenset[str]:
-    """Fields that some method reads and others do not (every other synthesis field is shared)."""
-    return frozenset().union(*(cls.parameters for cls in METHODS.values()))
+    """The methods' own parameters (every other synthesis field is shared)."""
+    return frozenset().union(*(cls.own_parameters() for cls in METHODS.values()))
 
 
 def applicable(key: str, config) -> bool:

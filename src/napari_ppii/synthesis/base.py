@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
-from ..config import SynthesisConfig
+from ..config import NoParams, SynthesisConfig
 from ..errors import InputError
 from ..io.boxes import Box
 from .backend import as_output, as_work_array, is_torch, ops, to_numpy
@@ -50,6 +51,32 @@ class SynthesisResult:
         }
 
 
+def placement_masks(config: SynthesisConfig, images, masks=None) -> np.ndarray | None:
+    """The one rule for placement masks (``(N, *spatial)`` bool NumPy, or None for ``anywhere``), for a
+    batch, the preview and the trainer alike: ``lungs`` without given masks computes them (radiographs:
+    :func:`napari_ppii.anatomy.lung_mask_cxr`); ``mask`` needs them.  A mask's shape must match its image."""
+    if config.placement == "anywhere":
+        return None
+    shape = tuple(images.shape)
+    if masks is None:
+        if config.placement == "mask":
+            raise InputError("placement 'mask' needs a placement mask (data.mask, or a Labels layer in the viewer)")
+        if len(shape) != 3:
+            raise InputError(
+                "placement 'lungs' on volumes needs lung masks computed from the HU scan: "
+                "pass masks=napari_ppii.anatomy.lung_mask(scan)"
+            )
+        from ..anatomy import lung_mask_cxr
+
+        return np.stack([lung_mask_cxr(a) for a in to_numpy(images)])
+    m = to_numpy(masks)
+    if m.shape == shape[1:] and shape[0] == 1:
+        m = m[None]
+    if m.shape != shape:
+        raise InputError(f"placement mask of shape {m.shape} does not match the images {shape}")
+    return m > 0
+
+
 class Synthesizer:
     """Base class of FPI, PII and P-PII.
 
@@ -61,25 +88,27 @@ class Synthesizer:
     method = "base"
 
     def __init__(self, config: SynthesisConfig | None = None):
-        cfg = (config or SynthesisConfig(method=self.method)).resolved()
-        if cfg.method != self.method:
-            cfg = cfg.model_copy(update={"method": self.method}).resolved()
-        self.config = cfg
+        cfg = config or SynthesisConfig(method=self.method)
+        if cfg.method != self.method:  # another method's configuration: its shared fields, this method's own
+            cfg = SynthesisConfig.model_validate(cfg.model_dump() | {"method": self.method, "params": cfg.params})
+        self.config = cfg.resolved()
 
-    #: the configuration fields (of :class:`~napari_ppii.config.SynthesisConfig`) that only this method
-    #: reads; the shared ones (patch sizes, placement, source rescaling, clipping, ...) are every method's
-    parameters: frozenset[str] = frozenset()
+    #: the method's own parameters (a pydantic model: fields, defaults, validation, ``paper`` values); the
+    #: configuration holds the chosen method's in ``params``
+    params_model: type[BaseModel] = NoParams
+
+    @classmethod
+    def own_parameters(cls) -> frozenset[str]:
+        """The names of this method's own parameters."""
+        return frozenset(cls.params_model.model_fields)
 
     @classmethod
     def applies(cls, field: str, config) -> bool:
-        """Does ``field`` change what this method draws under ``config``?  Another method's own field
-        does not; a method refines this for fields that matter only in some modes."""
-        from ..config import METHOD_PARAMS
+        """Does ``field`` change what this method draws under ``config``?  Another method's own parameter
+        does not; a method refines this for parameters that matter only in some modes."""
         from . import method_specific_fields
 
-        if field == "params":  # a registered method's own parameters
-            return cls.method in METHOD_PARAMS
-        return field not in method_specific_fields() or field in cls.parameters
+        return field not in method_specific_fields() or field in cls.params_model.model_fields
 
     # -- to implement ---------------------------------------------------------------------------
     def plan_image(
@@ -99,31 +128,8 @@ class Synthesizer:
 
     # -- shared ---------------------------------------------------------------------------------
     def placement_masks(self, images, masks=None) -> np.ndarray | None:
-        """The placement masks for a batch (``(N, *spatial)`` bool NumPy), or None for ``anywhere``.
-
-        ``lungs`` without given masks computes them (radiographs: :func:`napari_ppii.anatomy.lung_mask_cxr`);
-        ``mask`` needs them.  A mask's shape must match its image."""
-        cfg = self.config
-        if cfg.placement == "anywhere":
-            return None
-        shape = tuple(images.shape)
-        if masks is None:
-            if cfg.placement == "mask":
-                raise InputError("placement 'mask' needs a placement mask (data.mask, or a Labels layer in the viewer)")
-            if len(shape) != 3:
-                raise InputError(
-                    "placement 'lungs' on volumes needs lung masks computed from the HU scan: "
-                    "pass masks=napari_ppii.anatomy.lung_mask(scan)"
-                )
-            from ..anatomy import lung_mask_cxr
-
-            return np.stack([lung_mask_cxr(a) for a in to_numpy(images)])
-        m = to_numpy(masks)
-        if m.shape == shape[1:] and shape[0] == 1:
-            m = m[None]
-        if m.shape != shape:
-            raise InputError(f"placement mask of shape {m.shape} does not match the images {shape}")
-        return m > 0
+        """The placement masks for a batch: :func:`placement_masks` under this method's configuration."""
+        return placement_masks(self.config, images, masks)
 
     def plan(self, images, rng: np.random.Generator, n_out: int | None = None, masks=None) -> list[AnomalySpec]:
         spatial = validate_images(images, self.config)

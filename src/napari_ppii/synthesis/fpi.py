@@ -9,13 +9,18 @@ result differs from the target by more than ``label_tolerance``.  A constant ima
 
 from __future__ import annotations
 
-from .pii import InterpolatedPatch, alpha_factors
+from .pii import InterpolatedPatch, PIIParams, alpha_factors
+
+
+class FPIParams(PIIParams):
+    """FPI's own parameters: PII's (the interpolation factor's range, the label's change tolerance)."""
 
 
 class FPI(InterpolatedPatch):
     """A plain convex combination of target and source patch."""
 
     method = "fpi"
+    params_model = FPIParams
     limit_range = False  # a convex combination stays in the target's range
 
     @staticmethod

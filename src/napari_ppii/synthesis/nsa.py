@@ -21,7 +21,12 @@ of radius ``label_median_radius``; label = ``m / (1 + exp(-label_k (i - label_x0
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
+from pydantic import Field
+
+from ..config import ChangeLabel, LogisticLabel
 
 from .backend import ops
 from .base import Synthesizer
@@ -33,11 +38,55 @@ from . import poisson
 MASK_MEDIAN = 5
 
 
+class NSAParams(LogisticLabel, ChangeLabel):
+    """NSA's own parameters (``paper``: NSA's public code's defaults: gamma_params (2, 0.05, 0.03) on the
+    half-width, width bounds 0.05-0.2, resize 0.7-1.3, up to 3 patches, normal clone, logistic-intensity
+    label (1/6, 20) on 0-255, tolerance 1; here sides and intensities are fractions of the extent and of
+    [0, 1])."""
+
+    # in the lungs the same nodule-sized sides as P-PII (NSA's own: ``paper`` / configs/paper_nsa.yaml)
+    shared_defaults: ClassVar[dict[str, Any]] = {"patch_size": (0.04, 0.16), "square": False}
+    paper: ClassVar[dict[str, Any]] = {
+        "patch_size": (0.1, 0.4),
+        "square": False,
+        "patch_distribution": "gamma",
+        "patch_gamma": (0.06, 0.1),
+        "source_rescale": (0.7, 1.3),
+        "nsa_patches": 3,
+        "mixed_gradients": False,
+        "placement": "anywhere",
+        "source_in_mask": True,
+        "clip": "hard",
+        "label_k": 255 / 6,
+        "label_x0": 20 / 255,
+        "label_tolerance": 1 / 255,
+        "label_median_radius": 5,
+    }
+
+    mixed_gradients: bool = Field(
+        True,
+        description="keep the larger of source and target gradient (NSA's mixed clone); False: the source "
+        "gradients (NSA's normal clone, its default)",
+    )
+    nsa_patches: int = Field(
+        3,
+        ge=1,
+        le=50,
+        description="at most this many patches per image, the first always, "
+        "each further one with probability 1/2 (NSA: 3 or 4 by object class)",
+    )
+    label_median_radius: int = Field(
+        5,
+        ge=0,
+        le=15,
+        description="label: radius (pixels) of the disc (ball) median "
+        "filter of the change before the logistic (NSA: 5)",
+    )
+
+
 class NSA(Synthesizer):
     method = "nsa"
-    parameters = frozenset(
-        {"nsa_patches", "mixed_gradients", "label_k", "label_x0", "label_tolerance", "label_median_radius"}
-    )
+    params_model = NSAParams
 
     def plan_image(self, index, spatial, n_images, rng, masks=None):
         cfg = self.config

@@ -12,11 +12,38 @@ zero on the image border.  No raters: the variance is zero.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
+from pydantic import Field, model_validator
+
+from ..config import ChangeLabel, check_range
 from . import poisson
 from .backend import ops
 from .base import Synthesizer
 from .plan import AnomalySpec, boxes_overlap, sample_size, sample_start
 from .render import poisson_blend, render_blends, zero_border
+
+
+class PIIParams(ChangeLabel):
+    """PII's own parameters: the interpolation factor's range, and the label's change tolerance."""
+
+    # square patches; the paper's half-width U[0.05 H, 0.2 H] (side 0.1-0.4) does not fit in a lung field, so
+    # inside the lungs the side is 0.04-0.2 (the paper's: ``paper`` / configs/paper_pii.yaml)
+    shared_defaults: ClassVar[dict[str, Any]] = {"patch_size": (0.04, 0.2), "square": True}
+    paper: ClassVar[dict[str, Any]] = {
+        "patch_size": (0.1, 0.4),
+        "placement": "anywhere",
+        "patch_distribution": "uniform",
+        "source_rescale": (1.0, 1.0),
+        "clip": "hard",
+    }
+
+    alpha: tuple[float, float] = Field((0.05, 0.95), description="interpolation factor range, in [0, 1]")
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        check_range("alpha", self.alpha, 0.0, 1.0)
+        return self
 
 
 def alpha_labels(images, mean, plan, n_out, tolerance):
@@ -34,7 +61,7 @@ class InterpolatedPatch(Synthesizer):
     same location in source and target (another location when the source is the image itself).
     Subclasses give ``blend`` (how source and target mix); the label is ``alpha`` where the image changed."""
 
-    parameters = frozenset({"alpha", "label_tolerance"})  # one patch per image: no n_anomalies
+    params_model = PIIParams  # one patch per image: no n_anomalies
     #: hold the blend in the target's range (``clip``); FPI's convex combination cannot leave it
     limit_range = True
 

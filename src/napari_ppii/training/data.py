@@ -109,21 +109,14 @@ def _given_masks(cfg: PPIIConfig, n: int, scan: Scan | None = None, keep: list[i
 
 
 def training_masks(cfg: PPIIConfig, images: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray | None:
-    """Placement masks for ``images`` (``(N, S, S)``) as ``synthesis.placement`` says: None (anywhere),
-    the given ``masks`` / ``data.mask`` (mask), or lung fields computed from each image (lungs)."""
-    place = cfg.synthesis.placement
-    if place == "anywhere":
-        return None
-    if masks is not None:
-        m = np.asarray(masks)
-        if m.shape != images.shape:
-            raise InputError(f"placement masks of shape {m.shape} do not match the training images {images.shape}")
-        return m > 0
-    if place == "mask":
-        return _given_masks(cfg, len(images))
-    from ..anatomy import lung_mask_cxr
+    """Placement masks for ``images`` (``(N, S, S)``) as ``synthesis.placement`` says, by the synthesis'
+    own rule (:func:`napari_ppii.synthesis.base.placement_masks`): None (anywhere), the given ``masks`` or
+    ``data.mask`` read from disk (mask), or lung fields computed from each image (lungs)."""
+    from ..synthesis.base import placement_masks
 
-    return np.stack([lung_mask_cxr(a) for a in images])
+    if cfg.synthesis.placement == "mask" and masks is None:
+        masks = _given_masks(cfg, len(images))
+    return placement_masks(cfg.synthesis, images, masks)
 
 
 def _modality(scan: Scan) -> str:
