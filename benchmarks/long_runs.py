@@ -121,6 +121,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--every", type=int, default=1, help="score every Nth kept checkpoint")
     ap.add_argument("--only", nargs="*", help="checkpoint file names to score (default: all kept + best + swa)")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "long_runs")
+    ap.add_argument(
+        "--cache",
+        action="store_true",
+        help="keep each checkpoint's figures in OUT/cache-<run>/ and reuse them (score a run's checkpoints while it "
+        "trains, the rest later; a checkpoint file that changed is scored again)",
+    )
     args = ap.parse_args(argv)
     run = args.run or ROOT / "runs" / ("nih_ppii_unet" if args.kind == "nih" else "lidc2_ppii_unet")
     kept = sorted(run.glob("step_*.pt"))
@@ -148,7 +154,18 @@ def main(argv=None) -> dict:
         named = [(n, p) for n, p in named if n in args.only or p.name in args.only]
     opts = EvalOptions(n_boot=args.n_boot, prior=DEFAULT_PRIOR)
     results: dict = {"run": str(run), "prior": DEFAULT_PRIOR.to_dict(), "rows": {}, "floors": {}}
+    cache = args.out / f"cache-{run.name}" if args.cache else None
     for name, path in named:
+        key = f"{path.name}-{path.stat().st_size}-{int(path.stat().st_mtime)}"
+        hit = cache / f"{name}.json" if cache is not None else None
+        if hit is not None and hit.exists():
+            stored = json.loads(hit.read_text())
+            if stored["key"] == key and set(stored["floors"]) >= set(sets):
+                results["rows"][name] = stored["row"]
+                for sname in sets:
+                    results["floors"].setdefault(sname, stored["floors"][sname])
+                print(f"{name}: figures from {hit}", flush=True)
+                continue
         pred = Predictor(path)
         v = vals.get(pred.step, {})
         row = {
@@ -170,6 +187,10 @@ def main(argv=None) -> dict:
                 flush=True,
             )
         results["rows"][name] = row
+        if hit is not None:
+            floors = {sname: results["floors"][sname] for sname in sets}
+            hit.parent.mkdir(parents=True, exist_ok=True)
+            hit.write_text(json.dumps({"key": key, "row": row, "floors": floors}))
     # how well each selection rule's score follows lesion detection across the kept checkpoints
     from scipy.stats import spearmanr
 

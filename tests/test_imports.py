@@ -46,18 +46,20 @@ def test_inference_loads_no_training_module():
 
 
 def _package_imports() -> dict[str, set[str]]:
-    """Module -> the package modules it imports (relative or absolute, at any depth of the file)."""
+    """Module -> the package modules it imports (relative or absolute, at any depth of the file: a lazy
+    import inside a function counts).  ``from pkg import name`` is an import of ``pkg.name`` where that is
+    a module, else of ``pkg``."""
     import ast
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "src" / "napari_ppii"
-    graph: dict[str, set[str]] = {}
+    files = {}
     for path in root.rglob("*.py"):
-        rel = path.relative_to(root.parent).with_suffix("")
-        parts = list(rel.parts)
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
         is_pkg = parts[-1] == "__init__"
-        name = ".".join(parts[:-1] if is_pkg else parts)
-        pkg = parts[:-1] if is_pkg else parts[:-1]
+        files[".".join(parts[:-1] if is_pkg else parts)] = (path, parts[:-1])
+    graph: dict[str, set[str]] = {}
+    for name, (path, pkg) in files.items():
         deps = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
@@ -67,12 +69,64 @@ def _package_imports() -> dict[str, set[str]]:
                 else:
                     mod = node.module or ""
                 if mod.startswith("napari_ppii"):
-                    deps.add(mod)
-                    deps.update(f"{mod}.{a.name}" for a in node.names)
+                    for a in node.names:
+                        deps.add(f"{mod}.{a.name}" if f"{mod}.{a.name}" in files else mod)
             elif isinstance(node, ast.Import):
                 deps.update(a.name for a in node.names if a.name.startswith("napari_ppii"))
-        graph[name] = deps
-    return {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+        graph[name] = {d for d in deps if d in files and d != name}
+    return graph
+
+
+def _assert_no_circle(graph: dict[str, set[str]]) -> None:
+    seen, stack = set(), []
+
+    def visit(m):
+        assert m not in stack, f"import circle: {' -> '.join(stack[stack.index(m) :] + [m])}"
+        if m in seen:
+            return
+        stack.append(m)
+        for d in sorted(graph[m]):
+            visit(d)
+        stack.pop()
+        seen.add(m)
+
+    for m in sorted(graph):
+        visit(m)
+
+
+#: The package's layers, lowest first: a module imports only from its own layer or the ones below it.
+LAYERS = [
+    {"errors"},
+    {"io", "anatomy", "device", "checkpoint", "models"},
+    {"synthesis", "prior"},  # synthesis holds its own settings (synthesis/settings.py) and the methods
+    {"config"},  # the one configuration: synthesis settings + preprocess, model, data, training sections
+    {"preprocess"},
+    {"evaluation", "realism", "predict", "training"},
+    {"workflows", "preview"},
+    {"cli", "__main__", "_app", "_layers", "_reader", "_sample_data", "_widgets"},  # the front ends
+]
+
+
+def test_no_import_circle_and_no_import_from_a_layer_above():
+    """The whole package, module by module, lazy imports included: no import circle; and each top-level
+    part imports only from its own layer or those below it (the core never reaches up to the front ends)."""
+    graph = _package_imports()
+    assert {"napari_ppii.training.loop", "napari_ppii.synthesis.settings", "napari_ppii.config"} <= set(graph)
+    _assert_no_circle(graph)
+    layer = {part: i for i, parts in enumerate(LAYERS) for part in parts}
+
+    def part(m):
+        return m.split(".")[1] if m.count(".") else None
+
+    parts = {part(m) for m in graph} - {None}
+    assert parts <= set(layer), f"parts without a layer: {sorted(parts - set(layer))}"
+    upward = sorted(
+        f"{m} -> {d}"
+        for m, deps in graph.items()
+        for d in deps
+        if part(m) and part(d) and layer[part(d)] > layer[part(m)]
+    )
+    assert not upward, upward
 
 
 def test_training_package_has_no_import_circle():
@@ -84,21 +138,7 @@ def test_training_package_has_no_import_circle():
         "napari_ppii.training.validate",
         "napari_ppii.training.stop",
     } <= training
-    sub = {m: graph[m] & training for m in training}
-    seen, stack = set(), []
-
-    def visit(m):
-        assert m not in stack, f"import circle: {' -> '.join(stack[stack.index(m) :] + [m])}"
-        if m in seen:
-            return
-        stack.append(m)
-        for d in sorted(sub[m]):
-            visit(d)
-        stack.pop()
-        seen.add(m)
-
-    for m in sorted(sub):
-        visit(m)
+    _assert_no_circle({m: graph[m] & training for m in training})
 
 
 def test_every_source_file_has_an_spdx_header():

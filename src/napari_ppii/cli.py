@@ -134,7 +134,7 @@ def cmd_synthesize(args) -> int:
     out_ = synthesize_scan(scan.array, cfg, source=source, mask=mask, plan=plan)
     synth, result = out_.synthesizer, out_.result
 
-    from .synthesis.export import export_sample
+    from .workflows import export_sample
 
     out = Path(args.out)
     record = export_sample(

@@ -9,21 +9,25 @@ these functions for what a user asks of the core:
 * :func:`synthesize_scan` -- one synthetic-anomaly sample of a pre-processed scan with its masks;
 * :func:`open_test_set` -- test scans and their lesion boxes (an annotations CSV, or a CT + boxes);
 * :func:`atlas_floor` -- the training-atlas floor of a checkpoint, or why it is left out;
+* :func:`export_sample` -- a synthetic sample written with everything needed to reproduce it;
 * :func:`~napari_ppii.evaluation.summary.fmt_ci` and :func:`~napari_ppii.io.scan_files` (re-exported:
   a figure with its CI, the scan files of a folder).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import __version__
 from .config import PPIIConfig
 from .errors import InputError
 from .evaluation.summary import fmt_ci
+from .io import write_array, write_boxes_csv
 from .io.readers import scan_files
 
 __all__ = [
@@ -186,3 +190,46 @@ def atlas_floor(
         return training_atlas(load_normal_images(cfg.with_values({"data.train": str(found)}))), None
     except InputError as exc:
         return None, f"its training data {found} could not be read ({exc})"
+
+
+def export_sample(
+    out: str | Path,
+    target,
+    result,
+    cfg: PPIIConfig,
+    *,
+    fmt: str | None = None,
+    resolved: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Write ``result`` (a :class:`~napari_ppii.synthesis.SynthesisResult`, synthesised on the pre-processed
+    :class:`~napari_ppii.io.Scan` ``target``) to ``out``: image, label, variance, the target, boxes and a
+    ``params.json`` of everything needed to reproduce it (``ppii synthesize``, the preview's Export).
+    Returns the record."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fmt = fmt or ("nifti" if target.ndim == 3 else "tiff")
+    written = {}
+    for name, arr in (
+        ("target", target.array),
+        ("image", result.image),
+        ("label", result.label),
+        ("variance", result.variance),
+    ):
+        written[name] = write_array(arr, out / name, like=target, fmt=fmt).name
+    write_boxes_csv(result.boxes, out / "boxes.csv")
+    record = {
+        "ppii_version": __version__,
+        **extra,
+        "format": fmt,
+        "seed": cfg.seed,
+        "config": cfg.to_dict(),
+        "resolved_synthesis": resolved,
+        "shape": list(target.shape),
+        "spacing": list(target.spacing),
+        "origin": list(target.origin),
+        "files": written,
+        **result.to_json(),
+    }
+    (out / "params.json").write_text(json.dumps(record, indent=2))
+    return record

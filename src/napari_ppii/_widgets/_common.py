@@ -28,12 +28,11 @@ def report_error(widget, msg: str, label=None) -> None:
     show_error(msg)
 
 
-def last_run_checkpoint(viewer) -> Path | None:
-    """The best (else last) checkpoint of the latest run started from this viewer's training dock, if written."""
-    from ._config import shared_config
-
+def last_run_checkpoint(shared) -> Path | None:
+    """The best (else last) checkpoint of the latest run started from the training dock of the viewer whose
+    shared configuration is ``shared`` (a ``_config.SharedConfig``), if written."""
     for key in ("checkpoint", "last"):
-        p = shared_config(viewer).last_run.get(key)
+        p = shared.last_run.get(key)
         if p is not None and Path(p).exists():
             return Path(p)
     return None
@@ -65,7 +64,7 @@ def checkpoint_row(widget):
             field.setText(path)
 
     def last_run():
-        p = last_run_checkpoint(widget.viewer)
+        p = last_run_checkpoint(widget.shared)
         if p is None:
             widget._fail("no run from the training widget has written a checkpoint yet")
         else:

@@ -35,9 +35,8 @@ from ..errors import InputError
 def leaf_keys(cls=PPIIConfig, prefix: str = "") -> tuple[str, ...]:
     """Every dotted key of the configuration's leaf fields, in declaration order; the synthesis methods'
     own parameters as ``synthesis.<name>`` (each registered method's, once)."""
-    from ..config import METHOD_NAMES, _registered
+    from ..config import METHOD_NAMES
 
-    _registered()
     return _leaf_keys(cls, prefix, tuple(METHOD_NAMES))
 
 

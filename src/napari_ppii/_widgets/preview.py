@@ -566,7 +566,7 @@ class PreviewWidget(FormsMixin, QWidget):
     def export(self, folder) -> dict | None:
         """Write the shown sample like ``ppii synthesize`` does; returns the record."""
         from ..synthesis import make_synthesizer
-        from ..synthesis.export import export_sample
+        from ..workflows import export_sample
 
         res = self.last_result
         if res is None:

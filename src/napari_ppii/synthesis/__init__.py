@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from ..config import SynthesisConfig
+from .settings import SynthesisConfig, method_specific_fields
 from .base import Synthesizer, SynthesisResult
 from .plan import AnomalySpec
 from .fpi import FPI
@@ -30,7 +30,7 @@ def register_method(
     ``paper`` class variables, where it has them, give the next two); ``defaults``: values for the
     shared fields that default to None (patch_size, square); ``paper``: the published settings
     (:meth:`SynthesisConfig.paper`).  Returns ``cls``."""
-    from ..config import METHOD_DEFAULTS, METHOD_NAMES, METHOD_PARAMS, PAPER_SYNTHESIS, MethodParams
+    from .settings import METHOD_DEFAULTS, METHOD_NAMES, METHOD_PARAMS, PAPER_SYNTHESIS, MethodParams
 
     name = getattr(cls, "method", None)
     if not isinstance(name, str) or not name or not issubclass(cls, Synthesizer):
@@ -53,7 +53,7 @@ for _cls in (PPII, PII, FPI, NSA):
 
 def unregister_method(name: str) -> None:
     """Forget a registered method (the four built-in ones stay)."""
-    from ..config import METHOD_DEFAULTS, METHOD_NAMES, METHOD_PARAMS, PAPER_SYNTHESIS
+    from .settings import METHOD_DEFAULTS, METHOD_NAMES, METHOD_PARAMS, PAPER_SYNTHESIS
 
     if name in ("ppii", "pii", "fpi", "nsa"):
         raise ValueError(f"{name} is built in")
@@ -62,11 +62,6 @@ def unregister_method(name: str) -> None:
         METHOD_NAMES.remove(name)
     for table in (METHOD_DEFAULTS, PAPER_SYNTHESIS, METHOD_PARAMS):
         table.pop(name, None)
-
-
-def method_specific_fields() -> frozenset[str]:
-    """The methods' own parameters (every other synthesis field is shared)."""
-    return frozenset().union(*(cls.own_parameters() for cls in METHODS.values()))
 
 
 def applicable(key: str, config) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from ..config import NoParams, SynthesisConfig
+from .settings import NoParams, SynthesisConfig, method_specific_fields
 from ..errors import InputError
 from ..io.boxes import Box
 from .backend import as_output, as_work_array, is_torch, ops, to_numpy
@@ -106,8 +106,6 @@ class Synthesizer:
     def applies(cls, field: str, config) -> bool:
         """Does ``field`` change what this method draws under ``config``?  Another method's own parameter
         does not; a method refines this for parameters that matter only in some modes."""
-        from . import method_specific_fields
-
         return field not in method_specific_fields() or field in cls.params_model.model_fields
 
     # -- to implement ---------------------------------------------------------------------------

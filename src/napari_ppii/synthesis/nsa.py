@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from ..config import ChangeLabel, LogisticLabel
+from .settings import ChangeLabel, LogisticLabel
 
 from .backend import ops
 from .base import Synthesizer

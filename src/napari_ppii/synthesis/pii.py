@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from ..config import ChangeLabel, check_range
+from .settings import ChangeLabel, check_range
 from . import poisson
 from .backend import ops
 from .base import Synthesizer

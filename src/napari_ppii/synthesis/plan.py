@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..config import SynthesisConfig
+from .settings import SynthesisConfig
 from ..errors import InputError
 from ..io.boxes import Box
 from .backend import is_torch

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from ..config import LogisticLabel, check_range
+from .settings import LogisticLabel, check_range
 
 from . import poisson
 from .backend import ops, smooth

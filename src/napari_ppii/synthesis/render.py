@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from ..config import SynthesisConfig
+from .settings import SynthesisConfig
 from . import poisson
 from .backend import ops, resize_linear, soft_clip
 from .plan import AnomalySpec
