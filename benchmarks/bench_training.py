@@ -82,6 +82,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--compile", default="auto", choices=["auto", "always", "never"], help="training.compile of the default row"
+    )
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -94,6 +97,7 @@ def main(argv=None) -> dict:
             f"training.device={args.device}",
             "data.val_samples=2",
             "synthesis.placement=lungs",
+            f"training.compile={args.compile}",
         ]
         + ([f"training.num_threads={args.threads}"] if args.threads else [])
     )
@@ -107,7 +111,7 @@ def main(argv=None) -> dict:
         "steps": args.steps,
     }
     rows = (
-        ("fp32", ["training.amp=false", "training.channels_last=false"]),
+        ("fp32", ["training.amp=false", "training.channels_last=false", "training.compile=never"]),
         ("eager", ["training.compile=never"]),
         ("default", []),
     )

@@ -39,11 +39,25 @@ def test_bench_synthesis_runs_with_the_defaults_and_the_papers_settings():
 
 def test_bench_training_compares_the_default_path_with_fp32():
     res = _bench("bench_training").main(
-        ["--size", "64", "--batch", "2", "--steps", "1", "--warmup", "0", "--base-channels", "4"]
+        ["--size", "64", "--batch", "2", "--steps", "1", "--warmup", "0", "--base-channels", "4", "--compile", "never"]
     )
     assert res["fp32"]["path"] == "cpu fp32"
     assert res["default"]["gflop_per_step"] == res["fp32"]["gflop_per_step"] > 0
     assert math.isfinite(res["speedup"]) and res["speedup"] > 0
+
+
+def test_bench_methods_times_this_tree_against_a_commit():
+    import shutil
+    import subprocess
+
+    import pytest
+
+    root = BENCH.parent
+    if shutil.which("git") is None or subprocess.run(["git", "rev-parse", "HEAD"], cwd=root).returncode != 0:
+        pytest.skip("not a git checkout")
+    res = _bench("bench_methods").main(["--against", "HEAD", "--rounds", "1", "--batches", "1", "--size", "64"])
+    assert set(res["methods"]) == {"ppii", "pii", "fpi", "nsa"}
+    assert all(math.isfinite(r["ratio"]) and r["this_ms"] > 0 and r["other_ms"] > 0 for r in res["methods"].values())
 
 
 def test_radiograph_masks_are_computed_once_per_image():
