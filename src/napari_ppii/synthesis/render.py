@@ -100,12 +100,16 @@ def render_blends(
         if limit:
             blends = limit_range(blends, lows, highs, [s.target_index for s in specs], cfg, tgt, tgt[:, None])
         delta = blends - tgt[:, None]
-        dmean = delta.mean(1)
-        mean = tgt + dmean
-        v = ((delta - dmean[:, None]) ** 2).mean(1)
-        for s, m_i, v_i in zip(specs, mean, v):
-            out[s.target_index][s.target_slices] = m_i
-            var[s.target_index][s.target_slices] = v_i
+        if delta.shape[1] == 1:  # one version: its change (the mean of one, exactly), no variance
+            mean, v = tgt + delta[:, 0], None
+        else:
+            dmean = delta.mean(1)
+            mean = tgt + dmean
+            v = ((delta - dmean[:, None]) ** 2).mean(1)
+        for i, s in enumerate(specs):
+            out[s.target_index][s.target_slices] = mean[i]
+            if v is not None:
+                var[s.target_index][s.target_slices] = v[i]
     return out, var
 
 
