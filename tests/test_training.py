@@ -590,11 +590,12 @@ def test_compiled_step_trains_resumes_exactly_and_auto_chooses_by_run_length(tmp
     assert PPIIConfig().with_overrides(["training.compile=false"]).training.compile == "never"  # YAML booleans
     t = PPIIConfig().training
     bf16, fp32 = {"amp": True}, {"amp": False}
-    assert loop._wants_compile(t.model_copy(update={"steps": 4000}), bf16, False)
+    assert loop._wants_compile(t.model_copy(update={"steps": 10_000}), bf16, False)
+    assert not loop._wants_compile(t.model_copy(update={"steps": 4000}), bf16, False)
     assert not loop._wants_compile(t.model_copy(update={"steps": 500}), bf16, False)
-    assert not loop._wants_compile(t.model_copy(update={"steps": 4000}), fp32, False)
-    assert not loop._wants_compile(t.model_copy(update={"steps": 4000}), bf16, True)
-    assert not loop._wants_compile(t.model_copy(update={"steps": 4000, "compile": "never"}), bf16, False)
+    assert not loop._wants_compile(t.model_copy(update={"steps": 10_000}), fp32, False)
+    assert not loop._wants_compile(t.model_copy(update={"steps": 10_000}), bf16, True)
+    assert not loop._wants_compile(t.model_copy(update={"steps": 10_000, "compile": "never"}), bf16, False)
 
     def broken(module, *a, **k):
         def fail(*args, **kwargs):
