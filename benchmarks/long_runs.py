@@ -156,7 +156,8 @@ def main(argv=None) -> dict:
     results: dict = {"run": str(run), "prior": DEFAULT_PRIOR.to_dict(), "rows": {}, "floors": {}}
     cache = args.out / f"cache-{run.name}" if args.cache else None
     for name, path in named:
-        key = f"{path.name}-{path.stat().st_size}-{int(path.stat().st_mtime)}"
+        src = kept[-3:] if name.startswith("swa") else [path]  # SWA: the kept checkpoints it averages
+        key = ";".join(f"{q.name}-{q.stat().st_size}-{int(q.stat().st_mtime)}" for q in src)
         hit = cache / f"{name}.json" if cache is not None else None
         if hit is not None and hit.exists():
             stored = json.loads(hit.read_text())
