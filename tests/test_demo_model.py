@@ -64,12 +64,38 @@ def test_the_ct_model_still_scores_the_unseen_slab_as_measured():
     )
     per_slice = ev.metrics["per_slice"]
     assert len(per_slice["first_hit"]) == 9  # the nodule's slices
-    assert per_slice["top1_hits"][0] >= SHIPPED_CT_TOP1 - 1
+    assert per_slice["top1_hits"][0] >= SHIPPED_CT_TOP1
+    ranks = per_slice["first_hit"].values()  # where the nodule comes among each slice's candidates
+    assert all(r is not None and r <= SHIPPED_CT_WORST_RANK + 5 for r in ranks), per_slice["first_hit"]
     assert per_slice["pixel_auroc"] >= SHIPPED_CT_AUROC - 0.03
     assert all(per_slice["pixel_auroc"] > f["pixel_auroc"] for f in ev.metrics["floors"].values())
     assert ev.metrics["raw"]["top1_hits"][1] == 9  # the raw map's row is reported beside it
 
 
-#: measured when the model was shipped (benchmarks/README.md, "Shipped models"); the test allows a margin
-SHIPPED_CT_TOP1 = 4  # of the 9 nodule slices
-SHIPPED_CT_AUROC = 0.906  # pixel AUROC x prior (lung-field floor 0.865)
+#: measured when the model was shipped (benchmarks/README.md, "2026-12-04 (third session)"); the test allows a margin
+SHIPPED_CT_TOP1 = 0  # of the 9 nodule slices (the map x prior; the raw map: 1 of 9)
+SHIPPED_CT_WORST_RANK = 14  # the nodule is among the first 14 candidates of every one of its 9 slices
+SHIPPED_CT_AUROC = 0.893  # pixel AUROC x prior (lung-field floor 0.865)
+
+
+@pytest.mark.skipif(not CXR.exists(), reason="no pretrained radiograph model in resources/models")
+def test_the_radiograph_model_still_scores_the_bundled_nodules_as_measured():
+    """The shipped radiograph model on the two bundled NIH radiographs with a nodule (never trained on, never
+    chose it), as ``scripts/demo.sh`` scores it: its strongest detection lands on the nodule in 1 of 2, and
+    its pixel AUROC x prior stays above every floor's."""
+    from napari_ppii.evaluation import EvalOptions, evaluate, load_csv_test_set
+    from napari_ppii.predict import Predictor
+    from napari_ppii.prior import DEFAULT_PRIOR
+
+    items = load_csv_test_set(RESOURCES / "nih-cxr" / "annotations.csv", labels=["Nodule", "Mass"])
+    ev = evaluate(
+        Predictor(CXR, device="cpu"), items, EvalOptions(n_boot=20, prior=DEFAULT_PRIOR), floors=["lung_field", "blob"]
+    )
+    m = ev.metrics
+    assert m["top1_hits"] == [SHIPPED_CXR_TOP1, 2]
+    assert m["pixel_auroc"] >= SHIPPED_CXR_AUROC - 0.03
+    assert all(m["pixel_auroc"] > f["pixel_auroc"] for f in m["floors"].values())
+
+
+SHIPPED_CXR_TOP1 = 1  # of the 2 bundled radiographs with a nodule
+SHIPPED_CXR_AUROC = 0.804  # pixel AUROC x prior (lung-field floor 0.768)
