@@ -22,11 +22,6 @@ from pydantic import (
 )
 
 
-def method_specific_fields() -> frozenset[str]:
-    """The registered methods' own parameters (every other synthesis field is shared)."""
-    return frozenset().union(*(model.model_fields for model in METHOD_PARAMS.values()))
-
-
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
@@ -50,6 +45,11 @@ Placement = Literal["anywhere", "lungs", "mask"]
 def param_owners(name: str) -> list[str]:
     """The methods that have ``name`` among their own parameters."""
     return [m for m, model in METHOD_PARAMS.items() if name in model.model_fields]
+
+
+def method_specific_fields() -> frozenset[str]:
+    """The registered methods' own parameters (every other synthesis field is shared)."""
+    return frozenset().union(*(model.model_fields for model in METHOD_PARAMS.values()))
 
 
 def check_range(name: str, lo_hi, lo_bound, hi_bound) -> None:
