@@ -40,6 +40,14 @@ def test_core_modules_load_no_qt():
     assert not qt, qt
 
 
+def test_the_configuration_loads_without_scipy_or_torch():
+    """``napari_ppii.config`` registers the synthesis methods (their parameter models) but loads no solver:
+    the configuration, the CLI's first import and the widgets' settings stay light."""
+    mods = _loaded_after("import napari_ppii.config; napari_ppii.config.PPIIConfig()")
+    assert "napari_ppii.synthesis.ppii" in mods
+    assert not [m for m in mods if m.split(".")[0] in ("scipy", "torch")]
+
+
 def test_inference_loads_no_training_module():
     mods = _loaded_after("import napari_ppii.predict; from napari_ppii.predict import Predictor, predict_batch")
     assert not [m for m in mods if m.startswith("napari_ppii.training")]

@@ -98,11 +98,6 @@ class Synthesizer:
     params_model: type[BaseModel] = NoParams
 
     @classmethod
-    def own_parameters(cls) -> frozenset[str]:
-        """The names of this method's own parameters."""
-        return frozenset(cls.params_model.model_fields)
-
-    @classmethod
     def applies(cls, field: str, config) -> bool:
         """Does ``field`` change what this method draws under ``config``?  Another method's own parameter
         does not; a method refines this for parameters that matter only in some modes."""

@@ -28,9 +28,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import scipy.fft
-import scipy.sparse
-import scipy.sparse.linalg
 
 from .backend import Array, ops
 from .backend import is_torch as _is_torch
@@ -160,6 +157,8 @@ def _dstn(x: Array, ndim: int, inverse: bool) -> Array:
             if inverse:
                 x = x / (2.0 * (x.shape[ax] + 1))
         return x
+    import scipy.fft  # on first solve: importing the configuration (which registers the methods) stays light
+
     fn = scipy.fft.idstn if inverse else scipy.fft.dstn
     return fn(x, type=1, axes=axes)
 
@@ -255,6 +254,9 @@ def poisson_solve_sparse(image: np.ndarray, box: Sequence[slice], guidance: Sequ
     interior to its value, Laplacian rows hold the Poisson equation inside.  This is how the original
     PII code solved it (whole image, ``spsolve``); it is slow and exists as the reference.
     """
+    import scipy.sparse
+    import scipy.sparse.linalg
+
     image = np.asarray(image, dtype=np.float64)
     ndim = image.ndim
     shape = image.shape
