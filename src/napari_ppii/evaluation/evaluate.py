@@ -62,6 +62,7 @@ class EvalOptions:
     region: str = "box"
     min_distance: int = 8
     max_candidates: int = 50
+    detect_scale: float = 0.0  # candidates from the map smoothed at this fraction of the side (0: raw)
     n_boot: int = 1000
     seed: int = 0
     bins: int = 4096
@@ -198,7 +199,7 @@ def score_maps(
     for m in maps:
         sampler.add(m)
         scores.append(sample_score(m, opts.score, opts.topk_percent))
-        cands.append(extract_candidates(m, opts.min_distance, opts.max_candidates))
+        cands.append(extract_candidates(m, opts.min_distance, opts.max_candidates, scale=opts.detect_scale))
     edges = sampler.edges(opts.bins)
     hists, rh = [], []
     for i, m in enumerate(maps):
@@ -457,7 +458,12 @@ def evaluate(
         "pixel_region": opts.region,
         "sample_score": opts.score if opts.score != "topk" else f"mean of top {opts.topk_percent}% of pixels",
         "candidates": f"local maxima >= {opts.min_distance} px apart, at most {opts.max_candidates} per image, "
-        "scored by peak",
+        + (
+            f"of the map smoothed by a Gaussian of {opts.detect_scale:g} x the image side (in-plane), scored there"
+            if opts.detect_scale > 0
+            else "scored by peak"
+        ),
+        "detect_scale": opts.detect_scale,
         "hit_rule": "peak inside the ground-truth box; each lesion counted once; repeats inside a hit lesion ignored",
         "hit_rule_centre": "froc_centre: peak within the lesion's radius (half its smallest box side) of its centre "
         "(LUNA16)",

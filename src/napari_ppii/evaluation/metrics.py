@@ -13,7 +13,9 @@ Definitions (stated in every report):
   the top ``k`` percent of pixels (default: top 1 %, a max that one hot pixel cannot decide).  Sample
   AUROC and AP (scikit-learn) with images holding a lesion as positives.
 * **FROC** -- candidates are the local maxima of each map (``skimage.feature.peak_local_max``,
-  ``min_distance`` pixels apart, at most ``max_candidates`` per image), scored by their peak value.
+  ``min_distance`` pixels apart, at most ``max_candidates`` per image), scored by their peak value;
+  with a detection scale (``EvalOptions.detect_scale``), of the map smoothed by a Gaussian of that
+  fraction of the image side (in-plane), so a lesion-sized blob outscores a thin line of the same peak.
   Hit rule: a candidate *hits* a lesion when its peak lies inside the lesion's box (``box``; or, the
   strict rule ``centre``, within the lesion's radius of its centre, as LUNA16); each lesion counts
   once (its best candidate); further candidates inside an already-hit lesion are neither hits nor false
@@ -141,15 +143,31 @@ class Candidates:
     scores: np.ndarray  # (n,)
 
 
-def extract_candidates(
-    amap: np.ndarray, min_distance: int = 8, max_candidates: int = 50, threshold: float = 0.0
-) -> Candidates:
-    """Local maxima of a map (2D or 3D), strongest first."""
-    from skimage.feature import peak_local_max
-
+def detection_map(amap: np.ndarray, scale: float = 0.0) -> np.ndarray:
+    """The map the candidates are taken from: ``amap`` itself (``scale`` 0), or ``amap`` smoothed by a
+    Gaussian of ``scale`` x the image side, in-plane only (a volume: each slice; slices are often far
+    thicker than pixels), so that a candidate's score sums the map over a lesion-sized neighbourhood: a
+    blob of anomaly outscores a thin line (a vessel, a rib edge) of the same peak value."""
     a = np.asarray(amap)
     if a.dtype.kind != "f":
         a = a.astype(np.float64)
+    if scale <= 0:
+        return a
+    from scipy.ndimage import gaussian_filter
+
+    side = max(a.shape[-2:])
+    sig = [0.0] * (a.ndim - 2) + [scale * side] * 2
+    return gaussian_filter(a.astype(np.float32, copy=False), sig, mode="nearest")
+
+
+def extract_candidates(
+    amap: np.ndarray, min_distance: int = 8, max_candidates: int = 50, threshold: float = 0.0, scale: float = 0.0
+) -> Candidates:
+    """Local maxima of a map (2D or 3D), strongest first; with ``scale`` > 0, of the map smoothed at that
+    lesion scale (:func:`detection_map`), scored there."""
+    from skimage.feature import peak_local_max
+
+    a = detection_map(amap, scale)
     pts = peak_local_max(
         a, min_distance=min_distance, threshold_abs=threshold, num_peaks=max_candidates, exclude_border=False
     )
