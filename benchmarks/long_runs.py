@@ -127,6 +127,13 @@ def main(argv=None) -> dict:
         help="keep each checkpoint's figures in OUT/cache-<run>/ and reuse them (score a run's checkpoints while it "
         "trains, the rest later; a checkpoint file that changed is scored again)",
     )
+    ap.add_argument(
+        "--detect-scale",
+        type=float,
+        default=0.0,
+        help="the evaluation's detection scale (default 0: candidates from the raw map's peaks, as every trajectory "
+        "before the default became 0.01, so that a run's checkpoints stay comparable)",
+    )
     args = ap.parse_args(argv)
     run = args.run or ROOT / "runs" / ("nih_ppii_unet" if args.kind == "nih" else "lidc2_ppii_unet")
     kept = sorted(run.glob("step_*.pt"))
@@ -152,12 +159,20 @@ def main(argv=None) -> dict:
         named.append(("swa (last 3 kept)", _swa(kept[-3:], tmp / "swa.pt")))
     if args.only:
         named = [(n, p) for n, p in named if n in args.only or p.name in args.only]
-    opts = EvalOptions(n_boot=args.n_boot, prior=DEFAULT_PRIOR)
-    results: dict = {"run": str(run), "prior": DEFAULT_PRIOR.to_dict(), "rows": {}, "floors": {}}
+    opts = EvalOptions(n_boot=args.n_boot, prior=DEFAULT_PRIOR, detect_scale=args.detect_scale)
+    results: dict = {
+        "run": str(run),
+        "prior": DEFAULT_PRIOR.to_dict(),
+        "detect_scale": args.detect_scale,
+        "rows": {},
+        "floors": {},
+    }
     cache = args.out / f"cache-{run.name}" if args.cache else None
     for name, path in named:
         src = kept[-3:] if name.startswith("swa") else [path]  # SWA: the kept checkpoints it averages
         key = ";".join(f"{q.name}-{q.stat().st_size}-{int(q.stat().st_mtime)}" for q in src)
+        if args.detect_scale:
+            key += f";detect_scale={args.detect_scale:g}"
         hit = cache / f"{name}.json" if cache is not None else None
         if hit is not None and hit.exists():
             stored = json.loads(hit.read_text())

@@ -156,6 +156,8 @@ def test_evaluate_cli_end_to_end(tmp_path, capsys):
                 str(out),
                 "--n-boot",
                 "20",
+                "--detect-scale",
+                "0.02",
                 "--quiet",
             ]
         )
@@ -163,6 +165,7 @@ def test_evaluate_cli_end_to_end(tmp_path, capsys):
     )
     m = json.loads((out / "metrics.json").read_text())
     assert m["n_images"] == 6 and m["n_positive"] == 2
+    assert m["settings"]["detect_scale"] == 0.02 and "smoothed by a Gaussian of 0.02" in m["settings"]["candidates"]
     for k in ("pixel_auroc", "sample_auroc", "sample_ap", "froc_at_10fp"):
         assert 0 <= m[k] <= 1 and len(m[f"{k}_ci"]) == 2
     for f in ("report.md", "roc.png", "froc.png", "score_histograms.png", "example_00.png"):
@@ -196,6 +199,28 @@ def test_first_hit_rank_per_image():
     text = first_hit_lines(m["first_hit"])
     assert "a: strongest detection on the lesion" in text and "b: first detection on a lesion is candidate 2" in text
     assert "c: no candidate on a lesion" in text
+
+
+def test_detection_scale_prefers_a_lesion_sized_blob_to_a_thin_line():
+    """A one-pixel line (a vessel's edge) peaks at 1.0, a lesion-sized blob at 0.8: the raw map's strongest
+    detection is on the line; smoothed at a lesion scale, the blob's candidate comes first.  Pixel AUROC is
+    the raw map's either way; a 3D map is smoothed in-plane only (slice by slice)."""
+    from napari_ppii.evaluation.metrics import detection_map
+
+    yy, xx = np.mgrid[:64, :64]
+    m = 0.8 * np.exp(-((yy - 40) ** 2 + (xx - 40) ** 2) / (2 * 3.0**2))
+    m[10, 5:60] = 1.0
+    box = [Box((35, 35), (45, 45))]
+    raw = score_maps([m], [box], EvalOptions(n_boot=20, detect_scale=0.0), names=["x"])
+    smooth = score_maps([m], [box], EvalOptions(n_boot=20, detect_scale=0.05), names=["x"])
+    assert raw["first_hit"]["x"] > 1 and smooth["first_hit"] == {"x": 1}
+    assert smooth["pixel_auroc"] == raw["pixel_auroc"]
+    assert extract_candidates(m, scale=0.05).points[0].tolist() == [40, 40]
+    vol = np.zeros((3, 32, 32), np.float32)
+    vol[1, 16, 16] = 1.0
+    d = detection_map(vol, 0.05)
+    assert d[0].max() == 0 and d[2].max() == 0 and 0 < d[1].max() < 1
+    assert np.array_equal(detection_map(m, 0.0), m)
 
 
 def test_centre_hit_rule_is_stricter_than_the_box_rule():

@@ -392,9 +392,11 @@ def test_evaluation_widget_table_froc_and_browsing(make_napari_viewer, qtbot, tm
     w.checkpoint.setText(str(ckpt))
     w.data.setText(str(test_csv))
     w.n_boot.setValue(20)
+    w.detect_scale.setValue(0.02)
     with qtbot.waitSignals([w.evaluation_done, w.item_shown], timeout=600000):
         w.run()
     assert w.last_error is None
+    assert w.evaluation.metrics["settings"]["detect_scale"] == 0.02  # the dock's detection scale is used
     # only what is shown is kept: no map and no scan of the other test images
     assert w.evaluation.maps == [] and all(it.scan is None for it in w.items)
     for i in range(4):

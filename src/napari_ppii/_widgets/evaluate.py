@@ -15,6 +15,7 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QDoubleSpinBox,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -69,11 +70,23 @@ class EvaluationWidget(FormsMixin, QWidget):
         self.n_boot = QSpinBox()
         self.n_boot.setRange(10, 10000)
         self.n_boot.setValue(1000)
+        from ..evaluation.metrics import DEFAULT_DETECT_SCALE
+
+        self.detect_scale = QDoubleSpinBox()
+        self.detect_scale.setRange(0.0, 0.1)
+        self.detect_scale.setDecimals(3)
+        self.detect_scale.setSingleStep(0.005)
+        self.detect_scale.setValue(DEFAULT_DETECT_SCALE)
+        self.detect_scale.setToolTip(
+            "candidates (FROC, strongest detection) from the map smoothed by a Gaussian of this fraction of the "
+            "image side (in-plane); 0: the raw map's peaks"
+        )
         form.addRow("Checkpoint", row)
         form.addRow("Test data", self.data)
         form.addRow("Boxes", self.boxes)
         form.addRow("Labels", self.labels)
         form.addRow("Bootstrap", self.n_boot)
+        form.addRow("Detection scale", self.detect_scale)
         outer.addLayout(form)
         from ._config import inference_form
 
@@ -142,7 +155,12 @@ class EvaluationWidget(FormsMixin, QWidget):
         except InputError as exc:
             self._fail(str(exc))
             return
-        opts = EvalOptions(n_boot=self.n_boot.value(), samples=self.shared.config.model.samples, prior=prior)
+        opts = EvalOptions(
+            n_boot=self.n_boot.value(),
+            samples=self.shared.config.model.samples,
+            prior=prior,
+            detect_scale=self.detect_scale.value(),
+        )
         self._prior = (prior, painted)
         device = self.shared.config.training.device
 

@@ -48,22 +48,32 @@ def overlay_style() -> dict:
     return {"colormap": cmap, "opacity": 0.9, "blending": "additive", "contrast_limits": (0.0, 1.0)}
 
 
-def detect(amap: np.ndarray, threshold: float, min_distance: int = 8, max_candidates: int = 50) -> list[Box]:
+def detect(
+    amap: np.ndarray,
+    threshold: float,
+    min_distance: int = 8,
+    max_candidates: int = 50,
+    scale: float | None = None,
+) -> list[Box]:
     """The evaluation's candidates (:func:`~napari_ppii.evaluation.metrics.extract_candidates`: local maxima
-    of the 2D map, >= ``min_distance`` px apart, strongest first) whose peak exceeds ``threshold``, each as
-    a small box around its peak (``2 min_distance + 1`` px a side) -- never a box around a whole
-    thresholded region, which on a diffuse map spans the image."""
-    from ..evaluation.metrics import extract_candidates
+    of the 2D map -- smoothed at the detection ``scale``, default the evaluation's -- >= ``min_distance`` px
+    apart, strongest first) whose map value exceeds ``threshold``, each as a small box around its peak
+    (``2 min_distance + 1`` px a side) -- never a box around a whole thresholded region, which on a diffuse
+    map spans the image.  ``peak``: the map's value there; ``score``: the candidate's score (its order)."""
+    from ..evaluation.metrics import DEFAULT_DETECT_SCALE, extract_candidates
 
     a = np.asarray(amap)
-    c = extract_candidates(a, min_distance=min_distance, max_candidates=max_candidates, threshold=threshold)
+    scale = DEFAULT_DETECT_SCALE if scale is None else scale
+    c = extract_candidates(a, min_distance=min_distance, max_candidates=max_candidates, scale=scale)
     out = []
-    for (y, x), peak in zip(c.points, c.scores):
+    for (y, x), score in zip(c.points, c.scores):
+        peak = float(a[int(y), int(x)])
         if peak <= threshold:
             continue
         lo = (max(0, int(y) - min_distance), max(0, int(x) - min_distance))
         hi = (min(a.shape[0] - 1, int(y) + min_distance), min(a.shape[1] - 1, int(x) + min_distance))
-        out.append(Box(lo, hi, label="detection", properties={"peak": float(peak), "peak_y": int(y), "peak_x": int(x)}))
+        props = {"peak": peak, "score": float(score), "peak_y": int(y), "peak_x": int(x)}
+        out.append(Box(lo, hi, label="detection", properties=props))
     return out
 
 
@@ -73,7 +83,7 @@ def count_hits(dets: list[Box], truth: list[Box]) -> tuple[int, int, int]:
     strongest first, each lesion once, repeats ignored)."""
     from ..evaluation.metrics import Candidates, match_candidates
 
-    dets = sorted(dets, key=lambda b: -b.properties.get("peak", 0))
+    dets = sorted(dets, key=lambda b: -b.properties.get("score", b.properties.get("peak", 0)))
     pts = np.array([[d.properties["peak_y"], d.properties["peak_x"]] for d in dets], dtype=float).reshape(-1, 2)
     h = match_candidates(Candidates(pts, np.array([d.properties["peak"] for d in dets], dtype=float)), truth)
     return int((h.lesion >= 0).sum()), int((h.lesion == -1).sum()), h.n_lesions

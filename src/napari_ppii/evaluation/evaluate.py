@@ -33,6 +33,7 @@ from .metrics import (
     FROC_RATES,
     auroc_from_histograms,
     bootstrap_ci,
+    DEFAULT_DETECT_SCALE,
     extract_candidates,
     froc,
     lesion_mask,
@@ -62,7 +63,7 @@ class EvalOptions:
     region: str = "box"
     min_distance: int = 8
     max_candidates: int = 50
-    detect_scale: float = 0.0  # candidates from the map smoothed at this fraction of the side (0: raw)
+    detect_scale: float = DEFAULT_DETECT_SCALE  # candidates from the map smoothed at this fraction of the side (0: raw)
     n_boot: int = 1000
     seed: int = 0
     bins: int = 4096

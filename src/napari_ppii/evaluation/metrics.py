@@ -37,6 +37,12 @@ from ..io.boxes import Box
 
 FROC_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
 
+#: The default detection scale (:func:`detection_map`) of ``ppii evaluate`` and the docks, chosen by the rule
+#: fixed before the sweep (``benchmarks/prior_sweep.py --detect-scales``: the shipped models on the NIH
+#: Nodule/Mass boxes and LIDC-IDRI-0002; top-1 rate tied at every scale, mean FROC@10FP highest at 0.01),
+#: never on the JSRT test rows or the bundled demo scans.  benchmarks/README.md, "Detection scale".
+DEFAULT_DETECT_SCALE = 0.01
+
 
 # --------------------------------------------------------------------------------------------------
 # ground truth masks and sample scores
