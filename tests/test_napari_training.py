@@ -412,6 +412,11 @@ def test_evaluation_widget_table_froc_and_browsing(make_napari_viewer, qtbot, tm
     with qtbot.waitSignal(w.item_shown, timeout=60000):
         w.index.setValue(4)  # a test image with a nodule box
     assert not np.array_equal(first, v.layers["eval map"].data)
+    from napari_ppii.evaluation.metrics import extract_candidates
+
+    # the candidates shown are the evaluation's: taken at the run's detection scale (0.02 here, not the default)
+    shown = extract_candidates(w._shown[2], max_candidates=10, scale=0.02).points
+    assert np.array_equal(np.asarray(v.layers["eval candidates"].data), shown)
     from napari_ppii.io import read_scan
     from napari_ppii.predict import Predictor
 

@@ -282,7 +282,11 @@ class EvaluationWidget(FormsMixin, QWidget):
         if "eval candidates" in self.viewer.layers:
             self.viewer.layers.remove("eval candidates")
         set_boxes_layer(self.viewer, "eval boxes", it.boxes, scan.ndim, geo)
-        cands = extract_candidates(amap, max_candidates=10)
+        # the candidates as the evaluation took them (its detection scale)
+        settings = self.evaluation.metrics.get("settings", {}) if self.evaluation is not None else {}
+        cands = extract_candidates(
+            amap, max_candidates=10, scale=settings.get("detect_scale", self.detect_scale.value())
+        )
         self.viewer.add_points(cands.points, name="eval candidates", symbol="cross", face_color="lime", size=8, **geo)
         self.item_label.setText(f"{it.name}: {len(it.boxes)} lesion(s)")
         self.item_shown.emit(i)

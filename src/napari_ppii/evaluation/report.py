@@ -73,7 +73,9 @@ def _plots(ev, out: Path) -> list[str]:
         if scan.ndim == 3:
             z = int(np.clip(round(it.boxes[0].centre[0]), 0, scan.shape[0] - 1)) if it.boxes else scan.shape[0] // 2
             scan, amap = scan[z], amap[z]
-        cands = extract_candidates(amap, max_candidates=10)
+        cands = extract_candidates(
+            amap, max_candidates=10, scale=ev.metrics.get("settings", {}).get("detect_scale", 0.0)
+        )
         fig, ax = _subplots(figsize=(5, 5))
         lo, hi = np.percentile(scan, [1, 99])
         ax.imshow(scan, cmap="gray", vmin=lo, vmax=hi)
