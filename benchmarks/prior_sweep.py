@@ -17,6 +17,11 @@ fourth session): run the sweep on ``--set nih`` with the shipped radiograph mode
 with the shipped CT model; the default is the scale with the highest sum of the two sets' top-1 hit
 rates, then the highest mean FROC@10FP, then the smaller scale.  The JSRT test rows and the bundled demo
 slab and radiographs only measure the result.
+
+A CT default of its own (fixed before the CT sweep, 2026-12-04, fourth session): the default prior was
+chosen on radiographs.  ``--set lidc2`` with the shipped CT model over the default grid of sigmas and
+floors picks by the rule above; if its pick differs from the default and has more top-1 hits on
+LIDC-IDRI-0002 than the default, it becomes the prior's default for CT scans; otherwise the one default stays.
 Last line: JSON.
 """
 
