@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _realdata import ROOT, SHARED  # noqa: E402
 
 from napari_ppii.anatomy import lung_mask  # noqa: E402
+from napari_ppii.evaluation.metrics import DEFAULT_DETECT_SCALE  # noqa: E402
 from napari_ppii.evaluation import EvalOptions, load_csv_test_set, load_volume_test_set, score_maps  # noqa: E402
 from napari_ppii.io import read_scan  # noqa: E402
 from napari_ppii.predict import Predictor  # noqa: E402
@@ -50,7 +51,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--set", choices=["nih", "lidc2"], default="nih")
     ap.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.015, 0.03, 0.06])
     ap.add_argument("--floors", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.4, 0.6, 1.0])
-    ap.add_argument("--detect-scales", type=float, nargs="+", default=[0.0])
+    ap.add_argument("--detect-scales", type=float, nargs="+", default=[DEFAULT_DETECT_SCALE])
     ap.add_argument("--n-boot", type=int, default=50)
     args = ap.parse_args(argv)
     if args.set == "nih":
