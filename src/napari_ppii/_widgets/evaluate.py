@@ -9,13 +9,13 @@ from pathlib import Path
 
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
+    QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
-    QDoubleSpinBox,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,

@@ -30,10 +30,10 @@ if TYPE_CHECKING:
     from ..prior import PriorSettings
 
 from .metrics import (
+    DEFAULT_DETECT_SCALE,
     FROC_RATES,
     auroc_from_histograms,
     bootstrap_ci,
-    DEFAULT_DETECT_SCALE,
     extract_candidates,
     froc,
     lesion_mask,
