@@ -417,6 +417,16 @@ def test_evaluation_widget_table_froc_and_browsing(make_napari_viewer, qtbot, tm
     # the candidates shown are the evaluation's: taken at the run's detection scale (0.02 here, not the default)
     shown = extract_candidates(w._shown[2], max_candidates=10, scale=0.02).points
     assert np.array_equal(np.asarray(v.layers["eval candidates"].data), shown)
+    # a map where it matters: a one-pixel line peaks above a lesion-sized blob; the raw peaks would put the
+    # line first, the run's detection scale puts the blob first
+    i, scan, amap = w._shown
+    h, wd = amap.shape[-2:]
+    yy, xx = np.mgrid[:h, :wd]
+    crafted = 0.8 * np.exp(-((yy - h // 2) ** 2 + (xx - wd // 2) ** 2) / (2 * (0.012 * max(h, wd)) ** 2))
+    crafted[h // 5, wd // 10 : wd - wd // 10] = 1.0
+    w._display(i, scan, crafted.astype(np.float32).reshape(amap.shape))
+    assert tuple(np.asarray(v.layers["eval candidates"].data)[0][-2:]) == (h // 2, wd // 2)
+    w._display(i, scan, amap)  # the test image's own map again
     from napari_ppii.io import read_scan
     from napari_ppii.predict import Predictor
 
