@@ -179,6 +179,13 @@ class TrainingConfig(_Model):
         "back to eager, with a log record, if compiling fails (true / false are read as always / never)",
     )
     synthesis_on_device: bool = Field(True, description="run the batched torch synthesis on the training device")
+    prefetch: bool = Field(
+        False,
+        description="draw the next synthetic batch in a background thread while the current step runs (the "
+        "draw uses only the data RNG, whose state before the pending draw is what a checkpoint keeps, so resume "
+        "stays exact); off by default: on two CPU cores the step keeps both busy and it gained nothing (measured "
+        "1.00x, the draw being 9 % of a step), it helps where a core is free",
+    )
     out_dir: str = Field("runs/ppii", description="checkpoints and the JSON-lines log go here")
     num_threads: int | None = Field(None, ge=1, le=256, description="CPU threads for torch (None: torch's default)")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,8 +103,8 @@ def _wants_compile(t, path: dict, distributed: bool) -> bool:
     return bool(path["amp"]) and t.steps >= COMPILE_MIN_STEPS
 
 
-def _rng_state(data_rng: np.random.Generator, device) -> dict:
-    st = {"numpy": data_rng.bit_generator.state, "torch": torch.get_rng_state()}
+def _rng_state(data_rng: np.random.Generator, device, numpy_state: dict | None = None) -> dict:
+    st = {"numpy": numpy_state or data_rng.bit_generator.state, "torch": torch.get_rng_state()}
     if device.type == "cuda":
         st["cuda"] = torch.cuda.get_rng_state(device)
     return st
@@ -256,6 +257,10 @@ class Trainer:
         self.saved_step = 0
         self.loss = float("nan")
         self._state: dict | None = None  # the state last written, for a kept copy at the same step
+        # the next batch, drawn in a background thread while a step runs (training.prefetch), and the data
+        # RNG's state before that draw: the state a checkpoint keeps, so that a resumed run draws it again
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ppii-batch") if t.prefetch else None
+        self._pending: tuple[Future, dict] | None = None
 
     # ------------------------------------------------------------------ parts
     def restore(self, path: str | Path) -> None:
@@ -272,6 +277,7 @@ class Trainer:
         # best_score (checkpoints before it was named so: best_dice, holding whatever score selected)
         self.step_count, self.best = int(ck["step"]), float(ck.get("best_score", ck.get("best_dice", -1.0)))
         self.saved_step = self.step_count
+        self._drop_pending()
         _set_rng_state(self.data_rng, ck["rng"], self.device)
 
     def state(self, val_dice: float | None) -> dict:
@@ -280,7 +286,7 @@ class Trainer:
             "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(),
             "step": self.step_count,
-            "rng": _rng_state(self.data_rng, self.device),
+            "rng": _rng_state(self.data_rng, self.device, self._pending[1] if self._pending else None),
             "config": self.cfg.to_dict(),
             "best_score": self.best,
             "select": self.t.select,
@@ -289,10 +295,42 @@ class Trainer:
             "backbone": self.cfg.model.backbone,
         }
 
+    def _draw(self):
+        return self.batches.draw(self.data_rng, self.t.batch_size)
+
+    def _next_batch(self):
+        """The batch of this step (the prefetched one when there is one) and, with ``training.prefetch``,
+        the next step's draw started in the background.  Only these draws use the data RNG, one at a time."""
+        if self._pending is not None:
+            fut, _ = self._pending
+            self._pending = None
+            b = fut.result()
+        else:
+            b = self._draw()
+        if self._pool is not None and self.step_count + 1 < self.t.steps:
+            before = self.data_rng.bit_generator.state
+            self._pending = (self._pool.submit(self._draw), before)
+        return b
+
+    def _drop_pending(self) -> None:
+        """Forget a prefetched batch (its draw finishes first) and put the data RNG back to before it."""
+        if self._pending is not None:
+            fut, before = self._pending
+            self._pending = None
+            fut.exception()  # wait; an error of an unused draw does not matter
+            self.data_rng.bit_generator.state = before
+
+    def close(self) -> None:
+        """End the background draw (the RNG put back to before it) and its thread."""
+        self._drop_pending()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
     def step(self) -> float:
         """One optimisation step on a fresh synthetic batch; returns the loss."""
         t = self.t
-        b = self.batches.draw(self.data_rng, t.batch_size)
+        b = self._next_batch()
         x, y = b.image, b.label
         if self.path["channels_last"]:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -410,6 +448,7 @@ class Trainer:
                 backbone=cfg.model.backbone,
                 device=str(self.device),
                 precision=self.path["path"],
+                prefetch=self._pool is not None,
                 threads=torch.get_num_threads(),
                 world_size=dist.world_size,
                 n_train=self.n_train,
@@ -461,6 +500,7 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+            self.close()
         return self.finish()
 
 
