@@ -125,3 +125,30 @@ def test_ct_mask_covers_a_nodule_on_the_pleura_and_keeps_out_the_chest_wall():
     body_wall = (~truth) & (vol > -500) & ~nod
     assert (m & body_wall).sum() < 0.15 * truth.sum()
     assert not m[:, :5, :].any() and not m[:, :, :5].any()
+
+
+def test_ct_mask_leaves_out_the_trachea_and_keeps_a_dark_lung_apex():
+    """The trachea (air, -1000 HU, at the midline) joins the left lung in 3D through a 'bronchus' in the
+    lowest slices, so the 3D components keep it; above them it is a small dark component of its own in
+    each slice: left out of the mask (the closing and the envelope do not take it back in).  The left
+    lung's apex, as small and as dark (emphysema, -960 HU) but to the side, stays in."""
+    shape = (24, 96, 96)
+    vol, truth = ct_phantom(shape, nodule=True)
+    z, y, x = np.mgrid[: shape[0], : shape[1], : shape[2]]
+    trachea = ((y - 40) ** 2 + (x - 48) ** 2 <= 3**2) & (z >= 2)
+    bronchus = (np.abs(y - 40) <= 1) & (x >= 30) & (x <= 48) & (z >= 2) & (z <= 3)
+    vol[trachea | bronchus] = -1000.0
+    top = z >= 20  # the left lung's apex: a small dark disk on top of the lung, joined to it in 3D
+    left = truth & (x < 48)
+    vol[left & top] = 40.0
+    apex = ((y - 46) ** 2 + (x - 31) ** 2 <= 4**2) & top
+    vol[apex] = -960.0
+    kept = lung_mask_ct(vol, airways=True)
+    m = lung_mask_ct(vol)
+    centre = (shape[0] // 2, 40, 48)
+    assert kept[centre] and not m[centre]  # the old mask held the trachea; this one leaves it out
+    assert not (m & trachea & (z >= 4)).any()
+    lungs = truth & ~top
+    assert (m & lungs).sum() >= 0.99 * lungs.sum()  # the lungs stay in
+    assert m[shape[0] // 2, int(0.48 * 96), int(0.32 * 96)]  # and the nodule
+    assert kept[apex].all() and m[apex].all()  # small and dark, but not at the midline: lung
