@@ -245,12 +245,16 @@ def _airway_lumen(lungs2d: np.ndarray, hu2d: np.ndarray, body2d: np.ndarray) -> 
     small = (sizes <= AIRWAY_MAX_SHARE * lungs2d.size) & (sizes < sizes.max())
     if not small.any():
         return np.zeros_like(lungs2d)
-    ids = ids[small]
-    xs = np.array([c[1] for c in ndi.center_of_mass(lungs2d, lab, ids)])
     mid, width = (cols[0] + cols[-1]) / 2, cols[-1] - cols[0] + 1
-    med = np.asarray(ndi.median(hu2d, lab, ids))
-    airway = ids[(np.abs(xs - mid) <= AIRWAY_MIDLINE * width) & (med < AIRWAY_HU)]
-    return _keep_labels(lab, airway) if airway.size else np.zeros_like(lungs2d)
+    boxes = ndi.find_objects(lab)
+    airway = []
+    for i in ids[small]:  # each small component within its bounding box (a whole-slice median is slow)
+        sl = boxes[i - 1]
+        own = lab[sl] == i
+        x = np.nonzero(own)[1].mean() + sl[1].start
+        if abs(x - mid) <= AIRWAY_MIDLINE * width and np.median(hu2d[sl][own]) < AIRWAY_HU:
+            airway.append(i)
+    return _keep_labels(lab, airway) if airway else np.zeros_like(lungs2d)
 
 
 def lung_mask_ct(
