@@ -173,7 +173,9 @@ def main(argv=None) -> dict:
         key = ";".join(f"{q.name}-{q.stat().st_size}-{int(q.stat().st_mtime)}" for q in src)
         if args.detect_scale:
             key += f";detect_scale={args.detect_scale:g}"
-        hit = cache / f"{name}.json" if cache is not None else None
+        # one file per checkpoint and detection scale: scoring at another scale keeps the first one's figures
+        tag = f"@{args.detect_scale:g}" if args.detect_scale else ""
+        hit = cache / f"{name}{tag}.json" if cache is not None else None
         if hit is not None and hit.exists():
             stored = json.loads(hit.read_text())
             if stored["key"] == key and set(stored["floors"]) >= set(sets):
