@@ -507,3 +507,21 @@ def test_detections_are_peaks_never_boxes_around_a_whole_region():
     assert {(d.properties["peak_y"], d.properties["peak_x"]) for d in dets} == {(30, 40), (90, 100)}
     assert all(max(d.size) <= 17 for d in dets)  # small boxes around the peaks
     assert detect(amap.astype(np.float32), 0.99) == []
+
+
+def test_a_peak_above_the_threshold_is_shown_however_many_broader_candidates_outrank_it():
+    """Candidates are ranked on the smoothed map: 60 broad blobs below the threshold outrank a narrow
+    spike above it.  The threshold is applied before the count of shown detections, so the spike is shown
+    (it was not when the first 50 candidates were taken before thresholding); the count still holds."""
+    from napari_ppii._widgets.predict import detect
+
+    yy, xx = np.mgrid[:256, :256]
+    amap = np.zeros((256, 256))
+    centres = [(16 + 32 * (i // 8), 16 + 32 * (i % 8)) for i in range(60)]
+    for cy, cx in centres:
+        amap += 0.45 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 60.0)
+    amap[240, 200] = 0.95  # one pixel above the threshold, away from the blobs
+    dets = detect(amap.astype(np.float32), 0.5, max_candidates=50)
+    assert [(d.properties["peak_y"], d.properties["peak_x"]) for d in dets] == [(240, 200)]
+    many = detect(amap.astype(np.float32), 0.3, max_candidates=50)
+    assert len(many) == 50  # 61 peaks above 0.3: the first 50 are shown

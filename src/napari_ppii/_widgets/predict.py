@@ -57,19 +57,23 @@ def detect(
 ) -> list[Box]:
     """The evaluation's candidates (:func:`~napari_ppii.evaluation.metrics.extract_candidates`: local maxima
     of the 2D map -- smoothed at the detection ``scale``, default the evaluation's -- >= ``min_distance`` px
-    apart, strongest first) whose map value exceeds ``threshold``, each as a small box around its peak
-    (``2 min_distance + 1`` px a side) -- never a box around a whole thresholded region, which on a diffuse
-    map spans the image.  ``peak``: the map's value there; ``score``: the candidate's score (its order)."""
+    apart, strongest first) whose map value exceeds ``threshold``, the first ``max_candidates`` of them, each
+    as a small box around its peak (``2 min_distance + 1`` px a side) -- never a box around a whole
+    thresholded region, which on a diffuse map spans the image.  ``peak``: the map's value there; ``score``:
+    the candidate's score (its order).  The threshold is applied before the count: a peak above it is shown
+    however many broader candidates below it outrank it."""
     from ..evaluation.metrics import DEFAULT_DETECT_SCALE, extract_candidates
 
     a = np.asarray(amap)
     scale = DEFAULT_DETECT_SCALE if scale is None else scale
-    c = extract_candidates(a, min_distance=min_distance, max_candidates=max_candidates, scale=scale)
+    c = extract_candidates(a, min_distance=min_distance, max_candidates=np.inf, scale=scale)
     out = []
     for (y, x), score in zip(c.points, c.scores):
         peak = float(a[int(y), int(x)])
         if peak <= threshold:
             continue
+        if len(out) >= max_candidates:
+            break
         lo = (max(0, int(y) - min_distance), max(0, int(x) - min_distance))
         hi = (min(a.shape[0] - 1, int(y) + min_distance), min(a.shape[1] - 1, int(x) + min_distance))
         props = {"peak": peak, "score": float(score), "peak_y": int(y), "peak_x": int(x)}
