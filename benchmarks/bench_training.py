@@ -18,7 +18,7 @@ eager, the batch drawn inside the step), the default not compiled, the default, 
 line: one JSON object with ``speedup`` (default / fp32 steps/s) and ``prefetch_gain`` (prefetch / default).
 With prefetch the first timed step's batch was drawn during the last warm-up step: time several steps
 (the default 8) -- a one-step smoke run (``--steps 1``) printed prefetch / default 4.6x at 64x64 on one thread
-beside a training, an artefact of that, not a speed.
+beside a training: partly that, partly a core the one-thread step left free; no figure to report.
 """
 
 from __future__ import annotations
