@@ -134,6 +134,26 @@ def test_resume_continues_exactly(tmp_path, pool, backbone):
     assert any(not torch.equal(a["model"][k], c["model"][k]) for k in a["model"] if a["model"][k].is_floating_point())
 
 
+def test_a_rerun_of_the_same_command_gives_the_same_run_bit_for_bit(tmp_path, pool):
+    # README, "Reproducing a figure": the same configuration, seed, thread count and library versions on the
+    # same CPU give the same weights and the same log (losses, validation), not merely similar ones
+    extra = ["training.steps=8", "training.val_every=4", "training.num_threads=1"]
+    for d in ("a", "b"):
+        train(tiny_cfg(tmp_path / d, *extra), images=pool)
+    a, b = (load_checkpoint(tmp_path / d / "last.pt") for d in ("a", "b"))
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    drop = {"time", "images_per_s", "eta_s", "path"}
+    recs = {
+        d: [{k: v for k, v in r.items() if k not in drop} for r in read_log(tmp_path / d / "log.jsonl")] for d in "ab"
+    }
+    assert [r["event"] for r in recs["a"]].count("val") == 2
+    assert recs["a"] == recs["b"]
+    start = recs["a"][0]
+    assert start["event"] == "start" and start["seed"] == 0 and start["threads"] == 1
+    assert start["torch"] == torch.__version__ and start["numpy"] == np.__version__
+
+
 def test_log_and_checkpoints(tmp_path, pool):
     cfg = tiny_cfg(tmp_path, "training.steps=8", "training.val_every=4")
     res = train(cfg, images=pool)

@@ -454,6 +454,10 @@ class Trainer:
                 n_train=self.n_train,
                 n_val_images=self.n_val_images,
                 resumed_from=str(resume) if resume else None,
+                # what a bit-for-bit rerun needs beside the configuration (README, "Reproducing a figure")
+                seed=cfg.seed,
+                torch=torch.__version__,
+                numpy=np.__version__,
             )
         bar = None
         if progress and dist.is_main:
