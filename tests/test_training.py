@@ -445,6 +445,28 @@ def test_training_batches_keep_anomalies_on_the_masks(pool):
     assert np.all(b.label[:, 0].numpy()[:, far] == 0)
 
 
+def test_min_mask_share_leaves_out_images_without_room_for_anomalies(tmp_path):
+    from napari_ppii.training.loop import Trainer
+
+    pool = np.stack([smooth_image((32, 32), seed=s) for s in range(10)])
+    masks = np.zeros(pool.shape, bool)
+    masks[:6, 4:20, 6:22] = True  # 25 % of the image: six "slices through the lungs"
+    masks[6:8, 10:12, 10:12] = True  # 0.4 %: two slices at the lungs' tip; two with no lung at all
+    pool[6:] += 10.0  # mark the images without room, to see which ones training and validation hold
+    base = ["synthesis.placement=mask", "synthesis.patch_size=[0.2, 0.3]", "data.val_fraction=0.34"]
+    tr = Trainer(tiny_cfg(tmp_path / "a", *base, "data.min_mask_share=0.02"), images=pool, masks=masks)
+    assert (tr.n_train, tr.n_val_images, tr.n_left_out) == (4, 2, 4)
+    assert float(tr.batches.cpu_images.max()) < 5  # none of the four without room is trained on
+    assert tr.batches.masks.flatten(1).float().mean(1).min() >= 0.02
+    b = tr.batches.draw(np.random.default_rng(0), 8)
+    assert all((b.label[i, 0].numpy() > 0).any() for i in range(8))  # every image carries an anomaly
+    # the default keeps every image; and a share no mask reaches is an error that says what to change
+    tr0 = Trainer(tiny_cfg(tmp_path / "b", *base), images=pool, masks=masks)
+    assert (tr0.n_train + tr0.n_val_images, tr0.n_left_out) == (10, 0)
+    with pytest.raises(InputError, match="min_mask_share"):
+        Trainer(tiny_cfg(tmp_path / "c", *base, "data.min_mask_share=0.5"), images=pool, masks=masks)
+
+
 def test_mask_stack_from_data_mask_and_ct_lungs(tmp_path, pool):
     import SimpleITK as sitk
 

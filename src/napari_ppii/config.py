@@ -110,6 +110,14 @@ class DataConfig(_Model):
     lesion_margin: int = Field(
         5, ge=0, le=100, description="CT: slices within this many of a lesion are not normal (paper: ~5)"
     )
+    min_mask_share: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="leave out training (and validation) images whose placement mask covers less than this "
+        "share of the image: CT slices above or below the lungs, where placement in the lungs finds no room "
+        "and an anomaly lands outside them or not at all; 0 keeps every image, placement=anywhere ignores it",
+    )
     modality: Literal["CT", "radiograph"] | None = Field(
         None,
         description="the modality of the training images where the data does not say (a pre-processed .npy "

@@ -186,6 +186,20 @@ def _train(cfg: PPIIConfig, resume, *, progress, images, stop_after, masks) -> T
     return Trainer(cfg, images=images, masks=masks).run(resume, progress=progress, stop_after=stop_after)
 
 
+def _with_mask_share(pool: np.ndarray, masks: np.ndarray | None, share: float):
+    """``pool`` and ``masks`` without the images whose placement mask covers less than ``share`` of them
+    (``data.min_mask_share``), and how many were left out; unchanged without masks or at share 0."""
+    if masks is None or share <= 0:
+        return pool, masks, 0
+    keep = np.asarray(masks, dtype=bool).reshape(len(masks), -1).mean(axis=1) >= share
+    if not keep.any():
+        raise InputError(
+            f"no training image has a placement mask covering {share:.1%} of it (data.min_mask_share): "
+            "lower it, or check the masks"
+        )
+    return pool[keep], masks[keep], int((~keep).sum())
+
+
 class Trainer:
     """One training run in five parts: set-up (``__init__``: device, data, model, optimiser), ``restore``
     (a checkpoint, every RNG state included), ``step`` (one optimisation step), ``validate`` (validation,
@@ -221,6 +235,7 @@ class Trainer:
             }
         if pool.ndim != 3 or len(pool) == 0:
             raise InputError(f"training images must be a non-empty (N, H, W) stack, got shape {pool.shape}")
+        pool, pool_masks, self.n_left_out = _with_mask_share(pool, pool_masks, cfg.data.min_mask_share)
         tr_idx, va_idx = split_indices(len(pool), cfg)
         self.n_train, self.n_val_images = int(len(tr_idx)), int(len(va_idx))
         va_m = None if pool_masks is None else pool_masks[va_idx]
@@ -453,6 +468,7 @@ class Trainer:
                 world_size=dist.world_size,
                 n_train=self.n_train,
                 n_val_images=self.n_val_images,
+                n_left_out=self.n_left_out,
                 resumed_from=str(resume) if resume else None,
                 # what a bit-for-bit rerun needs beside the configuration (README, "Reproducing a figure")
                 seed=cfg.seed,
