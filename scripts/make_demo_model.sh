@@ -8,7 +8,9 @@
 #       configs/lidc2_ppii_unet.yaml, U-Net base 16, 256x256, 4,000 steps, on the normal slices of both LIDC
 #       patients (CC BY 3.0; attribution: resources/README.md): every slice more than 9 slices from an
 #       annotated lesion, so the 24 slices of the bundled slab (LIDC-IDRI-0001 z 78-101) and LIDC-IDRI-0002's
-#       nodule slices (z 171-198) are never trained on; best.pt by label-free held-out-anomaly (FPI) Dice.
+#       nodule slices (z 171-198) are never trained on, and of those only the slices that cross the lungs
+#       (data.min_mask_share 0.02); best.pt by label-free held-out-anomaly (FPI) Dice; the shipped weights are
+#       the kept step with the best synthetic validation Dice (STEP=3500; benchmarks/README.md).
 #   MODEL=nih bash scripts/make_demo_model.sh  # the radiograph model, resources/models/nih_unet_demo.pt:
 #       configs/nih_ppii_unet.yaml on the 72 PA "No Finding" NIH radiographs, 4,000 steps; best.pt by pixel
 #       AUROC on the NIH Nodule/Mass radiographs except the two bundled in resources/nih-cxr.
@@ -31,13 +33,23 @@ lidc() {
   [ -f "$run/last.pt" ] && resume=(--resume "$run/last.pt")
   .venv/bin/ppii train --config configs/lidc2_ppii_unet.yaml --quiet "${resume[@]}"
   local ck="$run/${STEP:+step_$(printf %07d "$STEP").pt}"; [ -n "${STEP:-}" ] || ck="$run/best.pt"
-  $PY - "$ck" runs/ct2/lidc_normals_sources.json runs/ct2/provenance.json <<'PY'
+  $PY - "$ck" runs/ct2/lidc_normals_sources.json runs/ct2/lidc_normals_masks.npy runs/ct2/provenance.json <<'PY'
 import json, sys
+import numpy as np
 from napari_ppii.checkpoint import load_checkpoint
-ck, src, out = sys.argv[1:]
+ck, src, masks, out = sys.argv[1:]
 c = load_checkpoint(ck)
-json.dump({"data": "normal slices of the LIDC-IDRI series below (lesion margin 9 slices), built by scripts/build_ct_stack.py",
-           "sources": json.load(open(src)), "selection": c["config"]["training"]["select"], "step": c["step"]},
+share = c["config"]["data"].get("min_mask_share", 0.0)
+m = np.load(masks, mmap_mode="r")
+keep = [bool(m[i].astype(bool).mean() >= share) for i in range(len(m))]  # the slices the trainer kept
+sources, i = [], 0
+for s in json.load(open(src)):
+    sl = [z for j, z in enumerate(s["slices"]) if keep[i + j]]
+    i += s["n_slices"]
+    sources.append({**s, "slices": sl, "n_slices": len(sl)})
+json.dump({"data": "normal slices of the LIDC-IDRI series below (lesion margin 9 slices) whose lung mask covers at least "
+           f"{share:.0%} of the slice, built by scripts/build_ct_stack.py",
+           "sources": sources, "selection": c["config"]["training"]["select"], "step": c["step"]},
           open(out, "w"))
 PY
   $PY -m napari_ppii.checkpoint "$ck" resources/models/lidc_unet_demo.pt --half --provenance runs/ct2/provenance.json

@@ -65,17 +65,19 @@ def test_the_ct_model_still_scores_the_unseen_slab_as_measured():
     per_slice = ev.metrics["per_slice"]
     assert len(per_slice["first_hit"]) == 9  # the nodule's slices
     assert per_slice["top1_hits"][0] >= SHIPPED_CT_TOP1
-    ranks = per_slice["first_hit"].values()  # where the nodule comes among each slice's candidates
-    assert all(r is not None and r <= SHIPPED_CT_WORST_RANK + 5 for r in ranks), per_slice["first_hit"]
+    ranks = [r for r in per_slice["first_hit"].values() if r is not None]  # the nodule among each slice's candidates
+    assert len(ranks) >= SHIPPED_CT_SLICES_FOUND - 1, per_slice["first_hit"]
+    assert max(ranks) <= SHIPPED_CT_WORST_RANK + 5, per_slice["first_hit"]
     assert per_slice["pixel_auroc"] >= SHIPPED_CT_AUROC - 0.03
     assert all(per_slice["pixel_auroc"] > f["pixel_auroc"] for f in ev.metrics["floors"].values())
     assert ev.metrics["raw"]["top1_hits"][1] == 9  # the raw map's row is reported beside it
 
 
-#: measured when the model was shipped (benchmarks/README.md, "2026-12-04 (third session)"); the test allows a margin
+#: measured when the model was shipped (benchmarks/README.md, "2026-12-04 (sixth session)"); the test allows a margin
 SHIPPED_CT_TOP1 = 0  # of the 9 nodule slices (the map x prior; the raw map: 1 of 9)
-SHIPPED_CT_WORST_RANK = 14  # the nodule is among the first 14 candidates of every one of its 9 slices
-SHIPPED_CT_AUROC = 0.893  # pixel AUROC x prior (lung-field floor 0.865)
+SHIPPED_CT_SLICES_FOUND = 7  # slices where one of the candidates lies on the nodule (none on z 11 and 12)
+SHIPPED_CT_WORST_RANK = 10  # ... and there it is among the first 10
+SHIPPED_CT_AUROC = 0.919  # pixel AUROC x prior (lung-field floor 0.866)
 
 
 @pytest.mark.skipif(not CXR.exists(), reason="no pretrained radiograph model in resources/models")

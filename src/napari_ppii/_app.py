@@ -192,7 +192,7 @@ def _run_demo(out: Path, steps: int, size: int, timeout: float, headless: bool) 
         f"its thresholded boxes ({predictor.counts.text()}) are not a detection result (the pretrained models "
         "are measured at the end of scripts/demo.sh)"
     )
-    # 4. the small pretrained CT model (normal LIDC-IDRI-0001 slices only) on the 24 slices it never saw
+    # 4. the small pretrained CT model (normal slices of two LIDC patients) on the 24 slices it never saw
     pretrained = Path(_sample_data.RESOURCES.joinpath("models", PRETRAINED))
     if pretrained.exists():
         ct, ct_boxes = "LIDC-IDRI-0001 CT full view", "LIDC-IDRI-0001 full view boxes"

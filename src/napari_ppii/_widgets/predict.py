@@ -156,7 +156,7 @@ class PredictWidget(FormsMixin, QWidget):
         self.threshold.valueChanged.connect(self._threshold_moved)
         from qtpy.QtWidgets import QCheckBox
 
-        # a map's range depends on the model (the shipped CT model's never reaches 0.5): by default the
+        # a map's range depends on the model (some models never reach 0.5 on a scan): by default the
         # threshold follows each new map, at its top 0.1 % of pixels; moving the slider takes over
         self.auto_threshold = QCheckBox("auto: the map's top 0.1%")
         self.auto_threshold.setChecked(True)
