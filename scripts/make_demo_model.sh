@@ -37,11 +37,11 @@ lidc() {
 import json, sys
 import numpy as np
 from napari_ppii.checkpoint import load_checkpoint
+from napari_ppii.training.data import with_room
 ck, src, masks, out = sys.argv[1:]
 c = load_checkpoint(ck)
 share = c["config"]["data"].get("min_mask_share", 0.0)
-m = np.load(masks, mmap_mode="r")
-keep = [bool(m[i].astype(bool).mean() >= share) for i in range(len(m))]  # the slices the trainer kept
+keep = with_room(np.load(masks), share)  # the slices the trainer kept, by its own rule
 sources, i = [], 0
 for s in json.load(open(src)):
     sl = [z for j, z in enumerate(s["slices"]) if keep[i + j]]

@@ -119,6 +119,19 @@ def training_masks(cfg: PPIIConfig, images: np.ndarray, masks: np.ndarray | None
     return placement_masks(cfg.synthesis, images, masks)
 
 
+def with_room(masks: np.ndarray, share: float) -> np.ndarray:
+    """Which images (a bool per image of ``masks``, ``(N, H, W)``) have a placement mask covering at least
+    ``share`` of them: the ones ``data.min_mask_share`` keeps for training and validation.  An error when
+    none has."""
+    keep = np.asarray(masks, dtype=bool).reshape(len(masks), -1).mean(axis=1) >= share
+    if not keep.any():
+        raise InputError(
+            f"no training image has a placement mask covering {share:.1%} of it (data.min_mask_share): "
+            "lower it, or check the masks"
+        )
+    return keep
+
+
 def _modality(scan: Scan) -> str:
     from ..preprocess import is_ct
 

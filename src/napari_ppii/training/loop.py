@@ -31,7 +31,7 @@ from ..errors import InputError
 from ..models import build_model
 from ..checkpoint import load_checkpoint, remove_partial_writes, save_checkpoint
 from ..device import fast_path, resolve_device
-from .data import SyntheticBatches, load_training_set, split_indices, training_masks, validation_set
+from .data import SyntheticBatches, load_training_set, split_indices, training_masks, validation_set, with_room
 from .log import JsonlLog
 from .losses import segmentation_loss
 from .select import Selector
@@ -186,20 +186,6 @@ def _train(cfg: PPIIConfig, resume, *, progress, images, stop_after, masks) -> T
     return Trainer(cfg, images=images, masks=masks).run(resume, progress=progress, stop_after=stop_after)
 
 
-def _with_mask_share(pool: np.ndarray, masks: np.ndarray | None, share: float):
-    """``pool`` and ``masks`` without the images whose placement mask covers less than ``share`` of them
-    (``data.min_mask_share``), and how many were left out; unchanged without masks or at share 0."""
-    if masks is None or share <= 0:
-        return pool, masks, 0
-    keep = np.asarray(masks, dtype=bool).reshape(len(masks), -1).mean(axis=1) >= share
-    if not keep.any():
-        raise InputError(
-            f"no training image has a placement mask covering {share:.1%} of it (data.min_mask_share): "
-            "lower it, or check the masks"
-        )
-    return pool[keep], masks[keep], int((~keep).sum())
-
-
 class Trainer:
     """One training run in five parts: set-up (``__init__``: device, data, model, optimiser), ``restore``
     (a checkpoint, every RNG state included), ``step`` (one optimisation step), ``validate`` (validation,
@@ -235,7 +221,10 @@ class Trainer:
             }
         if pool.ndim != 3 or len(pool) == 0:
             raise InputError(f"training images must be a non-empty (N, H, W) stack, got shape {pool.shape}")
-        pool, pool_masks, self.n_left_out = _with_mask_share(pool, pool_masks, cfg.data.min_mask_share)
+        self.n_left_out = 0
+        if pool_masks is not None and cfg.data.min_mask_share > 0:
+            keep = with_room(pool_masks, cfg.data.min_mask_share)
+            pool, pool_masks, self.n_left_out = pool[keep], pool_masks[keep], int((~keep).sum())
         tr_idx, va_idx = split_indices(len(pool), cfg)
         self.n_train, self.n_val_images = int(len(tr_idx)), int(len(va_idx))
         va_m = None if pool_masks is None else pool_masks[va_idx]
