@@ -134,7 +134,15 @@ def main(argv=None) -> dict:
         help="the evaluation's detection scale (default 0: candidates from the raw map's peaks, as every trajectory "
         "before the default became 0.01, so that a run's checkpoints stay comparable)",
     )
+    ap.add_argument(
+        "--ensemble",
+        nargs="+",
+        type=Path,
+        help="score these checkpoints as one ensemble (maps averaged; one row named 'ensemble') instead of the run's",
+    )
     args = ap.parse_args(argv)
+    if args.ensemble and not args.run:
+        ap.error("--ensemble needs --run (the run whose log and folder name the row and its cache)")
     run = args.run or ROOT / "runs" / ("nih_ppii_unet" if args.kind == "nih" else "lidc2_ppii_unet")
     kept = sorted(run.glob("step_*.pt"))
     if not kept:
@@ -159,6 +167,8 @@ def main(argv=None) -> dict:
         named.append(("swa (last 3 kept)", _swa(kept[-3:], tmp / "swa.pt")))
     if args.only:
         named = [(n, p) for n, p in named if n in args.only or p.name in args.only]
+    if args.ensemble:
+        named = [("ensemble", list(args.ensemble))]
     opts = EvalOptions(n_boot=args.n_boot, prior=DEFAULT_PRIOR, detect_scale=args.detect_scale)
     results: dict = {
         "run": str(run),
@@ -169,7 +179,8 @@ def main(argv=None) -> dict:
     }
     cache = args.out / f"cache-{run.name}" if args.cache else None
     for name, path in named:
-        src = kept[-3:] if name.startswith("swa") else [path]  # SWA: the kept checkpoints it averages
+        # SWA: the kept checkpoints it averages; an ensemble: its members
+        src = kept[-3:] if name.startswith("swa") else path if isinstance(path, list) else [path]
         key = ";".join(f"{q.name}-{q.stat().st_size}-{int(q.stat().st_mtime)}" for q in src)
         if args.detect_scale:
             key += f";detect_scale={args.detect_scale:g}"
@@ -185,9 +196,9 @@ def main(argv=None) -> dict:
                 print(f"{name}: figures from {hit}", flush=True)
                 continue
         pred = Predictor(path)
-        v = vals.get(pred.step, {})
+        v = vals.get(pred.step, {}) if name != "ensemble" else {}
         row = {
-            "step": pred.step,
+            "step": pred.step if len(pred.steps) == 1 else pred.steps,
             "val_dice": v.get("val_dice"),
             "select": v.get("select"),
             "select_score": v.get("select_score") if name != "swa (last 3 kept)" else None,

@@ -159,3 +159,62 @@ def test_maps_are_written_compactly_within_float16_precision(tmp_path):
     assert compact.stat().st_size < 0.8 * full.stat().st_size
     back = read_scan(compact).array
     assert np.all(np.abs(back - vol) <= np.abs(vol) * 2.0**-11)
+
+
+def _train_tiny(tmp, *extra):
+    from napari_ppii.training import train
+
+    cfg = PPIIConfig().with_overrides(
+        TINY + [f"training.out_dir={tmp}", "training.steps=2", "training.val_every=2", *extra]
+    )
+    train(cfg, images=np.stack([smooth_image((32, 32), seed=s) for s in range(6)]))
+    return tmp / "last.pt"
+
+
+def test_an_ensemble_averages_its_members_and_adds_their_spread_to_the_variance(tmp_path, checkpoint):
+    from napari_ppii.predict import Predictor
+
+    other = _train_tiny(tmp_path / "seed1", "seed=1")
+    a, b, both = Predictor(checkpoint), Predictor(other), Predictor([checkpoint, other])
+    assert both.steps == [a.step, b.step] and both.stochastic and not a.stochastic
+    x = np.stack([smooth_image((32, 32), seed=s) for s in (7, 8, 9)])
+    (ma, va), (mb, vb), (m, v) = a.predict_images(x), b.predict_images(x), both.predict_images(x)
+    assert np.abs(ma - mb).max() > 1e-3  # two seeds: two different maps, or the test shows nothing
+    np.testing.assert_allclose(m, (ma + mb) / 2, atol=1e-6)
+    # deterministic members: the total variance is the spread between them
+    np.testing.assert_allclose(v, va / 2 + vb / 2 + ((ma - mb) / 2) ** 2, atol=1e-6)
+    assert v.max() > 0
+    # in the scan's geometry too: the variance map is written for an ensemble
+    scan = Scan((smooth_image((40, 36), seed=3) * 1000 - 900).astype(np.float32), (0.7, 0.7), (0, 0), np.eye(2), "DX")
+    amap = both.predict_scan(scan)
+    assert amap.mean.shape == amap.variance.shape == (40, 36) and amap.variance.max() > 0
+    # one checkpoint in a list is the single model
+    np.testing.assert_array_equal(Predictor([checkpoint]).predict_images(x)[0], ma)
+
+
+def test_an_ensemble_of_models_taking_other_inputs_is_refused(tmp_path, checkpoint):
+    from napari_ppii.errors import InputError
+    from napari_ppii.predict import Predictor
+
+    large = _train_tiny(tmp_path / "large", "data.image_size=48")
+    with pytest.raises(InputError, match="48 px images, not 32") as err:
+        Predictor([checkpoint, large])
+    assert "large" in str(err.value)
+    with pytest.raises(InputError, match="no checkpoint"):
+        Predictor([])
+
+
+def test_cli_predicts_with_an_ensemble_and_records_its_members(tmp_path, checkpoint):
+    import json
+
+    other = _train_tiny(tmp_path / "seed1", "seed=1")
+    out = tmp_path / "out"
+    img = str(RESOURCES / "nih-cxr" / "00000002_000.png")
+    rc = main(["predict", "--checkpoint", str(checkpoint), str(other), "--out", str(out), "--quiet", img])
+    assert rc == 0
+    rec = json.loads((out / "predict.json").read_text())
+    assert rec["checkpoint"] == [str(checkpoint), str(other)] and len(rec["step"]) == 2
+    var = read_scan(out / "00000002_000_variance.tif").array
+    assert var.max() > 0  # the members disagree somewhere
+    rc = main(["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "one"), "--quiet", img])
+    assert rc == 0 and json.loads((tmp_path / "one" / "predict.json").read_text())["checkpoint"] == str(checkpoint)

@@ -185,6 +185,21 @@ def cmd_train(args) -> int:
     return 0
 
 
+ENSEMBLE_HELP = (
+    "a checkpoint; several predict as one ensemble (maps averaged, variance = the ensemble's total variance; "
+    "they must take the same input)"
+)
+
+
+def _checkpoint_record(paths: list[Path]) -> str | list[str]:
+    """The checkpoint(s) as a record names them: one path, or the ensemble's list."""
+    return str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]
+
+
+def _step_record(pred) -> int | list[int]:
+    return pred.step if len(pred.steps) == 1 else pred.steps
+
+
 def cmd_predict(args) -> int:
     from .predict import Predictor, expand_inputs, predict_batch
 
@@ -222,8 +237,8 @@ def cmd_predict(args) -> int:
     (out / "predict.json").write_text(
         json.dumps(
             {
-                "checkpoint": str(args.checkpoint),
-                "step": pred.step,
+                "checkpoint": _checkpoint_record(args.checkpoint),
+                "step": _step_record(pred),
                 "backbone": pred.cfg.model.backbone,
                 "inputs": [str(i) for i in args.inputs],
                 "predicted": len(ok),
@@ -316,7 +331,7 @@ def cmd_evaluate(args) -> int:
     atlas = None
     if not args.no_floors:
         atlas, why = atlas_floor(
-            pred.cfg, args.train_data, checkpoint=args.checkpoint, recorded=pred.inputs.get("train_data")
+            pred.cfg, args.train_data, checkpoint=args.checkpoint[0], recorded=pred.inputs.get("train_data")
         )
     ev = evaluate(
         pred,
@@ -335,7 +350,7 @@ def cmd_evaluate(args) -> int:
         ev,
         args.out,
         title=f"{pred.cfg.model.backbone} ({pred.cfg.synthesis.method}) on {data.name}",
-        extra={"checkpoint": str(args.checkpoint), "step": pred.step, "data": str(data)},
+        extra={"checkpoint": _checkpoint_record(args.checkpoint), "step": _step_record(pred), "data": str(data)},
     )
     m = ev.metrics
     print(
@@ -429,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--split", help="annotations CSV: only rows of this split (e.g. test)")
     p.add_argument("--quiet", action="store_true", help="no per-scan progress lines")
-    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--checkpoint", required=True, type=Path, nargs="+", help=ENSEMBLE_HELP)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--samples", type=int, help="MC-dropout / PHiSeg samples (default: the model's)")
     p.add_argument("--device", help="cpu (default), cuda or cuda:N")
@@ -441,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluation.metrics import DEFAULT_DETECT_SCALE
 
     p = sub.add_parser("evaluate", help="score a checkpoint on test scans: pixel AUROC, sample AUROC/AP, FROC")
-    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--checkpoint", required=True, type=Path, nargs="+", help=ENSEMBLE_HELP)
     p.add_argument("--data", required=True, help="annotations CSV (rows with split=test) or a CT series / volume")
     p.add_argument("--boxes", help="LIDC XML or box CSV for a CT series")
     p.add_argument("--out", required=True, type=Path)

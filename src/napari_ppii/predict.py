@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -31,33 +31,43 @@ class AnomalyMap:
     mean: np.ndarray  # same shape as the scan, in [0, 1]
     variance: np.ndarray  # same shape, variance over samples (zero for a plain U-Net)
     scan: Scan  # geometry the maps belong to
-    samples: int
+    samples: int  # samples per model (1 for a deterministic single model)
     raw: np.ndarray | None = None  # the map before an organ prior weighted ``mean`` (napari_ppii.prior)
     warning: str | None = None  # e.g. a scan of another modality than the model was trained on
 
 
 class Predictor:
-    """A loaded model ready to predict (keeps weights on ``device``)."""
+    """A loaded model ready to predict (keeps weights on ``device``), or an ensemble of them.
 
-    def __init__(self, checkpoint: str | Path, device: str = "cpu"):
-        from .checkpoint import load_checkpoint
+    ``checkpoint`` is one checkpoint or several.  Several models (e.g. the same configuration trained from
+    different seeds) predict as one: their maps are averaged, and the variance map is the ensemble's
+    total variance -- the mean of the members' own variances plus the variance between their means (a
+    deep ensemble's uncertainty).  Members must take the same input (pre-processing, image size,
+    modality); the first one's configuration describes the ensemble."""
+
+    def __init__(self, checkpoint: str | Path | Sequence[str | Path], device: str = "cpu"):
         from .device import resolve_device
 
-        ck = load_checkpoint(checkpoint)
-        self.path = Path(checkpoint)
-        self.cfg = PPIIConfig.from_dict(ck["config"], source=checkpoint)
+        paths = [Path(checkpoint)] if isinstance(checkpoint, (str, Path)) else [Path(c) for c in checkpoint]
+        if not paths:
+            raise InputError("no checkpoint to predict with")
+        self.paths = paths
+        self.path = paths[0]
         self.device = resolve_device(device)
-        self.model = build_model(self.cfg.model)
-        try:
-            self.model.load_state_dict(ck["model"])
-        except RuntimeError as exc:
-            raise InputError(
-                f"weights do not fit the model the checkpoint describes ({str(exc).splitlines()[0]})", checkpoint
-            ) from None
-        self.model.to(self.device).eval()
-        self.step = int(ck.get("step", 0))
-        #: what the checkpoint records of its training inputs (modality, training data, input settings)
-        self.inputs: dict = dict(ck.get("inputs") or {})
+        members = [_load_member(p, self.device) for p in paths]
+        self.cfg, self.model, self.step, self.inputs = members[0]
+        self.models = [m[1] for m in members]
+        #: each member's training step (one entry for a single model)
+        self.steps = [m[2] for m in members]
+        for path, (cfg, _model, _step, inputs) in zip(paths[1:], members[1:]):
+            why = _input_mismatch(self.cfg, self.inputs, cfg, inputs)
+            if why:
+                raise InputError(f"cannot predict as one ensemble with {paths[0].name}: {why}", path)
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the variance map carries anything (a stochastic model, or an ensemble)."""
+        return len(self.models) > 1 or self.model.stochastic
 
     @property
     def modality(self) -> str | None:
@@ -91,7 +101,13 @@ class Predictor:
         means, vars_ = [], []
         for i in range(0, len(images), batch):
             x = torch.as_tensor(images[i : i + batch])[:, None].float().to(self.device)
-            m, v = self.model.predict(x, samples=n)
+            outs = [model.predict(x, samples=n) for model in self.models]
+            if len(outs) == 1:
+                m, v = outs[0]
+            else:  # the ensemble's total variance: within the members plus between their means
+                ms = torch.stack([o[0] for o in outs])
+                m = ms.mean(0)
+                v = torch.stack([o[1] for o in outs]).mean(0) + ms.var(0, unbiased=False)
             means.append(m[:, 0].cpu().numpy())
             vars_.append(v[:, 0].cpu().numpy())
             if progress is not None:
@@ -116,13 +132,42 @@ class Predictor:
             m, v = self.predict_images(x, samples)
             for i in range(z1 - z0):
                 mean[z0 + i] = np.clip(resize(m[i], shape2d), 0, 1)
-                if self.model.stochastic:
+                if self.stochastic:
                     var[z0 + i] = np.clip(resize(v[i], shape2d), 0, None)
             if progress is not None:
                 progress(z1, depth)
         if scan.ndim == 2:
             mean, var = mean[0], var[0]
-        return AnomalyMap(mean, var, scan, n if self.model.stochastic else 1, warning=self.modality_warning(scan))
+        return AnomalyMap(mean, var, scan, n if self.stochastic else 1, warning=self.modality_warning(scan))
+
+
+def _load_member(path: Path, device) -> tuple[PPIIConfig, torch.nn.Module, int, dict]:
+    """One checkpoint's configuration, model (on ``device``, in eval mode), step and recorded inputs."""
+    from .checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path)
+    cfg = PPIIConfig.from_dict(ck["config"], source=path)
+    model = build_model(cfg.model)
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as exc:
+        raise InputError(
+            f"weights do not fit the model the checkpoint describes ({str(exc).splitlines()[0]})", path
+        ) from None
+    model.to(device).eval()
+    return cfg, model, int(ck.get("step", 0)), dict(ck.get("inputs") or {})
+
+
+def _input_mismatch(cfg: PPIIConfig, inputs: dict, other: PPIIConfig, other_inputs: dict) -> str | None:
+    """Why two models cannot share one input (pre-processing, image size, modality), or None."""
+    if other.preprocess.model_dump() != cfg.preprocess.model_dump():
+        return "its pre-processing differs"
+    if other.data.image_size != cfg.data.image_size:
+        return f"it takes {other.data.image_size} px images, not {cfg.data.image_size}"
+    mods = inputs.get("modality"), other_inputs.get("modality")
+    if None not in mods and mods[0] != mods[1]:
+        return f"it was trained on {mods[1]}, not {mods[0]}"
+    return None
 
 
 # --------------------------------------------------------------------------------------------------
