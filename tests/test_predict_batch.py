@@ -218,3 +218,28 @@ def test_cli_predicts_with_an_ensemble_and_records_its_members(tmp_path, checkpo
     assert var.max() > 0  # the members disagree somewhere
     rc = main(["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "one"), "--quiet", img])
     assert rc == 0 and json.loads((tmp_path / "one" / "predict.json").read_text())["checkpoint"] == str(checkpoint)
+
+
+def test_an_ensemble_file_predicts_as_its_members_and_cannot_be_resumed(tmp_path, checkpoint):
+    from napari_ppii.checkpoint import export_ensemble, load_checkpoint
+    from napari_ppii.errors import InputError
+    from napari_ppii.predict import Predictor
+    from napari_ppii.training import train
+    from napari_ppii.training.loop import config_from_checkpoint
+
+    other = _train_tiny(tmp_path / "seed1", "seed=1")
+    ens = export_ensemble([checkpoint, other], tmp_path / "ens.pt", provenance={"why": "two seeds"})
+    ck = load_checkpoint(ens)
+    assert len(ck["members"]) == 2 and ck["provenance"] == {"why": "two seeds"}
+    x = np.stack([smooth_image((32, 32), seed=s) for s in (7, 8)])
+    one_file, two_files = Predictor(ens), Predictor([checkpoint, other])
+    assert one_file.steps == two_files.steps and one_file.stochastic
+    for got, want in zip(one_file.predict_images(x), two_files.predict_images(x)):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(InputError, match="at least two"):
+        export_ensemble([checkpoint], tmp_path / "one.pt")
+    with pytest.raises(InputError, match="cannot hold another ensemble"):
+        export_ensemble([ens, other], tmp_path / "nested.pt")
+    with pytest.raises(InputError, match="can predict, not resume"):
+        cfg = config_from_checkpoint(ens).with_overrides([f"training.out_dir={tmp_path / 'again'}"])
+        train(cfg, resume=ens, images=np.stack([smooth_image((32, 32), seed=s) for s in range(6)]))

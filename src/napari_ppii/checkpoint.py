@@ -75,32 +75,46 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+SLIM_KEYS = ("config", "step", "backbone", "val_dice", "select_score", "best_score", "select", "inputs", "provenance")
+
+
+def _slim(ck: dict[str, Any], half: bool) -> dict[str, Any]:
+    """A checkpoint's inference part: weights (float16 where ``half``), configuration, step, scores, inputs."""
+    model = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ck["model"].items()}
+    return {"model": model, **{k: ck[k] for k in SLIM_KEYS if k in ck}}
+
+
 def export_weights(src: str | Path, dst: str | Path, half: bool = False, provenance: dict | None = None) -> Path:
     """A slim, inference-only copy of a checkpoint: weights, configuration, step and selection score
     (no optimiser, scheduler or RNG state); ``half`` stores floating weights as float16.  ``provenance``
     (plain JSON values: which scans, which slices, how it was chosen) is stored as it is."""
     ck = load_checkpoint(src)
-    model = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ck["model"].items()}
-    keep = {
-        k: ck[k]
-        for k in (
-            "config",
-            "step",
-            "backbone",
-            "val_dice",
-            "select_score",
-            "best_score",
-            "select",
-            "inputs",
-            "provenance",
-        )
-        if k in ck
-    }
+    if "members" in ck:
+        raise InputError("this file is already an ensemble (export its members' own checkpoints)", src)
     extra = {"provenance": provenance} if provenance else {}
-    return save_checkpoint({"model": model, **keep, "exported_from": str(src), **extra}, dst)
+    return save_checkpoint({**_slim(ck, half), "exported_from": str(src), **extra}, dst)
 
 
-if __name__ == "__main__":  # python -m napari_ppii.checkpoint SRC DST [--half] [--provenance FILE.json]
+def export_ensemble(
+    srcs: list[str | Path], dst: str | Path, half: bool = False, provenance: dict | None = None
+) -> Path:
+    """One file holding several models that predict as one ensemble (:class:`napari_ppii.predict.Predictor`
+    loads it like any checkpoint): each member's slim copy under ``members``; the configuration, inputs
+    and step at the top are the first member's (what describes the ensemble's input)."""
+    if len(srcs) < 2:
+        raise InputError("an ensemble needs at least two checkpoints")
+    members = []
+    for src in srcs:
+        ck = load_checkpoint(src)
+        if "members" in ck:
+            raise InputError("an ensemble cannot hold another ensemble", src)
+        members.append({**_slim(ck, half), "exported_from": str(src)})
+    top = {k: members[0][k] for k in ("config", "step", "inputs") if k in members[0]}
+    extra = {"provenance": provenance} if provenance else {}
+    return save_checkpoint({"members": members, **top, **extra}, dst)
+
+
+if __name__ == "__main__":  # python -m napari_ppii.checkpoint SRC [SRC ...] DST [--half] [--provenance FILE.json]
     import json
     import sys
 
@@ -111,4 +125,7 @@ if __name__ == "__main__":  # python -m napari_ppii.checkpoint SRC DST [--half] 
         prov = json.loads(Path(argv[i + 1]).read_text())
         del argv[i : i + 2]
     args = [a for a in argv if a != "--half"]
-    print(export_weights(args[0], args[1], half="--half" in argv, provenance=prov))
+    if len(args) > 2:  # several sources: one ensemble file
+        print(export_ensemble(args[:-1], args[-1], half="--half" in argv, provenance=prov))
+    else:
+        print(export_weights(args[0], args[1], half="--half" in argv, provenance=prov))

@@ -39,11 +39,11 @@ class AnomalyMap:
 class Predictor:
     """A loaded model ready to predict (keeps weights on ``device``), or an ensemble of them.
 
-    ``checkpoint`` is one checkpoint or several.  Several models (e.g. the same configuration trained from
-    different seeds) predict as one: their maps are averaged, and the variance map is the ensemble's
-    total variance -- the mean of the members' own variances plus the variance between their means (a
-    deep ensemble's uncertainty).  Members must take the same input (pre-processing, image size,
-    modality); the first one's configuration describes the ensemble."""
+    ``checkpoint`` is one checkpoint or several (an ensemble file counts as its members).  Several models
+    (e.g. the same configuration trained from different seeds) predict as one: their maps are averaged,
+    and the variance map is the ensemble's total variance -- the mean of the members' own variances plus
+    the variance between their means (a deep ensemble's uncertainty).  Members must take the same input
+    (pre-processing, image size, modality); the first one's configuration describes the ensemble."""
 
     def __init__(self, checkpoint: str | Path | Sequence[str | Path], device: str = "cpu"):
         from .device import resolve_device
@@ -54,15 +54,19 @@ class Predictor:
         self.paths = paths
         self.path = paths[0]
         self.device = resolve_device(device)
-        members = [_load_member(p, self.device) for p in paths]
+        members, member_paths = [], []
+        for p in paths:  # an ensemble file brings several members
+            loaded = _load_members(p, self.device)
+            members += loaded
+            member_paths += [p] * len(loaded)
         self.cfg, self.model, self.step, self.inputs = members[0]
         self.models = [m[1] for m in members]
         #: each member's training step (one entry for a single model)
         self.steps = [m[2] for m in members]
-        for path, (cfg, _model, _step, inputs) in zip(paths[1:], members[1:]):
+        for path, (cfg, _model, _step, inputs) in zip(member_paths[1:], members[1:]):
             why = _input_mismatch(self.cfg, self.inputs, cfg, inputs)
             if why:
-                raise InputError(f"cannot predict as one ensemble with {paths[0].name}: {why}", path)
+                raise InputError(f"cannot predict as one ensemble with {paths[0].name}'s model: {why}", path)
 
     @property
     def stochastic(self) -> bool:
@@ -141,21 +145,25 @@ class Predictor:
         return AnomalyMap(mean, var, scan, n if self.stochastic else 1, warning=self.modality_warning(scan))
 
 
-def _load_member(path: Path, device) -> tuple[PPIIConfig, torch.nn.Module, int, dict]:
-    """One checkpoint's configuration, model (on ``device``, in eval mode), step and recorded inputs."""
+def _load_members(path: Path, device) -> list[tuple[PPIIConfig, torch.nn.Module, int, dict]]:
+    """A checkpoint's configuration, model (on ``device``, in eval mode), step and recorded inputs -- one
+    entry, or one per member of an ensemble file (:func:`napari_ppii.checkpoint.export_ensemble`)."""
     from .checkpoint import load_checkpoint
 
     ck = load_checkpoint(path)
-    cfg = PPIIConfig.from_dict(ck["config"], source=path)
-    model = build_model(cfg.model)
-    try:
-        model.load_state_dict(ck["model"])
-    except RuntimeError as exc:
-        raise InputError(
-            f"weights do not fit the model the checkpoint describes ({str(exc).splitlines()[0]})", path
-        ) from None
-    model.to(device).eval()
-    return cfg, model, int(ck.get("step", 0)), dict(ck.get("inputs") or {})
+    out = []
+    for member in ck.get("members") or [ck]:
+        cfg = PPIIConfig.from_dict(member["config"], source=path)
+        model = build_model(cfg.model)
+        try:
+            model.load_state_dict(member["model"])
+        except RuntimeError as exc:
+            raise InputError(
+                f"weights do not fit the model the checkpoint describes ({str(exc).splitlines()[0]})", path
+            ) from None
+        model.to(device).eval()
+        out.append((cfg, model, int(member.get("step", 0)), dict(member.get("inputs") or {})))
+    return out
 
 
 def _input_mismatch(cfg: PPIIConfig, inputs: dict, other: PPIIConfig, other_inputs: dict) -> str | None:

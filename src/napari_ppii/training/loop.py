@@ -270,6 +270,12 @@ class Trainer:
     def restore(self, path: str | Path) -> None:
         """Continue from a checkpoint: weights, optimiser, schedule, step, best score and RNG states."""
         ck = load_checkpoint(path, map_location=self.device)
+        if "optimizer" not in ck:
+            raise InputError(
+                "this checkpoint holds no training state (an exported model or an ensemble): it can predict, "
+                "not resume; resume from a run's last.pt",
+                path,
+            )
         try:
             self.model.load_state_dict(ck["model"])
         except RuntimeError as exc:
