@@ -35,12 +35,21 @@ def test_the_ct_model_never_trained_on_the_slab_or_the_second_patients_nodule():
 @pytest.mark.skipif(not CXR.exists(), reason="no pretrained radiograph model in resources/models")
 def test_the_radiograph_model_never_trained_on_the_bundled_nodules():
     from napari_ppii.checkpoint import load_checkpoint
+    from napari_ppii.config import PPIIConfig
 
     ck = load_checkpoint(CXR)
     prov = ck["provenance"]
     assert len(prov["train_images"]) >= 60 and not BUNDLED_NODULES & set(prov["train_images"])
-    # chosen on the NIH boxes without the bundled radiographs
-    assert ck["config"]["training"]["select"] in ("reference", "val_dice", "heldout")
+    # an ensemble of two seeds of one configuration, each chosen on the NIH boxes without the bundled radiographs
+    members = ck["members"]
+    assert [m["config"]["seed"] for m in members] == [p["seed"] for p in prov["members"]] == [0, 1]
+    assert [m["step"] for m in members] == [p["step"] for p in prov["members"]]
+    same = ("preprocess", "synthesis", "model", "data")  # what the model learns from: one configuration
+    first = PPIIConfig.from_dict(members[0]["config"]).to_dict()
+    for m in members:
+        assert m["config"]["training"]["select"] in ("reference", "val_dice", "heldout")
+        cfg = PPIIConfig.from_dict(m["config"]).to_dict()
+        assert {k: cfg[k] for k in same} == {k: first[k] for k in same}
 
 
 @pytest.mark.skipif(not CT.exists(), reason="no pretrained CT model in resources/models")
@@ -82,9 +91,10 @@ SHIPPED_CT_AUROC = 0.919  # pixel AUROC x prior (lung-field floor 0.866)
 
 @pytest.mark.skipif(not CXR.exists(), reason="no pretrained radiograph model in resources/models")
 def test_the_radiograph_model_still_scores_the_bundled_nodules_as_measured():
-    """The shipped radiograph model on the two bundled NIH radiographs with a nodule (never trained on, never
-    chose it), as ``scripts/demo.sh`` scores it: its strongest detection lands on the nodule in 1 of 2, and
-    its pixel AUROC x prior stays above every floor's."""
+    """The shipped radiograph model (an ensemble of two seeds) on the two bundled NIH radiographs with a
+    nodule (never trained on, never chose it), as ``scripts/demo.sh`` scores it: its strongest detection
+    lands on the nodule in 1 of 2 and the other nodule is its second candidate, and its pixel AUROC x prior
+    stays above every floor's."""
     from napari_ppii.evaluation import EvalOptions, evaluate, load_csv_test_set
     from napari_ppii.predict import Predictor
     from napari_ppii.prior import DEFAULT_PRIOR
@@ -95,9 +105,15 @@ def test_the_radiograph_model_still_scores_the_bundled_nodules_as_measured():
     )
     m = ev.metrics
     assert m["top1_hits"] == [SHIPPED_CXR_TOP1, 2]
+    assert max(m["first_hit"].values()) <= SHIPPED_CXR_WORST_RANK + 3, m["first_hit"]  # both among the first few
+    assert m["froc_at_10fp"] >= SHIPPED_CXR_FROC
     assert m["pixel_auroc"] >= SHIPPED_CXR_AUROC - 0.03
     assert all(m["pixel_auroc"] > f["pixel_auroc"] for f in m["floors"].values())
 
 
+#: measured when the ensemble was shipped (benchmarks/README.md, seventh session; the single model before it:
+#: 1 of 2, ranks 22 and 1, FROC 0.5, AUROC 0.804)
 SHIPPED_CXR_TOP1 = 1  # of the 2 bundled radiographs with a nodule
-SHIPPED_CXR_AUROC = 0.804  # pixel AUROC x prior (lung-field floor 0.768)
+SHIPPED_CXR_WORST_RANK = 2  # the other one's nodule is the second candidate
+SHIPPED_CXR_FROC = 1.0  # FROC@10FP x prior
+SHIPPED_CXR_AUROC = 0.912  # pixel AUROC x prior (lung-field floor 0.768)
