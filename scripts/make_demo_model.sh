@@ -11,7 +11,9 @@
 #       annotated lesion, so the 24 slices of the bundled slab (LIDC-IDRI-0001 z 78-101) and LIDC-IDRI-0002's
 #       nodule slices (z 171-198) are never trained on, and of those only the slices that cross the lungs
 #       (data.min_mask_share 0.02); best.pt by label-free held-out-anomaly (FPI) Dice; the shipped weights are
-#       the kept step with the best synthetic validation Dice (STEP=3500; benchmarks/README.md).
+#       the kept step with the best synthetic validation Dice (STEP=3500; benchmarks/README.md). The shipped CT
+#       model's stack was built before lung_mask_ct left the airways out, so a stack built now differs from it
+#       in the trachea's slices of the masks (its provenance says so); a rerun is another draw in that too.
 #   MODEL=nih bash scripts/make_demo_model.sh  # the radiograph model, resources/models/nih_unet_demo.pt:
 #       configs/nih_ppii_unet.yaml on the 72 PA "No Finding" NIH radiographs, 4,000 steps, seeds 0 and 1 one
 #       after the other; each seed's best.pt by pixel AUROC on the NIH Nodule/Mass radiographs except the two
