@@ -243,3 +243,19 @@ def test_an_ensemble_file_predicts_as_its_members_and_cannot_be_resumed(tmp_path
     with pytest.raises(InputError, match="can predict, not resume"):
         cfg = config_from_checkpoint(ens).with_overrides([f"training.out_dir={tmp_path / 'again'}"])
         train(cfg, resume=ens, images=np.stack([smooth_image((32, 32), seed=s) for s in range(6)]))
+
+
+def test_cli_evaluates_an_ensemble_and_its_report_names_every_member(tmp_path, checkpoint):
+    import json
+
+    from conftest import nih_all_test_csv
+
+    other = _train_tiny(tmp_path / "seed1", "seed=1")
+    out = tmp_path / "eval"
+    args = ["evaluate", "--checkpoint", str(checkpoint), str(other), "--data", str(nih_all_test_csv(tmp_path))]
+    rc = main(args + ["--labels", "Nodule,Mass", "--out", str(out), "--n-boot", "5", "--no-floors", "--quiet"])
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["checkpoint"] == [str(checkpoint), str(other)] and len(metrics["step"]) == 2
+    report = (out / "report.md").read_text()
+    assert f"- checkpoint: {checkpoint}, {other}" in report

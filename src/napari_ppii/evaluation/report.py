@@ -136,7 +136,12 @@ def write_report(ev, out: str | Path, title: str = "napari-ppii evaluation", ext
     m = metrics.get("per_slice", metrics)
     lines = [f"# {title}", ""]
     if extra:
-        lines += [f"- {k}: {v}" for k, v in extra.items() if not isinstance(v, (dict, list))] + [""]
+        # lists (an ensemble's checkpoints and steps) one item after another; nested records stay in metrics.json
+        lines += [
+            f"- {k}: {', '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in extra.items()
+            if not isinstance(v, dict)
+        ] + [""]
     lines += floors_table(metrics)
     lines += [
         "",
