@@ -210,13 +210,16 @@ def test_cli_predicts_with_an_ensemble_and_records_its_members(tmp_path, checkpo
     other = _train_tiny(tmp_path / "seed1", "seed=1")
     out = tmp_path / "out"
     img = str(RESOURCES / "nih-cxr" / "00000002_000.png")
-    rc = main(["predict", "--checkpoint", str(checkpoint), str(other), "--out", str(out), "--quiet", img])
+    # scans may follow the checkpoints directly (a repeated option, not a list that would swallow them)
+    rc = main(
+        ["predict", "--checkpoint", str(checkpoint), "--checkpoint", str(other), "--out", str(out), "--quiet", img]
+    )
     assert rc == 0
     rec = json.loads((out / "predict.json").read_text())
     assert rec["checkpoint"] == [str(checkpoint), str(other)] and len(rec["step"]) == 2
     var = read_scan(out / "00000002_000_variance.tif").array
     assert var.max() > 0  # the members disagree somewhere
-    rc = main(["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "one"), "--quiet", img])
+    rc = main(["predict", "--out", str(tmp_path / "one"), "--quiet", "--checkpoint", str(checkpoint), img])
     assert rc == 0 and json.loads((tmp_path / "one" / "predict.json").read_text())["checkpoint"] == str(checkpoint)
 
 
@@ -252,7 +255,8 @@ def test_cli_evaluates_an_ensemble_and_its_report_names_every_member(tmp_path, c
 
     other = _train_tiny(tmp_path / "seed1", "seed=1")
     out = tmp_path / "eval"
-    args = ["evaluate", "--checkpoint", str(checkpoint), str(other), "--data", str(nih_all_test_csv(tmp_path))]
+    data = str(nih_all_test_csv(tmp_path))
+    args = ["evaluate", "--checkpoint", str(checkpoint), "--checkpoint", str(other), "--data", data]
     rc = main(args + ["--labels", "Nodule,Mass", "--out", str(out), "--n-boot", "5", "--no-floors", "--quiet"])
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())

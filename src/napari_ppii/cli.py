@@ -186,8 +186,8 @@ def cmd_train(args) -> int:
 
 
 ENSEMBLE_HELP = (
-    "a checkpoint; several predict as one ensemble (maps averaged, variance = the ensemble's total variance; "
-    "they must take the same input)"
+    "a checkpoint; repeated (--checkpoint A --checkpoint B), the models predict as one ensemble (maps averaged, "
+    "variance = the ensemble's total variance; they must take the same input)"
 )
 
 
@@ -444,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--split", help="annotations CSV: only rows of this split (e.g. test)")
     p.add_argument("--quiet", action="store_true", help="no per-scan progress lines")
-    p.add_argument("--checkpoint", required=True, type=Path, nargs="+", help=ENSEMBLE_HELP)
+    p.add_argument("--checkpoint", required=True, type=Path, action="append", help=ENSEMBLE_HELP)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--samples", type=int, help="MC-dropout / PHiSeg samples (default: the model's)")
     p.add_argument("--device", help="cpu (default), cuda or cuda:N")
@@ -456,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluation.metrics import DEFAULT_DETECT_SCALE
 
     p = sub.add_parser("evaluate", help="score a checkpoint on test scans: pixel AUROC, sample AUROC/AP, FROC")
-    p.add_argument("--checkpoint", required=True, type=Path, nargs="+", help=ENSEMBLE_HELP)
+    p.add_argument("--checkpoint", required=True, type=Path, action="append", help=ENSEMBLE_HELP)
     p.add_argument("--data", required=True, help="annotations CSV (rows with split=test) or a CT series / volume")
     p.add_argument("--boxes", help="LIDC XML or box CSV for a CT series")
     p.add_argument("--out", required=True, type=Path)
