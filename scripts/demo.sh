@@ -17,7 +17,7 @@ S=resources/nih-cxr
 #    may ship) on scans they never saw, scored beside the non-learned floors with the default lung prior
 #    (the raw map's figures are printed beside it).  The last lines of each (ppii evaluate's summary) say,
 #    as measured, where the strongest detections land:
-#    - the radiograph model (two seeds trained on 72 NIH normal PA radiographs, one ensemble file) on the two
+#    - the radiograph model (two seeds trained on 72 NIH normal PA radiographs, as one ensemble) on the two
 #      bundled NIH radiographs with a nodule;
 #    - the CT model (normal slices of both LIDC patients) on the bundled 24-slice LIDC-IDRI-0001 slab.
 C=resources/lidc-idri-0001

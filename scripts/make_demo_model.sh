@@ -17,7 +17,8 @@
 #   MODEL=nih bash scripts/make_demo_model.sh  # the radiograph model, resources/models/nih_unet_demo.pt:
 #       configs/nih_ppii_unet.yaml on the 72 PA "No Finding" NIH radiographs, 4,000 steps, seeds 0 and 1 one
 #       after the other; each seed's best.pt by pixel AUROC on the NIH Nodule/Mass radiographs except the two
-#       bundled in resources/nih-cxr; shipped as one ensemble file of both (7.9 MB; benchmarks/README.md).
+#       bundled in resources/nih-cxr; shipped as an ensemble file naming both members' files beside it
+#       (nih_unet_demo_member0/1.pt, 3.9 MB each; benchmarks/README.md).
 #   STEP=...: ship that kept step_*.pt of the CT run instead of its best.pt (the choice and why: benchmarks/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."

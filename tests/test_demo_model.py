@@ -34,14 +34,14 @@ def test_the_ct_model_never_trained_on_the_slab_or_the_second_patients_nodule():
 
 @pytest.mark.skipif(not CXR.exists(), reason="no pretrained radiograph model in resources/models")
 def test_the_radiograph_model_never_trained_on_the_bundled_nodules():
-    from napari_ppii.checkpoint import load_checkpoint
+    from napari_ppii.checkpoint import load_checkpoint, load_members
     from napari_ppii.config import PPIIConfig
 
     ck = load_checkpoint(CXR)
     prov = ck["provenance"]
     assert len(prov["train_images"]) >= 60 and not BUNDLED_NODULES & set(prov["train_images"])
     # an ensemble of two seeds of one configuration, each chosen on the NIH boxes without the bundled radiographs
-    members = ck["members"]
+    members = load_members(CXR)  # each member a file of its own beside CXR, under the size of one model
     assert [m["config"]["seed"] for m in members] == [p["seed"] for p in prov["members"]] == [0, 1]
     assert [m["step"] for m in members] == [p["step"] for p in prov["members"]]
     same = ("preprocess", "synthesis", "model", "data")  # what the model learns from: one configuration

@@ -233,7 +233,9 @@ def test_an_ensemble_file_predicts_as_its_members_and_cannot_be_resumed(tmp_path
     other = _train_tiny(tmp_path / "seed1", "seed=1")
     ens = export_ensemble([checkpoint, other], tmp_path / "ens.pt", provenance={"why": "two seeds"})
     ck = load_checkpoint(ens)
-    assert len(ck["members"]) == 2 and ck["provenance"] == {"why": "two seeds"}
+    assert ck["provenance"] == {"why": "two seeds"} and "model" not in ck  # the weights are in the members' files
+    members = [tmp_path / name for name in ck["member_files"]]
+    assert [load_checkpoint(m)["exported_from"] for m in members] == [str(checkpoint), str(other)]
     x = np.stack([smooth_image((32, 32), seed=s) for s in (7, 8)])
     one_file, two_files = Predictor(ens), Predictor([checkpoint, other])
     assert one_file.steps == two_files.steps and one_file.stochastic
@@ -243,6 +245,8 @@ def test_an_ensemble_file_predicts_as_its_members_and_cannot_be_resumed(tmp_path
         export_ensemble([checkpoint], tmp_path / "one.pt")
     with pytest.raises(InputError, match="cannot hold another ensemble"):
         export_ensemble([ens, other], tmp_path / "nested.pt")
+    # a member used alone is a plain model
+    np.testing.assert_array_equal(Predictor(members[1]).predict_images(x)[0], Predictor(other).predict_images(x)[0])
     with pytest.raises(InputError, match="can predict, not resume"):
         cfg = config_from_checkpoint(ens).with_overrides([f"training.out_dir={tmp_path / 'again'}"])
         train(cfg, resume=ens, images=np.stack([smooth_image((32, 32), seed=s) for s in range(6)]))
@@ -263,3 +267,15 @@ def test_cli_evaluates_an_ensemble_and_its_report_names_every_member(tmp_path, c
     assert metrics["checkpoint"] == [str(checkpoint), str(other)] and len(metrics["step"]) == 2
     report = (out / "report.md").read_text()
     assert f"- checkpoint: {checkpoint}, {other}" in report
+
+
+def test_an_ensemble_file_without_its_member_files_says_which_is_missing(tmp_path, checkpoint):
+    from napari_ppii.checkpoint import export_ensemble
+    from napari_ppii.errors import InputError
+    from napari_ppii.predict import Predictor
+
+    other = _train_tiny(tmp_path / "seed1", "seed=1")
+    ens = export_ensemble([checkpoint, other], tmp_path / "ens.pt")
+    (tmp_path / "ens_member1.pt").unlink()
+    with pytest.raises(InputError, match="member file ens_member1.pt is missing"):
+        Predictor(ens)

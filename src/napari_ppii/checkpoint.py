@@ -89,8 +89,8 @@ def export_weights(src: str | Path, dst: str | Path, half: bool = False, provena
     (no optimiser, scheduler or RNG state); ``half`` stores floating weights as float16.  ``provenance``
     (plain JSON values: which scans, which slices, how it was chosen) is stored as it is."""
     ck = load_checkpoint(src)
-    if "members" in ck:
-        raise InputError("this file is already an ensemble (export its members' own checkpoints)", src)
+    if "member_files" in ck:
+        raise InputError("this file is an ensemble (its members are already exported, beside it)", src)
     extra = {"provenance": provenance} if provenance else {}
     return save_checkpoint({**_slim(ck, half), "exported_from": str(src), **extra}, dst)
 
@@ -98,20 +98,45 @@ def export_weights(src: str | Path, dst: str | Path, half: bool = False, provena
 def export_ensemble(
     srcs: list[str | Path], dst: str | Path, half: bool = False, provenance: dict | None = None
 ) -> Path:
-    """One file holding several models that predict as one ensemble (:class:`napari_ppii.predict.Predictor`
-    loads it like any checkpoint): each member's slim copy under ``members``; the configuration, inputs
-    and step at the top are the first member's (what describes the ensemble's input)."""
+    """An ensemble file: several models that predict as one (:class:`napari_ppii.predict.Predictor` loads it
+    like any checkpoint).  Each member is written beside ``dst`` as a slim copy of its own
+    (``<dst stem>_member<i>.pt``, usable alone), and ``dst`` itself is a small checkpoint naming those files
+    (``member_files``, relative to it), with the first member's configuration, inputs and step (what
+    describes the ensemble's input) and ``provenance``."""
     if len(srcs) < 2:
         raise InputError("an ensemble needs at least two checkpoints")
-    members = []
-    for src in srcs:
+    dst = Path(dst)
+    names, first = [], None
+    for i, src in enumerate(srcs):
         ck = load_checkpoint(src)
-        if "members" in ck:
+        if "member_files" in ck:
             raise InputError("an ensemble cannot hold another ensemble", src)
-        members.append({**_slim(ck, half), "exported_from": str(src)})
-    top = {k: members[0][k] for k in ("config", "step", "inputs") if k in members[0]}
+        names.append(f"{dst.stem}_member{i}.pt")
+        save_checkpoint({**_slim(ck, half), "exported_from": str(src)}, dst.parent / names[-1])
+        first = first or ck
+    top = {k: first[k] for k in ("config", "step", "inputs") if k in first}
     extra = {"provenance": provenance} if provenance else {}
-    return save_checkpoint({"members": members, **top, **extra}, dst)
+    return save_checkpoint({"member_files": names, **top, **extra}, dst)
+
+
+def load_members(path: str | Path) -> list[dict[str, Any]]:
+    """The checkpoints a file stands for: the file itself, or an ensemble file's members, read from the
+    files it names beside it."""
+    path = Path(path)
+    ck = load_checkpoint(path)
+    if "member_files" not in ck:
+        return [ck]
+    members = []
+    for name in ck["member_files"]:
+        if not (path.parent / name).is_file():
+            raise InputError(
+                f"the ensemble's member file {name} is missing (it belongs beside the ensemble file)", path
+            )
+        member = load_checkpoint(path.parent / name)
+        if "member_files" in member:
+            raise InputError("an ensemble cannot hold another ensemble", path.parent / name)
+        members.append(member)
+    return members
 
 
 if __name__ == "__main__":  # python -m napari_ppii.checkpoint SRC [SRC ...] DST [--half] [--provenance FILE.json]
@@ -125,7 +150,7 @@ if __name__ == "__main__":  # python -m napari_ppii.checkpoint SRC [SRC ...] DST
         prov = json.loads(Path(argv[i + 1]).read_text())
         del argv[i : i + 2]
     args = [a for a in argv if a != "--half"]
-    if len(args) > 2:  # several sources: one ensemble file
+    if len(args) > 2:  # several sources: an ensemble file and its members beside it
         print(export_ensemble(args[:-1], args[-1], half="--half" in argv, provenance=prov))
     else:
         print(export_weights(args[0], args[1], half="--half" in argv, provenance=prov))

@@ -148,11 +148,10 @@ class Predictor:
 def _load_members(path: Path, device) -> list[tuple[PPIIConfig, torch.nn.Module, int, dict]]:
     """A checkpoint's configuration, model (on ``device``, in eval mode), step and recorded inputs -- one
     entry, or one per member of an ensemble file (:func:`napari_ppii.checkpoint.export_ensemble`)."""
-    from .checkpoint import load_checkpoint
+    from .checkpoint import load_members
 
-    ck = load_checkpoint(path)
     out = []
-    for member in ck.get("members") or [ck]:
+    for member in load_members(path):
         cfg = PPIIConfig.from_dict(member["config"], source=path)
         model = build_model(cfg.model)
         try:
