@@ -124,7 +124,7 @@ def main(argv=None) -> dict:
     floors: dict = {}
     results: dict = {}
     for m, ck in checkpoints.items():
-        pred = Predictor(ck, device="cuda" if args.device.startswith("cuda") else "cpu")
+        pred = Predictor(ck, device="cuda" if args.device.startswith("cuda") else "cpu", tta="none")
         results[m] = score_checkpoint(pred, datasets, opts, floors, atlas, args.out / m, NAMES[m])
         results[m]["synthesis"] = pred.cfg.synthesis.model_dump(mode="json")
 

@@ -85,7 +85,7 @@ def main(argv=None) -> dict:
         if kept:
             traj = []
             for k in kept:
-                pred = Predictor(k)
+                pred = Predictor(k, tta="none")
                 row = {"step": pred.step, "checkpoint": str(k), "val_dice": _val_dice(k)}
                 for name, key in (("NIH (cross-dataset)", "nih"), ("JSRT", "jsrt")):
                     if name in datasets:
@@ -109,7 +109,7 @@ def main(argv=None) -> dict:
         for rule, path in chosen.items():
             tag = "" if rule == first_rule else ("_lungs" if rule.endswith("x lung field") else "_val_dice")
             results[model][rule] = score_checkpoint(
-                Predictor(path),
+                Predictor(path, tta="none"),
                 datasets,
                 opts,
                 floors,

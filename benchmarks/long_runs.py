@@ -39,7 +39,11 @@ from napari_ppii.evaluation import EvalOptions, evaluate, load_csv_test_set, loa
 from napari_ppii.evaluation.summary import fmt_ci  # noqa: E402
 from napari_ppii.io import read_boxes, read_scan  # noqa: E402
 from napari_ppii.predict import Predictor  # noqa: E402
-from napari_ppii.prior import DEFAULT_PRIOR  # noqa: E402
+from napari_ppii.prior import PriorSettings  # noqa: E402
+
+#: the prior every trajectory here was scored with: lungs, sigma 0.03, floor 0.1 for radiographs and CT alike
+#: (before CT got its own default in the eighth session), so that a run's checkpoints stay comparable
+PRIOR = PriorSettings("lungs", 0.03, 0.1)
 from napari_ppii.training import load_checkpoint, read_log  # noqa: E402
 
 
@@ -135,6 +139,13 @@ def main(argv=None) -> dict:
         "before the default became 0.01, so that a run's checkpoints stay comparable)",
     )
     ap.add_argument(
+        "--tta",
+        choices=["none", "mirror"],
+        default="none",
+        help="test-time augmentation (default none, as every trajectory before mirror became the radiographs' "
+        "default, so that a run's checkpoints stay comparable)",
+    )
+    ap.add_argument(
         "--ensemble",
         nargs="+",
         type=Path,
@@ -169,10 +180,10 @@ def main(argv=None) -> dict:
         named = [(n, p) for n, p in named if n in args.only or p.name in args.only]
     if args.ensemble:
         named = [("ensemble", list(args.ensemble))]
-    opts = EvalOptions(n_boot=args.n_boot, prior=DEFAULT_PRIOR, detect_scale=args.detect_scale)
+    opts = EvalOptions(n_boot=args.n_boot, prior=PRIOR, detect_scale=args.detect_scale)
     results: dict = {
         "run": str(run),
-        "prior": DEFAULT_PRIOR.to_dict(),
+        "prior": PRIOR.to_dict(),
         "detect_scale": args.detect_scale,
         "rows": {},
         "floors": {},
@@ -184,8 +195,10 @@ def main(argv=None) -> dict:
         key = ";".join(f"{q.name}-{q.stat().st_size}-{int(q.stat().st_mtime)}" for q in src)
         if args.detect_scale:
             key += f";detect_scale={args.detect_scale:g}"
-        # one file per checkpoint and detection scale: scoring at another scale keeps the first one's figures
-        tag = f"@{args.detect_scale:g}" if args.detect_scale else ""
+        if args.tta != "none":
+            key += f";tta={args.tta}"
+        # one file per checkpoint, detection scale and TTA: scoring another way keeps the first one's figures
+        tag = (f"@{args.detect_scale:g}" if args.detect_scale else "") + (f"+{args.tta}" if args.tta != "none" else "")
         hit = cache / f"{name}{tag}.json" if cache is not None else None
         if hit is not None and hit.exists():
             stored = json.loads(hit.read_text())
@@ -195,7 +208,7 @@ def main(argv=None) -> dict:
                     results["floors"].setdefault(sname, stored["floors"][sname])
                 print(f"{name}: figures from {hit}", flush=True)
                 continue
-        pred = Predictor(path)
+        pred = Predictor(path, tta=args.tta)
         v = vals.get(pred.step, {}) if name != "ensemble" else {}
         row = {
             "step": pred.step if len(pred.steps) == 1 else pred.steps,
@@ -239,7 +252,7 @@ def main(argv=None) -> dict:
                 rho = spearmanr(xs, [get(r) for r in steps_rows]).statistic
                 out[f"{rule} ~ {what}"] = None if rho != rho else float(rho)
         results["rule_vs_detection"][sname] = out
-    md = [f"Run `{run.name}` ({len(kept)} kept checkpoints); prior: {DEFAULT_PRIOR.describe()}.", ""]
+    md = [f"Run `{run.name}` ({len(kept)} kept checkpoints); prior: {PRIOR.describe()}.", ""]
     for sname in sets:
         md += [
             f"#### {sname}",

@@ -71,7 +71,7 @@ def main(argv=None) -> dict:
             print(json.dumps({"skipped": f"{l2} absent"}))
             return {}
         items = load_volume_test_set(l2 / "dicom", l2 / "071.xml")
-    pred = Predictor(args.checkpoint)
+    pred = Predictor(args.checkpoint, tta="none")  # as when the prior's defaults were chosen
     maps, masks, boxes = [], [], []
     for it in items:
         scan = it.scan if it.scan is not None else read_scan(it.path)

@@ -279,3 +279,55 @@ def test_an_ensemble_file_without_its_member_files_says_which_is_missing(tmp_pat
     (tmp_path / "ens_member1.pt").unlink()
     with pytest.raises(InputError, match="member file ens_member1.pt is missing"):
         Predictor(ens)
+
+
+def test_mirror_tta_averages_the_map_with_the_mirrored_images_map(tmp_path, checkpoint):
+    from napari_ppii.errors import InputError
+    from napari_ppii.predict import Predictor
+
+    plain, mirror = Predictor(checkpoint, tta="none"), Predictor(checkpoint, tta="mirror")
+    assert mirror.tta == "mirror" and mirror.stochastic and not plain.stochastic
+    x = np.stack([smooth_image((32, 32), seed=s) for s in (7, 8)])
+    x[:, :, :10] += 0.5  # not left-right symmetric: the mirrored image's map differs
+    (m0, _), (mf, _) = plain.predict_images(x), plain.predict_images(np.ascontiguousarray(x[..., ::-1]))
+    mf = mf[..., ::-1]
+    assert np.abs(m0 - mf).max() > 1e-3  # or the test shows nothing
+    m, v = mirror.predict_images(x)
+    np.testing.assert_allclose(m, (m0 + mf) / 2, atol=1e-6)
+    np.testing.assert_allclose(v, ((m0 - mf) / 2) ** 2, atol=1e-6)  # the spread of the two views
+    # with an ensemble: every member in both views
+    other = _train_tiny(tmp_path / "seed1", "seed=1")
+    both = Predictor([checkpoint, other], tta="mirror")
+    mb0 = Predictor(other, tta="mirror").predict_images(x)[0]
+    np.testing.assert_allclose(both.predict_images(x)[0], (m + mb0) / 2, atol=1e-6)
+    with pytest.raises(InputError, match="test-time augmentation"):
+        Predictor(checkpoint, tta="flip")
+
+
+def test_tta_auto_follows_the_models_modality(checkpoint, monkeypatch):
+    from napari_ppii import predict
+
+    for modality, expected in [("radiograph", predict.DEFAULT_TTA["radiograph"]), ("CT", predict.DEFAULT_TTA["CT"])]:
+        real = predict._load_members
+
+        def fake(path, device, modality=modality, real=real):
+            return [(cfg, model, step, {**ins, "modality": modality}) for cfg, model, step, ins in real(path, device)]
+
+        monkeypatch.setattr(predict, "_load_members", fake)
+        assert predict.Predictor(checkpoint).tta == expected
+        monkeypatch.setattr(predict, "_load_members", real)
+    assert predict.Predictor(checkpoint).modality is None and predict.Predictor(checkpoint).tta == "none"
+    assert predict.DEFAULT_TTA == {"radiograph": "mirror", "CT": "none"}
+
+
+def test_cli_records_the_tta_it_predicted_with(tmp_path, checkpoint):
+    import json
+
+    img = str(RESOURCES / "nih-cxr" / "00000002_000.png")
+    for tta in ("none", "mirror"):
+        out = tmp_path / tta
+        assert main(["predict", "--checkpoint", str(checkpoint), "--tta", tta, "--out", str(out), "--quiet", img]) == 0
+        assert json.loads((out / "predict.json").read_text())["tta"] == tta
+    # mirror: a variance map of the two views' spread; none: a deterministic U-Net's zero variance
+    assert read_scan(tmp_path / "mirror" / "00000002_000_variance.tif").array.max() > 0
+    assert read_scan(tmp_path / "none" / "00000002_000_variance.tif").array.max() == 0

@@ -127,3 +127,54 @@ def test_predict_cli_writes_the_weighted_and_the_raw_map(tmp_path, capsys):
     np.testing.assert_allclose(w2[-200:, -200:], 0.5 * r[-200:, -200:], rtol=1e-4, atol=1e-7)
     assert main(["predict", str(img), "--checkpoint", str(ckpt), "--out", str(out2), "--prior", "mask"]) == 2
     assert "--prior-mask" in capsys.readouterr().err
+
+
+def test_ct_scans_get_the_ct_default_and_a_given_value_serves_both(tmp_path):
+    from dataclasses import replace
+
+    from napari_ppii.cli import _prior_args
+    from napari_ppii.evaluation import EvalOptions, evaluate
+    from napari_ppii.evaluation.evaluate import TestItem
+    from napari_ppii.io import Box
+    from napari_ppii.io.scan import Scan
+    from napari_ppii.prior import DEFAULT_PRIOR
+
+    ct, cxr = DEFAULT_PRIOR.ct, DEFAULT_PRIOR.for_scan(SimpleNamespace(modality="DX"))
+    assert (cxr.sigma, cxr.floor) == (0.03, 0.1) and cxr.sigma_ct is None
+    assert (ct.sigma, ct.floor) != (cxr.sigma, cxr.floor)  # CT has a default of its own
+    assert DEFAULT_PRIOR.for_scan(SimpleNamespace(modality="CT")) == ct
+    assert "CT:" in DEFAULT_PRIOR.describe() and DEFAULT_PRIOR.to_dict()["sigma_ct"] == ct.sigma
+
+    def args(**kw):
+        base = dict(prior=None, prior_sigma=None, prior_floor=None, prior_mask=None)
+        return SimpleNamespace(**(base | kw))
+
+    assert _prior_args(args())[0] == DEFAULT_PRIOR
+    given = _prior_args(args(prior_sigma=0.05))[0]
+    assert given.ct.sigma == given.sigma == 0.05 and given.ct.floor == ct.floor  # the floor stays per modality
+    assert _prior_args(args(prior_floor=0.3))[0].ct.floor == 0.3
+
+    # a CT volume is weighted with the CT values, a radiograph with the radiographs' (same lungs, same map)
+    img, _ = chest_phantom(128, 0, nodule=(60, 40, 5, 0.5))
+    hu = (img * 1400 - 1000).astype(np.float32)
+    vol = Scan(np.stack([hu, hu]), (2.0, 1.0, 1.0), (0, 0, 0), np.eye(3), "CT")
+    flat = Scan(img, (1.0, 1.0), (0.0, 0.0), np.eye(2), "CR")
+    rng = np.random.default_rng(0)
+    maps = {id(vol): rng.random(vol.shape).astype(np.float32), id(flat): rng.random(flat.shape).astype(np.float32)}
+
+    class Fixed:
+        def predict_scan(self, scan, samples=None):
+            return SimpleNamespace(mean=maps[id(scan)].copy())
+
+    from napari_ppii.anatomy import lung_mask
+
+    for scan, want in ((vol, ct), (flat, cxr)):
+        item = TestItem("s", None, [Box((0, 55, 35), (1, 65, 45)) if scan.ndim == 3 else Box((55, 35), (65, 45))], scan)
+        ev = evaluate(Fixed(), [item], EvalOptions(n_boot=5, prior=DEFAULT_PRIOR), floors=False, keep_maps=1)
+        weighted = ev.maps[0]
+        lungs = lung_mask(scan)
+        expected = maps[id(scan)] * soft_prior(lungs.reshape(scan.shape), want.sigma, want.floor)
+        np.testing.assert_allclose(weighted, expected, rtol=1e-5, atol=1e-6)
+        other = replace(want, sigma=cxr.sigma if want is ct else ct.sigma)
+        wrong = maps[id(scan)] * soft_prior(lungs.reshape(scan.shape), other.sigma, other.floor)
+        assert not np.allclose(expected, wrong)  # the two modalities' values give two maps here

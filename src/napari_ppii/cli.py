@@ -203,7 +203,7 @@ def _step_record(pred) -> int | list[int]:
 def cmd_predict(args) -> int:
     from .predict import Predictor, expand_inputs, predict_batch
 
-    pred = Predictor(args.checkpoint, device=args.device or "cpu")
+    pred = Predictor(args.checkpoint, device=args.device or "cpu", tta=args.tta)
     if args.series and len(args.inputs) == 1 and Path(args.inputs[0]).is_dir():
         from .predict import ScanSource
 
@@ -244,6 +244,7 @@ def cmd_predict(args) -> int:
                 "predicted": len(ok),
                 "skipped": len(res.skipped),
                 "prior": prior.to_dict(),
+                "tta": pred.tta,
                 "index": res.index.name,
             },
             indent=2,
@@ -263,15 +264,18 @@ def cmd_predict(args) -> int:
 
 def _prior_args(args):
     """``(PriorSettings, mask or None)`` from ``--prior``, ``--prior-sigma``, ``--prior-floor``, ``--prior-mask``."""
-    from .prior import DEFAULT_PRIOR, PriorSettings
+    from dataclasses import replace
+
+    from .prior import DEFAULT_PRIOR
 
     kind = args.prior or ("lungs" if getattr(args, "restrict", None) == "lungs" else DEFAULT_PRIOR.kind)
-    floor = (
-        args.prior_floor
-        if args.prior_floor is not None
-        else (0.0 if getattr(args, "restrict", None) else DEFAULT_PRIOR.floor)
-    )
-    prior = PriorSettings(kind, args.prior_sigma if args.prior_sigma is not None else DEFAULT_PRIOR.sigma, floor)
+    prior = replace(DEFAULT_PRIOR, kind=kind)  # radiographs' and CT's own defaults, unless given
+    if getattr(args, "restrict", None):
+        prior = replace(prior, floor=0.0, floor_ct=None)
+    if args.prior_floor is not None:  # a value given serves both modalities
+        prior = replace(prior, floor=args.prior_floor, floor_ct=None)
+    if args.prior_sigma is not None:
+        prior = replace(prior, sigma=args.prior_sigma, sigma_ct=None)
     mask = None
     if kind == "mask":
         if not args.prior_mask:
@@ -285,7 +289,17 @@ def _prior_args(args):
 
 
 def _add_prior_args(p) -> None:
+    from .predict import DEFAULT_TTA, TTA_KINDS
     from .prior import DEFAULT_PRIOR
+
+    p.add_argument(
+        "--tta",
+        choices=["auto", *TTA_KINDS],
+        default="auto",
+        help="test-time augmentation: mirror = the map averaged with the mirrored image's map; auto (default) = "
+        + ", ".join(f"{v} for {k}" for k, v in DEFAULT_TTA.items())
+        + " models (README, 'Mirror test-time augmentation')",
+    )
 
     p.add_argument(
         "--prior",
@@ -295,10 +309,14 @@ def _add_prior_args(p) -> None:
     )
     p.add_argument("--prior-mask", help="--prior mask: a mask file (NIfTI, MHA, PNG, ...) of the scan's shape")
     p.add_argument(
-        "--prior-sigma", type=float, help=f"prior smoothing, fraction of the side (default {DEFAULT_PRIOR.sigma:g})"
+        "--prior-sigma",
+        type=float,
+        help=f"prior smoothing, fraction of the side (default {DEFAULT_PRIOR.sigma:g}; CT {DEFAULT_PRIOR.ct.sigma:g})",
     )
     p.add_argument(
-        "--prior-floor", type=float, help=f"prior value far outside the mask (default {DEFAULT_PRIOR.floor:g})"
+        "--prior-floor",
+        type=float,
+        help=f"prior value far outside the mask (default {DEFAULT_PRIOR.floor:g}; CT {DEFAULT_PRIOR.ct.floor:g})",
     )
 
 
@@ -310,7 +328,7 @@ def cmd_evaluate(args) -> int:
     from .workflows import atlas_floor, open_test_set
 
     prior, pmask = _prior_args(args)
-    pred = Predictor(args.checkpoint, device=args.device or "cpu")
+    pred = Predictor(args.checkpoint, device=args.device or "cpu", tta=args.tta)
     data = Path(args.data)
     items = open_test_set(data, args.boxes, labels=args.labels, split=args.split, limit=args.limit)
     opts = EvalOptions(
@@ -350,7 +368,12 @@ def cmd_evaluate(args) -> int:
         ev,
         args.out,
         title=f"{pred.cfg.model.backbone} ({pred.cfg.synthesis.method}) on {data.name}",
-        extra={"checkpoint": _checkpoint_record(args.checkpoint), "step": _step_record(pred), "data": str(data)},
+        extra={
+            "checkpoint": _checkpoint_record(args.checkpoint),
+            "step": _step_record(pred),
+            "data": str(data),
+            "tta": pred.tta,
+        },
     )
     m = ev.metrics
     print(

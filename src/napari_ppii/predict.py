@@ -36,6 +36,16 @@ class AnomalyMap:
     warning: str | None = None  # e.g. a scan of another modality than the model was trained on
 
 
+#: test-time augmentation of :class:`Predictor`: ``none``, or ``mirror`` (each image / slice also predicted
+#: mirrored left-right, that map mirrored back, the two averaged as two members of an ensemble)
+TTA_KINDS = ("none", "mirror")
+
+#: The default per modality the model was trained on (``auto``), each adopted by a rule fixed before it was
+#: scored, on NIH Nodule/Mass boxes (radiographs) or LIDC-IDRI-0002 (CT): benchmarks/README.md, "Mirror
+#: test-time augmentation".  A model that does not record its modality gets ``none``.
+DEFAULT_TTA = {"radiograph": "mirror", "CT": "none"}
+
+
 class Predictor:
     """A loaded model ready to predict (keeps weights on ``device``), or an ensemble of them.
 
@@ -43,9 +53,13 @@ class Predictor:
     (e.g. the same configuration trained from different seeds) predict as one: their maps are averaged,
     and the variance map is the ensemble's total variance -- the mean of the members' own variances plus
     the variance between their means (a deep ensemble's uncertainty).  Members must take the same input
-    (pre-processing, image size, modality); the first one's configuration describes the ensemble."""
+    (pre-processing, image size, modality); the first one's configuration describes the ensemble.
 
-    def __init__(self, checkpoint: str | Path | Sequence[str | Path], device: str = "cpu"):
+    ``tta`` (:data:`TTA_KINDS`, or ``auto``: :data:`DEFAULT_TTA` for the model's modality): ``mirror`` adds
+    each model's map of the mirrored input, mirrored back, as one more member (mean and total variance as
+    for an ensemble)."""
+
+    def __init__(self, checkpoint: str | Path | Sequence[str | Path], device: str = "cpu", tta: str = "auto"):
         from .device import resolve_device
 
         paths = [Path(checkpoint)] if isinstance(checkpoint, (str, Path)) else [Path(c) for c in checkpoint]
@@ -67,11 +81,18 @@ class Predictor:
             why = _input_mismatch(self.cfg, self.inputs, cfg, inputs)
             if why:
                 raise InputError(f"cannot predict as one ensemble with {paths[0].name}'s model: {why}", path)
+        if tta == "auto":
+            tta = DEFAULT_TTA.get(self.modality or "", "none")
+        if tta not in TTA_KINDS:
+            raise InputError(f"test-time augmentation must be auto or one of {', '.join(TTA_KINDS)}, got {tta!r}")
+        #: the test-time augmentation in use (``auto`` resolved)
+        self.tta = tta
 
     @property
     def stochastic(self) -> bool:
-        """Whether the variance map carries anything (a stochastic model, or an ensemble)."""
-        return len(self.models) > 1 or self.model.stochastic
+        """Whether the variance map carries anything (a stochastic model, an ensemble, or test-time
+        augmentation)."""
+        return len(self.models) > 1 or self.tta != "none" or self.model.stochastic
 
     @property
     def modality(self) -> str | None:
@@ -106,6 +127,10 @@ class Predictor:
         for i in range(0, len(images), batch):
             x = torch.as_tensor(images[i : i + batch])[:, None].float().to(self.device)
             outs = [model.predict(x, samples=n) for model in self.models]
+            if self.tta == "mirror":  # each model's map of the mirrored input, mirrored back
+                xm = torch.flip(x, dims=(-1,))
+                for model in self.models:
+                    outs.append(tuple(torch.flip(t, dims=(-1,)) for t in model.predict(xm, samples=n)))
             if len(outs) == 1:
                 m, v = outs[0]
             else:  # the ensemble's total variance: within the members plus between their means
@@ -345,7 +370,8 @@ def predict_batch(
             if prior.kind != "none":
                 write_array(mean, out / f"{src.name}_anomaly_map_raw", like=scan, fmt=kind, mantissa_bits=bits)
                 # the raw map is written: weighted in place now (a volume's two maps are not held together)
-                weigh_in_place(mean, prior_mask_of(scan, prior, prior_mask).reshape(mean.shape), prior)
+                pm = prior_mask_of(scan, prior, prior_mask).reshape(mean.shape)
+                weigh_in_place(mean, pm, prior.for_scan(scan))
             a = write_array(mean, out / f"{src.name}_anomaly_map", like=scan, fmt=kind, mantissa_bits=bits)
             v = write_array(amap.variance, out / f"{src.name}_variance", like=scan, fmt=kind, mantissa_bits=bits)
             rows.append(

@@ -16,7 +16,8 @@ Kinds (``PriorSettings.kind``): ``none`` (the raw map), ``lungs`` (lung fields c
 
 The defaults (:data:`DEFAULT_PRIOR`: lungs, sigma 0.03, floor 0.1) were chosen on the NIH Nodule/Mass boxes
 except the two bundled radiographs (``benchmarks/prior_sweep.py``; benchmarks/README.md, "Prior at
-inference"), never on the JSRT test rows or the bundled demo slab.
+inference"), never on the JSRT test rows or the bundled demo slab; CT scans have their own (sigma_ct,
+floor_ct), chosen on LIDC-IDRI-0002 for the shipped CT model (eighth session).
 """
 
 from __future__ import annotations
@@ -35,27 +36,54 @@ class PriorSettings:
     kind: str = "lungs"
     sigma: float = 0.03  # Gaussian of sigma x the image side
     floor: float = 0.1  # the prior's value far outside the mask
+    # CT scans' own values (None: the same as above); :meth:`for_scan` picks a scan's
+    sigma_ct: float | None = None
+    floor_ct: float | None = None
 
     def __post_init__(self):
         if self.kind not in PRIOR_KINDS:
             raise InputError(f"prior must be one of {', '.join(PRIOR_KINDS)}, got {self.kind!r}")
-        if not 0.0 <= self.floor <= 1.0:
-            raise InputError(f"prior floor must lie in [0, 1], got {self.floor}")
-        if not 0.0 <= self.sigma <= 0.5:
-            raise InputError(f"prior sigma must lie in [0, 0.5] (a fraction of the image side), got {self.sigma}")
+        for floor in (self.floor, self.floor_ct):
+            if floor is not None and not 0.0 <= floor <= 1.0:
+                raise InputError(f"prior floor must lie in [0, 1], got {floor}")
+        for sigma in (self.sigma, self.sigma_ct):
+            if sigma is not None and not 0.0 <= sigma <= 0.5:
+                raise InputError(f"prior sigma must lie in [0, 0.5] (a fraction of the image side), got {sigma}")
+
+    @property
+    def ct(self) -> "PriorSettings":
+        """The settings a CT scan gets."""
+        return PriorSettings(
+            self.kind,
+            self.sigma if self.sigma_ct is None else self.sigma_ct,
+            self.floor if self.floor_ct is None else self.floor_ct,
+        )
+
+    def for_scan(self, scan) -> "PriorSettings":
+        """The settings ``scan`` gets: :attr:`ct` for a CT scan, else these (without the CT values)."""
+        from .preprocess import is_ct
+
+        if getattr(scan, "modality", None) is not None and is_ct(scan):
+            return self.ct
+        return PriorSettings(self.kind, self.sigma, self.floor)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        return {k: v for k, v in d.items() if v is not None or k not in ("sigma_ct", "floor_ct")}
 
     def describe(self) -> str:
         if self.kind == "none":
             return "none (raw map)"
         what = "computed lung fields" if self.kind == "lungs" else "the given mask"
-        return f"map x soft prior of {what} (Gaussian {self.sigma:g} x side, floor {self.floor:g})"
+        text = f"map x soft prior of {what} (Gaussian {self.sigma:g} x side, floor {self.floor:g}"
+        if self.ct != PriorSettings(self.kind, self.sigma, self.floor):
+            text += f"; CT: {self.ct.sigma:g}, {self.ct.floor:g}"
+        return text + ")"
 
 
-#: The default prior of ``ppii predict`` / ``ppii evaluate`` and the widgets.
-DEFAULT_PRIOR = PriorSettings()
+#: The default prior of ``ppii predict`` / ``ppii evaluate`` and the widgets: radiographs' values chosen on
+#: NIH boxes, CT's own on LIDC-IDRI-0002 (benchmarks/README.md, "A CT prior default of its own, again").
+DEFAULT_PRIOR = PriorSettings(sigma_ct=0.015, floor_ct=0.1)
 
 
 def soft_prior(mask: np.ndarray, sigma: float = DEFAULT_PRIOR.sigma, floor: float = DEFAULT_PRIOR.floor) -> np.ndarray:
@@ -127,4 +155,4 @@ def weigh_map(amap: np.ndarray, scan, settings: PriorSettings, mask: np.ndarray 
     computed from ``scan``, or ``mask``; ``amap`` itself for ``none``."""
     if settings.kind == "none":
         return amap
-    return apply_prior(amap, prior_mask(scan, settings, mask).reshape(amap.shape), settings)
+    return apply_prior(amap, prior_mask(scan, settings, mask).reshape(amap.shape), settings.for_scan(scan))

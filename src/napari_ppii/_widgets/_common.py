@@ -145,12 +145,24 @@ class PriorControls:
             "computed from the scan; mask = the Labels layer below (e.g. painted)",
         )
         self.layer = layer_picker(viewer, Labels, label="Prior mask", tooltip="prior 'mask': this Labels layer")
-        self.container = Container(widgets=[self.kind, self.layer], labels=True)
+        from ..predict import DEFAULT_TTA, TTA_KINDS
+
+        self.tta = ComboBox(
+            choices=["auto", *TTA_KINDS],
+            value="auto",
+            label="Test-time aug.",
+            tooltip="mirror: the map averaged with the mirrored image's map; auto: "
+            + ", ".join(f"{v} for {k}" for k, v in DEFAULT_TTA.items())
+            + " models",
+        )
+        self.container = Container(widgets=[self.kind, self.layer, self.tta], labels=True)
 
     def settings(self):
-        from ..prior import DEFAULT_PRIOR, PriorSettings
+        from dataclasses import replace
 
-        return PriorSettings(self.kind.value, DEFAULT_PRIOR.sigma, DEFAULT_PRIOR.floor)
+        from ..prior import DEFAULT_PRIOR
+
+        return replace(DEFAULT_PRIOR, kind=self.kind.value)
 
     def mask(self):
         """The chosen Labels layer's data (a copy) for kind ``mask``, else None; an InputError when missing."""

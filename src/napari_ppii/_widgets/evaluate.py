@@ -162,10 +162,10 @@ class EvaluationWidget(FormsMixin, QWidget):
             detect_scale=self.detect_scale.value(),
         )
         self._prior = (prior, painted)
-        device = self.shared.config.training.device
+        device, tta = self.shared.config.training.device, self.prior.tta.value
 
         def job():  # off the GUI thread: model load, test-set listing, floors, evaluation
-            pred = Predictor(ckpt, device=device)
+            pred = Predictor(ckpt, device=device, tta=tta)
             items = open_test_set(data, boxes or None, labels=labels)
             atlas, why = atlas_floor(pred.cfg, checkpoint=ckpt, recorded=pred.inputs.get("train_data"))
             ev = evaluate(

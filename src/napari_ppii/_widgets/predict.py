@@ -203,7 +203,7 @@ class PredictWidget(FormsMixin, QWidget):
     def _loader(self):
         """A function returning the loaded model for the current checkpoint and device; it loads (in the
         worker thread, never blocking the viewer) only when they changed."""
-        key = (self.checkpoint.text(), self.shared.config.training.device)
+        key = (self.checkpoint.text(), self.shared.config.training.device, self.prior.tta.value)
         if not key[0]:
             raise InputError("choose a checkpoint (best.pt / last.pt of a run)")
 
@@ -211,7 +211,7 @@ class PredictWidget(FormsMixin, QWidget):
             if self._predictor_key != key:
                 from ..predict import Predictor
 
-                self.predictor = Predictor(key[0], device=key[1])
+                self.predictor = Predictor(key[0], device=key[1], tta=key[2])
                 self._predictor_key = key
             return self.predictor
 

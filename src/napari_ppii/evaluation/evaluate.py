@@ -378,7 +378,7 @@ def evaluate(
             # the raw map is scored first; then it is weighted by the prior in place (below): a CT volume's
             # raw and weighted maps are never held side by side
             pm = lungs if prior.kind == "lungs" else _prior_mask(scan, prior, prior_mask)
-            to_weigh.append((amap, pm))
+            to_weigh.append((amap, pm, prior.for_scan(scan)))
         if scan.ndim == 3:
             if amap is not None:
                 vol_maps.append(amap)
@@ -414,8 +414,8 @@ def evaluate(
         if vol_maps:
             r3 = score_maps(vol_maps, vol_boxes, opts, three_d=True, full=False)
             raw_metrics["per_lesion_3d"] = {h: r3[h] for h in HEADLINE if h in r3}
-        for amap, pm in to_weigh:  # now the model's map: the raw map x the prior, in place
-            weigh_in_place(amap, pm, prior)
+        for amap, pm, scan_prior in to_weigh:  # now the model's map: the raw map x the prior, in place
+            weigh_in_place(amap, pm, scan_prior)
     metrics: dict = score_maps(maps, boxes, opts, regions=regions, names=names) if maps else {}
     if vol_maps:
         metrics = {
