@@ -65,15 +65,19 @@ def test_the_ct_model_still_scores_the_unseen_slab_as_measured():
     items = load_volume_test_set(
         slab / "LIDC-IDRI-0001_slab_fov256.nii.gz", slab / "LIDC-IDRI-0001_slab_fov256_boxes.csv"
     )
+    pred = Predictor(CT, device="cpu")
+    assert pred.tta == "mirror"  # the default for a CT model, as the demo runs it
     ev = evaluate(
-        Predictor(CT, device="cpu"),
+        pred,
         items,
         EvalOptions(n_boot=20, prior=DEFAULT_PRIOR),
         floors=["random", "lung_field", "blob"],
     )
     per_slice = ev.metrics["per_slice"]
     assert len(per_slice["first_hit"]) == 9  # the nodule's slices
-    assert per_slice["top1_hits"][0] >= SHIPPED_CT_TOP1
+    # a margin of one slice (another CPU's kernels round differently); still over half of the 9 slices
+    assert per_slice["top1_hits"][0] >= SHIPPED_CT_TOP1 - 1
+    assert ev.metrics["per_lesion_3d"]["top1_hits"] == [SHIPPED_CT_VOLUME_TOP1, 1]  # the volume's strongest
     ranks = [r for r in per_slice["first_hit"].values() if r is not None]  # the nodule among each slice's candidates
     assert len(ranks) >= SHIPPED_CT_SLICES_FOUND - 1, per_slice["first_hit"]
     assert max(ranks) <= SHIPPED_CT_WORST_RANK + 5, per_slice["first_hit"]
@@ -83,13 +87,15 @@ def test_the_ct_model_still_scores_the_unseen_slab_as_measured():
     assert ev.metrics["raw"]["top1_hits"][0] >= SHIPPED_CT_RAW_TOP1 - 1
 
 
-#: measured when the model was shipped (benchmarks/README.md, seventh session; the model before it: 0 of 9 x prior,
-#: 1 of 9 raw, the nodule among the candidates on 7 of 9 within rank 10, AUROC 0.919); the test allows a margin
-SHIPPED_CT_TOP1 = 2  # of the 9 nodule slices, the map x prior
-SHIPPED_CT_RAW_TOP1 = 5  # ... the raw map
+#: measured with the CT prior default and mirror TTA of the eighth session (benchmarks/README.md; the same model
+#: before them: 2 of 9 x prior, 5 of 9 raw, worst rank 5, AUROC 0.959, the volume's strongest detection off the
+#: nodule; the model before it: 0 of 9 x prior, 1 of 9 raw, AUROC 0.919); the test allows a margin
+SHIPPED_CT_TOP1 = 8  # of the 9 nodule slices, the map x prior
+SHIPPED_CT_RAW_TOP1 = 8  # ... the raw map
+SHIPPED_CT_VOLUME_TOP1 = 1  # the whole slab's strongest detection lies on the nodule
 SHIPPED_CT_SLICES_FOUND = 9  # slices where one of the candidates lies on the nodule
-SHIPPED_CT_WORST_RANK = 5  # ... and there it is among the first 5
-SHIPPED_CT_AUROC = 0.959  # pixel AUROC x prior (lung-field floor 0.866)
+SHIPPED_CT_WORST_RANK = 3  # ... and there it is among the first 3
+SHIPPED_CT_AUROC = 0.966  # pixel AUROC x prior (lung-field floor 0.866)
 
 
 @pytest.mark.skipif(not CXR.exists(), reason="no pretrained radiograph model in resources/models")

@@ -317,7 +317,7 @@ def test_tta_auto_follows_the_models_modality(checkpoint, monkeypatch):
         assert predict.Predictor(checkpoint).tta == expected
         monkeypatch.setattr(predict, "_load_members", real)
     assert predict.Predictor(checkpoint).modality is None and predict.Predictor(checkpoint).tta == "none"
-    assert predict.DEFAULT_TTA == {"radiograph": "mirror", "CT": "none"}
+    assert predict.DEFAULT_TTA == {"radiograph": "mirror", "CT": "mirror"}
 
 
 def test_cli_records_the_tta_it_predicted_with(tmp_path, checkpoint):

@@ -43,7 +43,7 @@ TTA_KINDS = ("none", "mirror")
 #: The default per modality the model was trained on (``auto``), each adopted by a rule fixed before it was
 #: scored, on NIH Nodule/Mass boxes (radiographs) or LIDC-IDRI-0002 (CT): benchmarks/README.md, "Mirror
 #: test-time augmentation".  A model that does not record its modality gets ``none``.
-DEFAULT_TTA = {"radiograph": "mirror", "CT": "none"}
+DEFAULT_TTA = {"radiograph": "mirror", "CT": "mirror"}
 
 
 class Predictor:
