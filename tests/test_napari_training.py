@@ -525,3 +525,11 @@ def test_a_peak_above_the_threshold_is_shown_however_many_broader_candidates_out
     assert [(d.properties["peak_y"], d.properties["peak_x"]) for d in dets] == [(240, 200)]
     many = detect(amap.astype(np.float32), 0.3, max_candidates=50)
     assert len(many) == 50  # 61 peaks above 0.3: the first 50 are shown
+
+
+def test_the_prediction_docks_tta_choice_reaches_the_model(predict_setup):
+    _v, w, _box = predict_setup
+    assert w.prior.tta.value == "auto" and w._loader()().tta == "none"  # a model without a modality: none
+    w.prior.tta.value = "mirror"
+    model = w._loader()()
+    assert model.tta == "mirror" and model.stochastic  # reloaded with the dock's choice
