@@ -142,7 +142,7 @@ def main(argv=None) -> dict:
         "--tta",
         choices=["none", "mirror"],
         default="none",
-        help="test-time augmentation (default none, as every trajectory before mirror became the radiographs' "
+        help="test-time augmentation (default none, as every trajectory before mirror became the "
         "default, so that a run's checkpoints stay comparable)",
     )
     ap.add_argument(
