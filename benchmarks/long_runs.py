@@ -40,11 +40,11 @@ from napari_ppii.evaluation.summary import fmt_ci  # noqa: E402
 from napari_ppii.io import read_boxes, read_scan  # noqa: E402
 from napari_ppii.predict import Predictor  # noqa: E402
 from napari_ppii.prior import PriorSettings  # noqa: E402
+from napari_ppii.training import load_checkpoint, read_log  # noqa: E402
 
 #: the prior every trajectory here was scored with: lungs, sigma 0.03, floor 0.1 for radiographs and CT alike
 #: (before CT got its own default in the eighth session), so that a run's checkpoints stay comparable
 PRIOR = PriorSettings("lungs", 0.03, 0.1)
-from napari_ppii.training import load_checkpoint, read_log  # noqa: E402
 
 
 def _nih_sets() -> dict:

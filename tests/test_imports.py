@@ -48,6 +48,14 @@ def test_the_configuration_loads_without_scipy_or_torch():
     assert not [m for m in mods if m.split(".")[0] in ("scipy", "torch")]
 
 
+def test_the_command_lines_parser_loads_no_torch():
+    """Every ``ppii`` command builds the whole parser first (its options name the prior and test-time
+    augmentation defaults): that must not load torch, or ``ppii --help`` / ``ppii info`` wait for it."""
+    mods = _loaded_after("from napari_ppii.cli import build_parser; build_parser()")
+    assert "napari_ppii.tta" in mods and "napari_ppii.prior" in mods
+    assert not [m for m in mods if m.split(".")[0] == "torch"]
+
+
 def test_inference_loads_no_training_module():
     mods = _loaded_after("import napari_ppii.predict; from napari_ppii.predict import Predictor, predict_batch")
     assert not [m for m in mods if m.startswith("napari_ppii.training")]
@@ -106,7 +114,7 @@ def _assert_no_circle(graph: dict[str, set[str]]) -> None:
 LAYERS = [
     {"errors"},
     {"io", "anatomy", "device", "checkpoint", "models"},
-    {"synthesis", "prior"},  # synthesis holds its own settings (synthesis/settings.py) and the methods
+    {"synthesis", "prior", "tta"},  # synthesis holds its own settings (synthesis/settings.py) and the methods
     {"config"},  # the one configuration: synthesis settings + preprocess, model, data, training sections
     {"preprocess"},
     {"evaluation", "realism", "predict", "training"},

@@ -289,16 +289,15 @@ def _prior_args(args):
 
 
 def _add_prior_args(p) -> None:
-    from .predict import DEFAULT_TTA, TTA_KINDS
     from .prior import DEFAULT_PRIOR
+    from .tta import TTA_KINDS, describe_auto
 
     p.add_argument(
         "--tta",
         choices=["auto", *TTA_KINDS],
         default="auto",
         help="test-time augmentation: mirror = the map averaged with the mirrored image's map; auto (default) = "
-        + ", ".join(f"{v} for {k}" for k, v in DEFAULT_TTA.items())
-        + " models (README, 'Mirror test-time augmentation')",
+        f"{describe_auto()} (README, 'Mirror test-time augmentation')",
     )
 
     p.add_argument(

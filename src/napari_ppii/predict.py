@@ -24,6 +24,7 @@ from .errors import InputError
 from .io.scan import Scan
 from .models import build_model
 from .preprocess import resize
+from .tta import DEFAULT_TTA, TTA_KINDS, resolve_tta  # noqa: F401 (the kinds and defaults: napari_ppii.tta)
 
 
 @dataclass
@@ -34,16 +35,6 @@ class AnomalyMap:
     samples: int  # samples per model (1 for a deterministic single model)
     raw: np.ndarray | None = None  # the map before an organ prior weighted ``mean`` (napari_ppii.prior)
     warning: str | None = None  # e.g. a scan of another modality than the model was trained on
-
-
-#: test-time augmentation of :class:`Predictor`: ``none``, or ``mirror`` (each image / slice also predicted
-#: mirrored left-right, that map mirrored back, the two averaged as two members of an ensemble)
-TTA_KINDS = ("none", "mirror")
-
-#: The default per modality the model was trained on (``auto``), each adopted by a rule fixed before it was
-#: scored, on NIH Nodule/Mass boxes (radiographs) or LIDC-IDRI-0002 (CT): benchmarks/README.md, "Mirror
-#: test-time augmentation".  A model that does not record its modality gets ``none``.
-DEFAULT_TTA = {"radiograph": "mirror", "CT": "mirror"}
 
 
 class Predictor:
@@ -81,12 +72,8 @@ class Predictor:
             why = _input_mismatch(self.cfg, self.inputs, cfg, inputs)
             if why:
                 raise InputError(f"cannot predict as one ensemble with {paths[0].name}'s model: {why}", path)
-        if tta == "auto":
-            tta = DEFAULT_TTA.get(self.modality or "", "none")
-        if tta not in TTA_KINDS:
-            raise InputError(f"test-time augmentation must be auto or one of {', '.join(TTA_KINDS)}, got {tta!r}")
         #: the test-time augmentation in use (``auto`` resolved)
-        self.tta = tta
+        self.tta = resolve_tta(tta, self.modality)
 
     @property
     def stochastic(self) -> bool:

@@ -14,7 +14,7 @@ import numpy as np
 
 from .config import PreprocessConfig
 from .errors import InputError
-from .io.scan import Scan
+from .io.scan import Scan, is_ct  # noqa: F401 (is_ct: preprocess.is_ct for its callers)
 
 #: Named HU windows as (centre, width).  ``header`` uses the scan's own WindowCenter/WindowWidth.
 WINDOWS: dict[str, tuple[float, float]] = {
@@ -162,10 +162,6 @@ def check_input_size(scan: Scan) -> None:
             "in-plane axis are needed (upsampling a few pixels would invent the scan)",
             scan.path,
         )
-
-
-def is_ct(scan: Scan) -> bool:
-    return scan.modality.upper() == "CT"
 
 
 def prepare(scan: Scan, config: PreprocessConfig | None = None) -> Scan:

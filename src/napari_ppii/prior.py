@@ -50,31 +50,34 @@ class PriorSettings:
             if sigma is not None and not 0.0 <= sigma <= 0.5:
                 raise InputError(f"prior sigma must lie in [0, 0.5] (a fraction of the image side), got {sigma}")
 
+    def for_modality(self, ct: bool) -> "PriorSettings":
+        """The settings a CT scan (``ct``) or a radiograph gets, without CT values of their own."""
+        if ct:
+            sigma = self.sigma if self.sigma_ct is None else self.sigma_ct
+            floor = self.floor if self.floor_ct is None else self.floor_ct
+            return PriorSettings(self.kind, sigma, floor)
+        return PriorSettings(self.kind, self.sigma, self.floor)
+
     @property
     def ct(self) -> "PriorSettings":
         """The settings a CT scan gets."""
-        return PriorSettings(
-            self.kind,
-            self.sigma if self.sigma_ct is None else self.sigma_ct,
-            self.floor if self.floor_ct is None else self.floor_ct,
-        )
+        return self.for_modality(True)
 
     def for_scan(self, scan) -> "PriorSettings":
-        """The settings ``scan`` gets: :attr:`ct` for a CT scan, else these (without the CT values)."""
-        if str(getattr(scan, "modality", "") or "").upper() == "CT":  # as preprocess.is_ct, a layer above
-            return self.ct
-        return PriorSettings(self.kind, self.sigma, self.floor)
+        """The settings ``scan`` gets (:attr:`ct` for a CT scan)."""
+        from .io.scan import is_ct
+
+        return self.for_modality(is_ct(scan))
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        return {k: v for k, v in d.items() if v is not None or k not in ("sigma_ct", "floor_ct")}
+        return {k: v for k, v in asdict(self).items() if v is not None}  # CT values only where set
 
     def describe(self) -> str:
         if self.kind == "none":
             return "none (raw map)"
         what = "computed lung fields" if self.kind == "lungs" else "the given mask"
         text = f"map x soft prior of {what} (Gaussian {self.sigma:g} x side, floor {self.floor:g}"
-        if self.ct != PriorSettings(self.kind, self.sigma, self.floor):
+        if self.ct != self.for_modality(False):
             text += f"; CT: {self.ct.sigma:g}, {self.ct.floor:g}"
         return text + ")"
 

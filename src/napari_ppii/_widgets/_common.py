@@ -145,15 +145,13 @@ class PriorControls:
             "computed from the scan; mask = the Labels layer below (e.g. painted)",
         )
         self.layer = layer_picker(viewer, Labels, label="Prior mask", tooltip="prior 'mask': this Labels layer")
-        from ..predict import DEFAULT_TTA, TTA_KINDS
+        from ..tta import TTA_KINDS, describe_auto
 
         self.tta = ComboBox(
             choices=["auto", *TTA_KINDS],
             value="auto",
             label="Test-time aug.",
-            tooltip="mirror: the map averaged with the mirrored image's map; auto: "
-            + ", ".join(f"{v} for {k}" for k, v in DEFAULT_TTA.items())
-            + " models",
+            tooltip=f"mirror: the map averaged with the mirrored image's map; auto: {describe_auto()}",
         )
         self.container = Container(widgets=[self.kind, self.layer, self.tta], labels=True)
 

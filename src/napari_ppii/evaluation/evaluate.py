@@ -355,7 +355,7 @@ def evaluate(
     maps, boxes, kept, regions, names = [], [], [], [], []
     vol_maps, vol_boxes = [], []
     prior = opts.prior
-    to_weigh: list[tuple] = []  # (raw map, prior mask per image / slice): weighted after the raw map is scored
+    to_weigh: list[tuple] = []  # (raw map, prior mask per image / slice, the scan's prior): weighted after scoring
     warnings: list[str] = []
     for i, it in enumerate(items):
         scan = it.scan if it.scan is not None else read_scan(it.path)

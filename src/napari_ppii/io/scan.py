@@ -94,3 +94,8 @@ class Scan:
         d = np.asarray(img.GetDirection(), dtype=float).reshape(nd, nd)
         direction = d.T[::-1, ::-1]
         return spacing, origin, direction
+
+
+def is_ct(scan) -> bool:
+    """Whether ``scan`` (a :class:`Scan`, or anything with a ``modality``) is a CT scan."""
+    return str(getattr(scan, "modality", "") or "").upper() == "CT"
