@@ -12,10 +12,14 @@ steps include the compilation, which is not timed).  The Table 1 setting: U-Net 
 synthesis and the optimiser are not counted) over the whole step time.
 
 Usage: ``python benchmarks/bench_training.py [--size 256] [--batch 8] [--base-channels 16] [--steps 8]
-[--threads N] [--device cpu] [--rounds R]``.  Rows: fp32 (the trainer's CPU path before issue 23: fp32, NCHW,
-eager, the batch drawn inside the step), the default not compiled, the default, and the default with
+[--threads N] [--device cpu] [--rounds R]``.  Each row runs in a fresh process (the allocator setting,
+``training.retain_memory``, is process-wide).  Rows: fp32 (the trainer's CPU path before issue 23: fp32, NCHW,
+eager, the batch drawn inside the step, the C library's allocator as it comes), fp32 with freed memory retained
+(the allocator's share, apart from precision's), the default not compiled, the default with the allocator as it
+comes, the default, and the default with
 ``training.prefetch`` (the next batch drawn in a background thread while the step runs; off by default).  Last
-line: one JSON object with ``speedup`` (default / fp32 steps/s) and ``prefetch_gain`` (prefetch / default).
+line: one JSON object with ``speedup`` (default / fp32 steps/s), ``speedup_same_allocator`` (default / fp32
+with freed memory retained: precision, layout and compiling alone) and ``prefetch_gain`` (prefetch / default).
 With prefetch the first timed step's batch was drawn during the last warm-up step: time several steps
 (the default 8) -- a one-step smoke run (``--steps 1``) printed prefetch / default 4.6x at 64x64 on one thread
 beside a training: partly that, partly a core the one-thread step left free; no figure to report.
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -77,7 +82,59 @@ def time_trainer(cfg: PPIIConfig, images: np.ndarray, steps: int, warmup: int) -
             "gflop_per_step": gflop,
             "gflop_per_s": gflop / dt,
             "loss": tr.loss,
+            "allocator": tr.allocator,
         }
+
+
+# the rows, each timed in a process of its own (the allocator setting is process-wide and cannot be undone)
+ROWS = (
+    # the trainer's CPU path before issue 23: fp32, NCHW, eager, the batch drawn inside the step, the C
+    # library's allocator as it comes
+    (
+        "fp32",
+        [
+            "training.amp=false",
+            "training.channels_last=false",
+            "training.compile=never",
+            "training.prefetch=false",
+            "training.retain_memory=false",
+        ],
+    ),
+    # the same with freed memory retained: the allocator's share of the speed-up, apart from precision's
+    ("fp32_retain", ["training.amp=false", "training.channels_last=false", "training.compile=never"]),
+    ("eager", ["training.compile=never"]),
+    # the default with the allocator as it comes: the allocator's share on the default path
+    ("default_system", ["training.retain_memory=false"]),
+    ("default", []),
+    ("prefetch", ["training.prefetch=true"]),
+)
+
+
+def base_config(args) -> PPIIConfig:
+    return PPIIConfig().with_overrides(
+        [
+            f"data.train={ROOT / 'resources' / 'nih-cxr'}",
+            f"data.image_size={args.size}",
+            f"model.base_channels={args.base_channels}",
+            f"training.batch_size={args.batch}",
+            f"training.device={args.device}",
+            "data.val_samples=2",
+            "synthesis.placement=lungs",
+            f"training.compile={args.compile}",
+        ]
+        + ([f"training.num_threads={args.threads}"] if args.threads else [])
+    )
+
+
+def time_row(args, name: str) -> dict:
+    """One row, in this process (``--row``): the trainer's step timed, one JSON line printed."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = base_config(args)
+    over = dict(ROWS)[name]
+    r = time_trainer(base.with_overrides(over), load_normal_images(base), args.steps, args.warmup)
+    r.update(threads=torch.get_num_threads(), prefetch="training.prefetch=true" in over)
+    return r
 
 
 def main(argv=None) -> dict:
@@ -98,49 +155,36 @@ def main(argv=None) -> dict:
     ap.add_argument(
         "--compile", default="auto", choices=["auto", "always", "never"], help="training.compile of the default row"
     )
+    ap.add_argument("--row", choices=[n for n, _ in ROWS], help=argparse.SUPPRESS)  # one row, in this process
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    base = PPIIConfig().with_overrides(
-        [
-            f"data.train={ROOT / 'resources' / 'nih-cxr'}",
-            f"data.image_size={args.size}",
-            f"model.base_channels={args.base_channels}",
-            f"training.batch_size={args.batch}",
-            f"training.device={args.device}",
-            "data.val_samples=2",
-            "synthesis.placement=lungs",
-            f"training.compile={args.compile}",
-        ]
-        + ([f"training.num_threads={args.threads}"] if args.threads else [])
-    )
-    images = load_normal_images(base)
+    if args.row:
+        r = time_row(args, args.row)
+        print(json.dumps(r))
+        return r
     res = {
         "device": args.device,
-        "threads": torch.get_num_threads(),
         "size": args.size,
         "batch": args.batch,
         "base_channels": args.base_channels,
         "steps": args.steps,
     }
-    rows = (
-        # the trainer's CPU path before issue 23: fp32, NCHW, eager, the batch drawn inside the step
-        (
-            "fp32",
-            ["training.amp=false", "training.channels_last=false", "training.compile=never", "training.prefetch=false"],
-        ),
-        ("eager", ["training.compile=never"]),
-        ("default", []),
-        ("prefetch", ["training.prefetch=true"]),
-    )
+    passed = list(argv if argv is not None else sys.argv[1:])
     for rnd in range(args.rounds):
-        for name, over in rows:
-            r = time_trainer(base.with_overrides(over), images, args.steps, args.warmup)
+        for name, _ in ROWS:
+            out = subprocess.run(
+                [sys.executable, str(Path(__file__).resolve()), *passed, "--row", name],
+                capture_output=True,
+                text=True,
+            )
+            if out.returncode != 0:
+                raise SystemExit(f"row {name} failed:\n{out.stderr[-2000:]}")
+            r = json.loads(out.stdout.strip().splitlines()[-1])
             r["round"] = rnd
+            res["threads"] = r["threads"]
             if name not in res or r["s_per_step"] < res[name]["s_per_step"]:
                 res[name] = r
             print(
-                f"{name:8s} [{r['path']}{', prefetch' if 'training.prefetch=true' in over else ''}] "
+                f"{name:11s} [{r['path']}{', prefetch' if r['prefetch'] else ''}; allocator: {r['allocator']}] "
                 f"round {rnd + 1}: {r['s_per_step']:.3f} s/step, {r['images_per_s']:.2f} images/s, "
                 f"{r['gflop_per_s']:.0f} GFLOP/s ({r['gflop_per_step']:.1f} GFLOP/step)",
                 flush=True,
@@ -150,9 +194,14 @@ def main(argv=None) -> dict:
     res["speedup_eager"] = ratio("eager", "fp32")
     res["speedup_prefetch"] = ratio("prefetch", "fp32")
     res["prefetch_gain"] = ratio("prefetch", "default")
+    res["retain_gain_fp32"] = ratio("fp32_retain", "fp32")
+    res["retain_gain_default"] = ratio("default", "default_system")
+    res["speedup_same_allocator"] = ratio("default", "fp32_retain")
     print(
         f"speedup default / fp32: {res['speedup']:.2f}x (without compiling: {res['speedup_eager']:.2f}x; with "
-        f"prefetch: {res['speedup_prefetch']:.2f}x, prefetch / default {res['prefetch_gain']:.2f}x)"
+        f"prefetch: {res['speedup_prefetch']:.2f}x, prefetch / default {res['prefetch_gain']:.2f}x); freed memory "
+        f"retained: fp32 {res['retain_gain_fp32']:.2f}x, default {res['retain_gain_default']:.2f}x; default / fp32 "
+        f"with the same allocator: {res['speedup_same_allocator']:.2f}x"
         + (f"; best of {args.rounds} rounds per row" if args.rounds > 1 else "")
     )
     print(json.dumps(res))

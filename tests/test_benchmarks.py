@@ -44,6 +44,16 @@ def test_bench_training_compares_the_default_path_with_fp32():
     assert res["fp32"]["path"] == "cpu fp32"
     assert res["default"]["gflop_per_step"] == res["fp32"]["gflop_per_step"] > 0
     assert math.isfinite(res["speedup"]) and res["speedup"] > 0
+    # each row ran in a process of its own: the baseline kept the C library's allocator as it comes, the
+    # others retained freed memory where glibc lets them
+    import platform
+
+    assert res["fp32"]["allocator"] == "system"
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert res["default_system"]["allocator"] == "system"
+    for row in ("fp32_retain", "eager", "default", "prefetch"):
+        assert res[row]["allocator"].startswith("glibc") == glibc, row
+    assert math.isfinite(res["speedup_same_allocator"]) and res["speedup_same_allocator"] > 0
 
 
 def test_bench_methods_times_this_tree_against_a_commit():

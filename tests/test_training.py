@@ -154,6 +154,58 @@ def test_a_rerun_of_the_same_command_gives_the_same_run_bit_for_bit(tmp_path, po
     assert start["torch"] == torch.__version__ and start["numpy"] == np.__version__
 
 
+_RETAIN_RUN = """
+import sys, numpy as np
+from napari_ppii.config import PPIIConfig
+from napari_ppii.training import train
+out, retain = sys.argv[1], sys.argv[2]
+over = %r + ["training.out_dir=" + out, "training.retain_memory=" + retain]
+train(PPIIConfig().with_overrides(over), images=np.load(out + ".npy"))
+"""
+
+
+def test_retaining_freed_memory_changes_no_result(tmp_path):
+    # training.retain_memory sets the C library's allocator for the whole process (it cannot be undone), so
+    # each run has a process of its own; the bf16 path at a size whose activations exceed glibc's default
+    # mmap threshold (128 KiB), so the two runs really take their memory from different places
+    pool = np.stack([smooth_image((64, 64), seed=s) for s in range(6)])
+    over = TINY + [
+        "data.image_size=64",
+        "training.batch_size=8",
+        "training.steps=6",
+        "training.val_every=3",
+        "training.num_threads=1",
+    ]
+    env = {**os.environ, "PPII_CPU_BF16": "1"}
+    for name, retain in (("system", "false"), ("retain", "true")):
+        np.save(tmp_path / f"{name}.npy", pool)
+        r = subprocess.run(
+            [sys.executable, "-c", _RETAIN_RUN % (over,), str(tmp_path / name), retain],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert r.returncode == 0, r.stderr[-2000:]
+    a, b = (load_checkpoint(tmp_path / d / "last.pt") for d in ("system", "retain"))
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    starts = {d: read_log(tmp_path / d / "log.jsonl")[0] for d in ("system", "retain")}
+    assert starts["system"]["allocator"] == "system"
+    import platform
+
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert starts["retain"]["allocator"].startswith("glibc") == glibc
+
+
+def test_retaining_freed_memory_is_left_alone_off_glibc(monkeypatch):
+    import platform
+
+    from napari_ppii.device import retain_freed_memory
+
+    monkeypatch.setattr(platform, "libc_ver", lambda *a, **k: ("musl", "1.2"))
+    assert retain_freed_memory() is None
+
+
 def test_log_and_checkpoints(tmp_path, pool):
     cfg = tiny_cfg(tmp_path, "training.steps=8", "training.val_every=4")
     res = train(cfg, images=pool)

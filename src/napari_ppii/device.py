@@ -67,3 +67,31 @@ def fast_path(device: torch.device, amp: bool, channels_last: bool) -> dict:
         "channels_last": channels_last,
         "path": f"cpu {'bf16 (' + native + ')' if amp else 'fp32'}{' channels_last' if channels_last else ''}",
     }
+
+
+# glibc's mallopt parameters (malloc.h) and the values the trainer sets: every step allocates and frees the
+# same large activations; by default glibc returns them to the OS (mmap for blocks over its threshold, heap
+# trimming for the rest) and the next step faults the pages back in and zeroes them -- about 25,000 page
+# faults per step at the Table 1 setting, 10-14 % of a bf16 CPU step (benchmarks/README.md).
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+RETAIN_SETTINGS = ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 512 << 20), (_M_TOP_PAD, 64 << 20))
+
+
+def retain_freed_memory() -> str | None:
+    """Keep freed memory in the process for reuse instead of handing it back to the OS after every step
+    (glibc only: blocks up to 32 MiB come from the heap, which is trimmed only beyond 512 MiB free, grown 64 MiB
+    at a time).  Process-wide and not undone: the trainer calls it where it owns the process (``ppii train``,
+    the napari dock's training subprocess, or a Python session that constructs a CPU trainer), unless
+    ``training.retain_memory=false``.  Returns what was set, for the log, or None where it cannot be set
+    (not glibc, or mallopt refused a value)."""
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = all(libc.mallopt(ctypes.c_int(k), ctypes.c_int(v)) == 1 for k, v in RETAIN_SETTINGS)
+    except (OSError, AttributeError):
+        return None
+    return "glibc, freed memory retained (mmap threshold 32 MiB, trim threshold 512 MiB)" if ok else None

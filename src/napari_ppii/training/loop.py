@@ -30,7 +30,7 @@ from ..config import PPIIConfig
 from ..errors import InputError
 from ..models import build_model
 from ..checkpoint import load_checkpoint, remove_partial_writes, save_checkpoint
-from ..device import fast_path, resolve_device
+from ..device import fast_path, resolve_device, retain_freed_memory
 from .data import SyntheticBatches, load_training_set, split_indices, training_masks, validation_set, with_room
 from .log import JsonlLog
 from .losses import segmentation_loss
@@ -240,6 +240,9 @@ class Trainer:
 
         self.model = model = build_model(cfg.model).to(device)
         self.path = fast_path(device, t.amp, t.channels_last)
+        self.allocator = "system"
+        if device.type == "cpu" and t.retain_memory:
+            self.allocator = retain_freed_memory() or "system (retain_memory: not available here)"
         if self.path["channels_last"]:
             self.model = model = model.to(memory_format=torch.channels_last)
         self.opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
@@ -458,6 +461,7 @@ class Trainer:
                 backbone=cfg.model.backbone,
                 device=str(self.device),
                 precision=self.path["path"],
+                allocator=self.allocator,
                 prefetch=self._pool is not None,
                 threads=torch.get_num_threads(),
                 world_size=dist.world_size,
