@@ -53,6 +53,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--floors", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.4, 0.6, 1.0])
     ap.add_argument("--detect-scales", type=float, nargs="+", default=[DEFAULT_DETECT_SCALE])
     ap.add_argument("--n-boot", type=int, default=50)
+    ap.add_argument(
+        "--tta",
+        choices=["none", "mirror"],
+        default="none",
+        help="test-time augmentation (default none, as when the prior's defaults were chosen; mirror reproduces "
+        "the eighth session's decision on mirror TTA with --sigmas 0.03 --floors 0.1 --n-boot 200)",
+    )
     args = ap.parse_args(argv)
     if args.set == "nih":
         nih = SHARED / "nih-cxr" / "annotations.csv"
@@ -71,7 +78,7 @@ def main(argv=None) -> dict:
             print(json.dumps({"skipped": f"{l2} absent"}))
             return {}
         items = load_volume_test_set(l2 / "dicom", l2 / "071.xml")
-    pred = Predictor(args.checkpoint, tta="none")  # as when the prior's defaults were chosen
+    pred = Predictor(args.checkpoint, tta=args.tta)
     maps, masks, boxes = [], [], []
     for it in items:
         scan = it.scan if it.scan is not None else read_scan(it.path)
@@ -115,7 +122,7 @@ def main(argv=None) -> dict:
         (r for r in rows if r["floor"] > 0),
         key=lambda r: (r["top1_hits"][0], r["froc_at_10fp"], r["pixel_auroc"], -r["detect_scale"]),
     )
-    res = {"checkpoint": str(args.checkpoint), "set": args.set, "rows": rows, "pick": best}
+    res = {"checkpoint": str(args.checkpoint), "set": args.set, "tta": args.tta, "rows": rows, "pick": best}
     print(f"pick: sigma {best['sigma']}, floor {best['floor']}, detect scale {best['detect_scale']}")
     print(json.dumps(res))
     return res

@@ -197,8 +197,9 @@ class TrainingConfig(_Model):
     retain_memory: bool = Field(
         True,
         description="on the CPU, keep freed memory in the process for the next step instead of returning it to the "
-        "OS (glibc mallopt, process-wide; elsewhere nothing changes): at the Table 1 setting the bf16 step ran "
-        "10-14 % faster, the fp32 step 19-24 %, and the process keeps up to about 0.5 GiB more than it uses",
+        "OS (glibc mallopt, process-wide; elsewhere nothing changes): at the Table 1 setting on two cores the default "
+        "step ran 1.04x as fast, the fp32 step 1.10x (bench_training.py, best of 3), and the process keeps up to "
+        "about 0.5 GiB more than it uses",
     )
     out_dir: str = Field("runs/ppii", description="checkpoints and the JSON-lines log go here")
     num_threads: int | None = Field(None, ge=1, le=256, description="CPU threads for torch (None: torch's default)")
