@@ -40,6 +40,7 @@ from napari_ppii.evaluation.summary import fmt_ci  # noqa: E402
 from napari_ppii.io import read_boxes, read_scan  # noqa: E402
 from napari_ppii.predict import Predictor  # noqa: E402
 from napari_ppii.prior import PriorSettings  # noqa: E402
+from napari_ppii.tta import TTA_KINDS  # noqa: E402
 from napari_ppii.training import load_checkpoint, read_log  # noqa: E402
 
 #: the prior every trajectory here was scored with: lungs, sigma 0.03, floor 0.1 for radiographs and CT alike
@@ -140,7 +141,7 @@ def main(argv=None) -> dict:
     )
     ap.add_argument(
         "--tta",
-        choices=["none", "mirror"],
+        choices=list(TTA_KINDS),
         default="none",
         help="test-time augmentation (default none, as every trajectory before mirror became the "
         "default, so that a run's checkpoints stay comparable)",

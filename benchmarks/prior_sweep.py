@@ -43,6 +43,7 @@ from napari_ppii.evaluation import EvalOptions, load_csv_test_set, load_volume_t
 from napari_ppii.io import read_scan  # noqa: E402
 from napari_ppii.predict import Predictor  # noqa: E402
 from napari_ppii.prior import PriorSettings, apply_prior  # noqa: E402
+from napari_ppii.tta import TTA_KINDS  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -55,7 +56,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--n-boot", type=int, default=50)
     ap.add_argument(
         "--tta",
-        choices=["none", "mirror"],
+        choices=list(TTA_KINDS),
         default="none",
         help="test-time augmentation (default none, as when the prior's defaults were chosen; mirror reproduces "
         "the eighth session's decision on mirror TTA with --sigmas 0.03 --floors 0.1 --n-boot 200)",

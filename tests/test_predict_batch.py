@@ -304,6 +304,31 @@ def test_mirror_tta_averages_the_map_with_the_mirrored_images_map(tmp_path, chec
         Predictor(checkpoint, tta="flip")
 
 
+def test_mirror_zoom_adds_mirrors_two_views_of_the_enlarged_input(checkpoint):
+    import torch
+    import torch.nn.functional as F
+
+    from napari_ppii.predict import Predictor
+    from napari_ppii.tta import ZOOM
+
+    def resize(a, side):
+        return F.interpolate(torch.as_tensor(a)[:, None].float(), size=(side, side), mode="bilinear")[:, 0].numpy()
+
+    x = np.stack([smooth_image((32, 32), seed=s) for s in (7, 8)])
+    x[:, :, :10] += 0.5
+    mirror, zoomed = Predictor(checkpoint, tta="mirror"), Predictor(checkpoint, tta="mirror_zoom")
+    assert zoomed.tta == "mirror_zoom" and zoomed.stochastic
+    side = round(32 * ZOOM)
+    m1 = mirror.predict_images(x)[0]
+    # mirror's two views of the enlarged image, averaged, then brought back (resizing is linear)
+    mz = resize(mirror.predict_images(resize(x, side))[0], 32)
+    assert np.abs(mz - m1).max() > 1e-4  # the enlarged views differ, or the test shows nothing
+    m, v = zoomed.predict_images(x)
+    assert m.shape == v.shape == x.shape
+    np.testing.assert_allclose(m, (m1 + mz) / 2, atol=2e-6)
+    assert v.min() >= 0 and v.max() > 0
+
+
 def test_tta_auto_follows_the_models_modality(checkpoint, monkeypatch):
     from napari_ppii import predict
 

@@ -24,7 +24,7 @@ from .errors import InputError
 from .io.scan import Scan
 from .models import build_model
 from .preprocess import resize
-from .tta import DEFAULT_TTA, TTA_KINDS, resolve_tta  # noqa: F401 (the kinds and defaults: napari_ppii.tta)
+from .tta import DEFAULT_TTA, TTA_KINDS, ZOOM, resolve_tta  # noqa: F401 (the kinds and defaults: napari_ppii.tta)
 
 
 @dataclass
@@ -48,7 +48,8 @@ class Predictor:
 
     ``tta`` (:data:`TTA_KINDS`, or ``auto``: :data:`DEFAULT_TTA` for the model's modality): ``mirror`` adds
     each model's map of the mirrored input, mirrored back, as one more member (mean and total variance as
-    for an ensemble)."""
+    for an ensemble); ``mirror_zoom`` adds mirror's two views of the input enlarged :data:`ZOOM` times
+    (bilinear), their maps brought back to the input's size."""
 
     def __init__(self, checkpoint: str | Path | Sequence[str | Path], device: str = "cpu", tta: str = "auto"):
         from .device import resolve_device
@@ -113,11 +114,15 @@ class Predictor:
         means, vars_ = [], []
         for i in range(0, len(images), batch):
             x = torch.as_tensor(images[i : i + batch])[:, None].float().to(self.device)
-            outs = [model.predict(x, samples=n) for model in self.models]
-            if self.tta == "mirror":  # each model's map of the mirrored input, mirrored back
-                xm = torch.flip(x, dims=(-1,))
-                for model in self.models:
-                    outs.append(tuple(torch.flip(t, dims=(-1,)) for t in model.predict(xm, samples=n)))
+            outs = []
+            for zoom in (1.0, ZOOM) if self.tta == "mirror_zoom" else (1.0,):
+                xz = x if zoom == 1.0 else _zoom(x, tuple(round(d * zoom) for d in x.shape[-2:]))
+                for flip in (False, True) if self.tta != "none" else (False,):
+                    xi = torch.flip(xz, dims=(-1,)) if flip else xz  # mirrored: each map mirrored back
+                    for model in self.models:
+                        o = model.predict(xi, samples=n)
+                        o = tuple(torch.flip(t, dims=(-1,)) for t in o) if flip else o
+                        outs.append(o if zoom == 1.0 else tuple(_zoom(t, tuple(x.shape[-2:])) for t in o))
             if len(outs) == 1:
                 m, v = outs[0]
             else:  # the ensemble's total variance: within the members plus between their means
@@ -155,6 +160,11 @@ class Predictor:
         if scan.ndim == 2:
             mean, var = mean[0], var[0]
         return AnomalyMap(mean, var, scan, n if self.stochastic else 1, warning=self.modality_warning(scan))
+
+
+def _zoom(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(N, C, H, W)`` resized bilinearly to ``size``."""
+    return torch.nn.functional.interpolate(t, size=size, mode="bilinear", align_corners=False)
 
 
 def _load_members(path: Path, device) -> list[tuple[PPIIConfig, torch.nn.Module, int, dict]]:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from .errors import InputError
 
-#: ``none``, or ``mirror`` (each image / slice also predicted mirrored left-right, that map mirrored back,
-#: the two averaged as two members of an ensemble)
-TTA_KINDS = ("none", "mirror")
+#: ``none``; ``mirror`` (each image / slice also predicted mirrored left-right, that map mirrored back,
+#: the two averaged as two members of an ensemble); ``mirror_zoom`` (mirror's two views, and the same two
+#: with the model's input enlarged by :data:`ZOOM`, their maps brought back to the input's size: four members)
+TTA_KINDS = ("none", "mirror", "mirror_zoom")
+
+#: The enlargement of ``mirror_zoom``'s second pair of views (fixed before it was scored, not swept)
+ZOOM = 1.25
 
 #: The default per modality the model was trained on (``auto``), each adopted by a rule fixed before it was
 #: scored, on NIH Nodule/Mass boxes (radiographs) or LIDC-IDRI-0002 (CT): benchmarks/README.md, "Mirror
