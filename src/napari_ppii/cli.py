@@ -296,7 +296,8 @@ def _add_prior_args(p) -> None:
         "--tta",
         choices=["auto", *TTA_KINDS],
         default="auto",
-        help="test-time augmentation: mirror = the map averaged with the mirrored image's map; auto (default) = "
+        help="test-time augmentation: mirror = the map averaged with the mirrored image's map; mirror_zoom = "
+        "also both at 1.25x; auto (default) = "
         f"{describe_auto()} (README, 'Mirror test-time augmentation')",
     )
 

@@ -72,7 +72,7 @@ def fast_path(device: torch.device, amp: bool, channels_last: bool) -> dict:
 # glibc's mallopt parameters (malloc.h) and the values the trainer sets: every step allocates and frees the
 # same large activations; by default glibc returns them to the OS (mmap for blocks over its threshold, heap
 # trimming for the rest) and the next step faults the pages back in and zeroes them -- about 25,000 page
-# faults per step at the Table 1 setting; retained, the default step ran 1.04x as fast, fp32 1.10x
+# faults per (eager bf16) step at the Table 1 setting; retained, the default step ran 1.04x as fast, fp32 1.10x
 # (benchmarks/README.md).
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 RETAIN_SETTINGS = ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 512 << 20), (_M_TOP_PAD, 64 << 20))

@@ -151,7 +151,8 @@ class PriorControls:
             choices=["auto", *TTA_KINDS],
             value="auto",
             label="Test-time aug.",
-            tooltip=f"mirror: the map averaged with the mirrored image's map; auto: {describe_auto()}",
+            tooltip="mirror: the map averaged with the mirrored image's map; mirror_zoom: also both at 1.25x; "
+            f"auto: {describe_auto()}",
         )
         self.container = Container(widgets=[self.kind, self.layer, self.tta], labels=True)
 
