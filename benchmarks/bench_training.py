@@ -4,22 +4,24 @@
 Each configuration builds a real :class:`~napari_ppii.training.loop.Trainer` on the bundled NIH
 radiographs and times ``Trainer.step`` (draw a batch, P-PII synthesis in the loop, forward, BCE+Dice,
 backward, Adam) after warm-up steps.  The default path is bf16 autocast + channels_last where the
-hardware has native bf16 (CUDA, AVX512-BF16 / AMX CPUs) and fp32 elsewhere; the reference is the same
-step with ``training.amp=false training.channels_last=false``, and beside both the default path not compiled
-(``training.compile=never``; the default compiles the step of a long run on the bf16 path: the warm-up
-steps include the compilation, which is not timed).  The Table 1 setting: U-Net base 16,
-256x256, batch 8.  Achieved GFLOP/s counts the model's forward + backward FLOPs (torch's FlopCounterMode;
-synthesis and the optimiser are not counted) over the whole step time.
+hardware has native bf16 (CUDA, AVX512-BF16 / AMX CPUs) and fp32 elsewhere, eager on the CPU, with
+``training.fast_layers`` (up-convolutions and the head as matrix products) and freed memory retained; the
+reference is the same step with ``training.amp=false training.channels_last=false`` (and, as the trainer's CPU
+path before issue 23, the allocator as it comes).  The Table 1 setting: U-Net base 16, 256x256, batch 8.
+Achieved GFLOP/s counts the model's forward + backward FLOPs (torch's FlopCounterMode; synthesis and the
+optimiser are not counted) over the whole step time.
 
 Usage: ``python benchmarks/bench_training.py [--size 256] [--batch 8] [--base-channels 16] [--steps 8]
 [--threads N] [--device cpu] [--rounds R]``.  Each row runs in a fresh process (the allocator setting,
 ``training.retain_memory``, is process-wide).  Rows: fp32 (the trainer's CPU path before issue 23: fp32, NCHW,
 eager, the batch drawn inside the step, the C library's allocator as it comes), fp32 with freed memory retained
-(the allocator's share, apart from precision's), the default not compiled, the default with the allocator as it
-comes, the default, and the default with
-``training.prefetch`` (the next batch drawn in a background thread while the step runs; off by default).  Last
-line: one JSON object with ``speedup`` (default / fp32 steps/s), ``speedup_same_allocator`` (default / fp32
-with freed memory retained: precision, layout and compiling alone) and ``prefetch_gain`` (prefetch / default).
+(the allocator's share, apart from precision's), the default with the standard up-convolution and head kernels
+(``training.fast_layers=false``), the default compiled (``training.compile=always``; the warm-up steps include
+the compilation, which is not timed), the default with the allocator as it comes, the default, and the default
+with ``training.prefetch`` (the next batch drawn in a background thread while the step runs; off by default).
+Last line: one JSON object with ``speedup`` (default / fp32 steps/s), ``speedup_same_allocator`` (default / fp32
+with freed memory retained: precision, layout and layers alone), ``fast_layers_gain``, ``speedup_compiled`` and
+``prefetch_gain`` (prefetch / default).
 With prefetch the first timed step's batch was drawn during the last warm-up step: time several steps
 (the default 8) -- a one-step smoke run (``--steps 1``) printed prefetch / default 4.6x at 64x64 on one thread
 beside a training: partly that, partly a core the one-thread step left free; no figure to report.
@@ -102,7 +104,10 @@ ROWS = (
     ),
     # the same with freed memory retained: the allocator's share of the speed-up, apart from precision's
     ("fp32_retain", ["training.amp=false", "training.channels_last=false", "training.compile=never"]),
-    ("eager", ["training.compile=never"]),
+    # the default before training.fast_layers: oneDNN's strided up-convolution and 1x1-head kernels
+    ("standard_layers", ["training.fast_layers=false"]),
+    # the default step compiled (the default for long CPU runs until compiling was measured slower here)
+    ("compiled", ["training.compile=always"]),
     # the default with the allocator as it comes: the allocator's share on the default path
     ("default_system", ["training.retain_memory=false"]),
     ("default", []),
@@ -191,14 +196,16 @@ def main(argv=None) -> dict:
             )
     ratio = lambda a, b: res[a]["steps_per_s"] / res[b]["steps_per_s"]  # noqa: E731
     res["speedup"] = ratio("default", "fp32")
-    res["speedup_eager"] = ratio("eager", "fp32")
+    res["speedup_compiled"] = ratio("compiled", "fp32")
+    res["fast_layers_gain"] = ratio("default", "standard_layers")
     res["speedup_prefetch"] = ratio("prefetch", "fp32")
     res["prefetch_gain"] = ratio("prefetch", "default")
     res["retain_gain_fp32"] = ratio("fp32_retain", "fp32")
     res["retain_gain_default"] = ratio("default", "default_system")
     res["speedup_same_allocator"] = ratio("default", "fp32_retain")
     print(
-        f"speedup default / fp32: {res['speedup']:.2f}x (without compiling: {res['speedup_eager']:.2f}x; with "
+        f"speedup default / fp32: {res['speedup']:.2f}x (compiled: {res['speedup_compiled']:.2f}x; fast layers / "
+        f"standard layers {res['fast_layers_gain']:.2f}x; with "
         f"prefetch: {res['speedup_prefetch']:.2f}x, prefetch / default {res['prefetch_gain']:.2f}x); freed memory "
         f"retained: fp32 {res['retain_gain_fp32']:.2f}x, default {res['retain_gain_default']:.2f}x; default / fp32 "
         f"with the same allocator: {res['speedup_same_allocator']:.2f}x"

@@ -266,3 +266,26 @@ def test_margin_anomalies_straddle_the_mask_edge(method):
         mask[s.target_slices].mean() < 0.7 for seed in range(60) for s in syn.sample(img, src, rng=seed, mask=mask).plan
     ]
     assert 0.01 <= np.mean(low) <= 0.3, np.mean(low)
+
+
+def test_edge_distances_are_cached_by_content(monkeypatch):
+    """The trainer hands a fresh copy of the same masks every batch: the margin placement's edge distances
+    are computed once per mask content, not once per copy, and a different mask is not served from the cache."""
+    from napari_ppii.synthesis import plan
+
+    calls = []
+    real = plan._edge_distance
+    monkeypatch.setattr(plan, "_edge_distance", lambda m: calls.append(1) or real(m))
+    plan._EDGE_DIST.clear()
+    plan._EDGE_BY_CONTENT.clear()
+    mask = _disc_mask((96, 96), (48, 48), 30)
+    first = plan._edge_index(mask, 6.0)
+    again = plan._edge_index(mask.copy(), 6.0)
+    np.testing.assert_array_equal(first, again)
+    assert len(calls) == 1
+    other = _disc_mask((96, 96), (40, 50), 25)
+    np.testing.assert_array_equal(plan._edge_index(other.copy(), 6.0), plan._edge_index(other, 6.0))
+    assert len(calls) == 2
+    # the cached band is the mask's edge band
+    dist = np.ceil(real(mask)).ravel()
+    np.testing.assert_array_equal(first, np.flatnonzero((dist > 0) & (dist <= 6)))

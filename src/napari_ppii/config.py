@@ -179,11 +179,19 @@ class TrainingConfig(_Model):
     channels_last: bool = Field(
         True, description="channels_last memory format where the bf16 path runs (CUDA, native-bf16 CPUs)"
     )
+    fast_layers: bool = Field(
+        True,
+        description="on the CPU's channels_last path, compute the U-Net's 2x2 up-convolutions as a 1x1 convolution "
+        "and a rearrangement and its 1x1 head as a matrix product: the same parameters and checkpoints, the same "
+        "sums in fp32, bf16 rounding of different kernels; the default step ran about 1.05x as fast at the Table 1 "
+        "setting on two cores (oneDNN's strided-deconvolution weight gradient is slow there). false: the kernels "
+        "of every run before this setting existed, whose figures it reproduces",
+    )
     compile: Literal["auto", "always", "never"] = Field(
         "auto",
-        description="torch.compile the training step (forward + backward): auto = where the bf16 path runs "
-        "and the run has at least 5,000 steps (compiling takes about a minute on two cores; on an AVX512-BF16 CPU "
-        "the model's step ran 7-12 % faster, the whole step with synthesis about 3 %), not under torchrun; falls "
+        description="torch.compile the training step (forward + backward): auto = on CUDA's bf16 path for runs of "
+        "at least 5,000 steps, not on the CPU (on an AVX512-BF16 CPU with two cores the compiled step ran 2-12 % "
+        "slower than eager since freed memory is retained; before that, 3 % faster), not under torchrun; falls "
         "back to eager, with a log record, if compiling fails (true / false are read as always / never)",
     )
     synthesis_on_device: bool = Field(True, description="run the batched torch synthesis on the training device")

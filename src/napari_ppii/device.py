@@ -52,17 +52,20 @@ def cpu_native_bf16() -> str | None:
 def fast_path(device: torch.device, amp: bool, channels_last: bool) -> dict:
     """Which precision and memory format the trainer uses on ``device``: bf16 autocast and channels_last
     on CUDA and on CPUs with native bf16 (when the configuration asks for them), fp32 / NCHW otherwise.
-    Returns ``{"amp": bool, "channels_last": bool, "path": str}`` (``path`` says why, for the log)."""
+    Returns ``{"device": "cuda" | "cpu", "amp": bool, "channels_last": bool, "path": str}`` (``path`` says why,
+    for the log)."""
     if device.type == "cuda":
         return {
+            "device": "cuda",
             "amp": amp,
             "channels_last": channels_last,
             "path": f"cuda {'bf16' if amp else 'fp32'}{' channels_last' if channels_last else ''}",
         }
     native = cpu_native_bf16()
     if native is None:
-        return {"amp": False, "channels_last": False, "path": "cpu fp32 (no native bf16 on this CPU)"}
+        return {"device": "cpu", "amp": False, "channels_last": False, "path": "cpu fp32 (no native bf16 on this CPU)"}
     return {
+        "device": "cpu",
         "amp": amp,
         "channels_last": channels_last,
         "path": f"cpu {'bf16 (' + native + ')' if amp else 'fp32'}{' channels_last' if channels_last else ''}",

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from .phiseg import PHiSeg
-from .unet import AnomalyModel, MCDropoutUNet, UNet
+from .unet import AnomalyModel, MCDropoutUNet, UNet, set_fast_layers
 
 
 def build_model(cfg) -> AnomalyModel:
@@ -23,4 +23,4 @@ def build_model(cfg) -> AnomalyModel:
     raise ValueError(f"unknown backbone {cfg.backbone!r}")
 
 
-__all__ = ["AnomalyModel", "MCDropoutUNet", "PHiSeg", "UNet", "build_model"]
+__all__ = ["AnomalyModel", "MCDropoutUNet", "PHiSeg", "UNet", "build_model", "set_fast_layers"]

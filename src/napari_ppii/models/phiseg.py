@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .unet import AnomalyModel, ConvBlock, level_channels
+from .unet import AnomalyModel, ConvBlock, Head1x1, UpConv2x2, level_channels
 
 
 class _Encoder(nn.Module):
@@ -94,13 +94,11 @@ class PHiSeg(AnomalyModel):
         self.post = _LatentHeads(ch, self.latent_idx, latent_channels)
         # likelihood: decode z_l at its level, combine coarse -> fine, then two levels without latents
         self.z_blocks = nn.ModuleDict({str(i): ConvBlock(latent_channels, ch[i]) for i in self.latent_idx})
-        self.upconv = nn.ModuleDict(
-            {str(i): nn.ConvTranspose2d(ch[i + 1], ch[i], 2, stride=2) for i in range(self.levels - 1)}
-        )
+        self.upconv = nn.ModuleDict({str(i): UpConv2x2(ch[i + 1], ch[i]) for i in range(self.levels - 1)})
         self.combine = nn.ModuleDict(
             {str(i): ConvBlock(2 * ch[i] if i in self.latent_idx else ch[i], ch[i]) for i in range(self.levels - 1)}
         )
-        self.head = nn.Conv2d(ch[0], out_channels, 1)
+        self.head = Head1x1(ch[0], out_channels)
 
     def _hierarchy(self, heads: _LatentHeads, feats, *, teacher=None):
         """Walk the latent levels coarse -> fine; return samples and (mu, logvar) per level.

@@ -28,6 +28,59 @@ class ConvBlock(nn.Sequential):
         super().__init__(*layers)
 
 
+class UpConv2x2(nn.ConvTranspose2d):
+    """The U-Net's 2x2, stride-2 transposed convolution (upsampling by 2).
+
+    With ``as_matmul`` set it is computed as a 1x1 convolution to 4x the output channels and a rearrangement
+    of the four output pixels per input pixel: the same parameters, the same sums (bit-identical in fp32),
+    and on channels_last CPU tensors much faster than oneDNN's strided-deconvolution kernels, whose weight
+    gradient ran at 20 GFLOP/s at the top level (bf16, two cores; benchmarks/README.md).
+    """
+
+    as_matmul = False
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__(cin, cout, 2, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.as_matmul:
+            return super().forward(x)
+        cin, cout, kh, kw = self.weight.shape
+        # rows ordered (i, j, out channel): the rearrangement then moves runs of kw * cout contiguous values
+        w = self.weight.permute(2, 3, 1, 0).reshape(kh * kw * cout, cin, 1, 1)
+        z = F.conv2d(x, w, None if self.bias is None else self.bias.repeat(kh * kw))
+        n, _, h, wd = z.shape
+        z = z.permute(0, 2, 3, 1).reshape(n, h, wd, kh, kw, cout).permute(0, 1, 3, 2, 4, 5)
+        return z.reshape(n, h * kh, wd * kw, cout).permute(0, 3, 1, 2)
+
+
+class Head1x1(nn.Conv2d):
+    """The 1x1 output convolution; with ``as_matmul`` set, a matrix product over the channels of a
+    channels_last tensor (oneDNN's 1x1 kernels for one output channel ran at 4-22 GFLOP/s)."""
+
+    as_matmul = False
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__(cin, cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.as_matmul:
+            return super().forward(x)
+        out = F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias)
+        return out.permute(0, 3, 1, 2)
+
+
+def set_fast_layers(model: nn.Module, on: bool) -> int:
+    """Switch every :class:`UpConv2x2` and :class:`Head1x1` of ``model`` to (or from) their matrix-product
+    form; returns how many were switched.  The parameters and the state dict do not change."""
+    n = 0
+    for m in model.modules():
+        if isinstance(m, (UpConv2x2, Head1x1)):
+            m.as_matmul = bool(on)
+            n += 1
+    return n
+
+
 def level_channels(base: int, levels: int, cap: int = 512) -> list[int]:
     return [min(base * 2**i, cap) for i in range(levels)]
 
@@ -101,9 +154,9 @@ class UNet(AnomalyModel):
         self.up = nn.ModuleList()
         self.upconv = nn.ModuleList()
         for i in range(levels - 1, 0, -1):
-            self.upconv.append(nn.ConvTranspose2d(ch[i], ch[i - 1], 2, stride=2))
+            self.upconv.append(UpConv2x2(ch[i], ch[i - 1]))
             self.up.append(ConvBlock(2 * ch[i - 1], ch[i - 1], dropout))
-        self.head = nn.Conv2d(ch[0], out_channels, 1)
+        self.head = Head1x1(ch[0], out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, (h, w) = self._pad(x)

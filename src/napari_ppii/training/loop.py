@@ -28,7 +28,7 @@ from torch import nn
 
 from ..config import PPIIConfig
 from ..errors import InputError
-from ..models import build_model
+from ..models import build_model, set_fast_layers
 from ..checkpoint import load_checkpoint, remove_partial_writes, save_checkpoint
 from ..device import fast_path, resolve_device, retain_freed_memory
 from .data import SyntheticBatches, load_training_set, split_indices, training_masks, validation_set, with_room
@@ -94,13 +94,14 @@ COMPILE_MIN_STEPS = 5000
 
 
 def _wants_compile(t, path: dict, distributed: bool) -> bool:
-    """Whether the training step is compiled: ``training.compile`` always, or ``auto`` on the bf16 path of a run
-    of at least :data:`COMPILE_MIN_STEPS` steps (never under torchrun)."""
+    """Whether the training step is compiled: ``training.compile`` always, or ``auto`` on CUDA's bf16 path for a
+    run of at least :data:`COMPILE_MIN_STEPS` steps (never under torchrun; not on the CPU, where the eager step
+    with freed memory retained ran faster, benchmarks/README.md)."""
     if distributed or t.compile == "never":
         return False
     if t.compile == "always":
         return True
-    return bool(path["amp"]) and t.steps >= COMPILE_MIN_STEPS
+    return bool(path["amp"]) and path.get("device") == "cuda" and t.steps >= COMPILE_MIN_STEPS
 
 
 def _rng_state(data_rng: np.random.Generator, device, numpy_state: dict | None = None) -> dict:
@@ -245,6 +246,8 @@ class Trainer:
             self.allocator = retain_freed_memory() or "system (retain_memory: not available here)"
         if self.path["channels_last"]:
             self.model = model = model.to(memory_format=torch.channels_last)
+            if device.type == "cpu" and t.fast_layers and set_fast_layers(model, True):
+                self.path = {**self.path, "path": self.path["path"] + " fast-layers"}
         self.opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
         self.step_count, self.best = 0, -1.0
