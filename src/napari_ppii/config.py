@@ -190,7 +190,7 @@ class TrainingConfig(_Model):
     compile: Literal["auto", "always", "never"] = Field(
         "auto",
         description="torch.compile the training step (forward + backward): auto = on CUDA's bf16 path for runs of "
-        "at least 5,000 steps, not on the CPU (on an AVX512-BF16 CPU with two cores the compiled step ran 2-12 % "
+        "at least 5,000 steps, not on the CPU (on an AVX512-BF16 CPU with two cores the compiled step ran 7-14 % "
         "slower than eager since freed memory is retained; before that, 3 % faster), not under torchrun; falls "
         "back to eager, with a log record, if compiling fails (true / false are read as always / never)",
     )
