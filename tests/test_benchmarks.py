@@ -51,9 +51,13 @@ def test_bench_training_compares_the_default_path_with_fp32():
     assert res["fp32"]["allocator"] == "system"
     glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert res["default_system"]["allocator"] == "system"
-    for row in ("fp32_retain", "eager", "default", "prefetch"):
+    for row in ("fp32_retain", "standard_layers", "compiled", "default", "prefetch"):
         assert res[row]["allocator"].startswith("glibc") == glibc, row
     assert math.isfinite(res["speedup_same_allocator"]) and res["speedup_same_allocator"] > 0
+    # the fast layers run where the channels_last path does (a native-bf16 CPU), never in their own baseline
+    assert ("fast-layers" in res["default"]["path"]) == ("channels_last" in res["default"]["path"])
+    assert "fast-layers" not in res["standard_layers"]["path"] and "compiled" not in res["compiled"]["path"]
+    assert math.isfinite(res["fast_layers_gain"]) and res["fast_layers_gain"] > 0
 
 
 def test_bench_methods_times_this_tree_against_a_commit():
