@@ -194,6 +194,7 @@ def sample_start(
 _MASK_INDEX: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 _EDGE_DIST: dict[int, tuple[np.ndarray, np.ndarray, dict]] = {}
 _EDGE_BY_CONTENT: dict[tuple, tuple[np.ndarray, np.ndarray, dict]] = {}
+_CONTENT_CACHE_MAX_PIXELS = 1 << 20  # one 1024x1024 image: 256 of them keep at most about 300 MB
 
 
 def _mask_key(mask: np.ndarray) -> tuple[tuple, np.ndarray]:
@@ -223,13 +224,17 @@ def _edge_index(mask: np.ndarray, reach: float) -> np.ndarray:
     cached for the mask array while it is alive)."""
     hit = _EDGE_DIST.get(id(mask))
     if hit is None or hit[0] is not mask:
-        # the trainer hands a fresh copy of the same few masks every batch: look them up by content too
-        key = _mask_key(mask)
-        hit = _EDGE_BY_CONTENT.get(key[0])
-        if hit is None or not np.array_equal(hit[0], key[1]):
-            if len(_EDGE_BY_CONTENT) > 256:
-                _EDGE_BY_CONTENT.clear()
-            hit = _EDGE_BY_CONTENT[key[0]] = (key[1], _edge_distance(mask), {})
+        # the trainer hands a fresh copy of the same few masks every batch: look images' masks up by content
+        # too (not volumes: a CT mask's distances are kept only while that array lives)
+        if np.size(mask) <= _CONTENT_CACHE_MAX_PIXELS:
+            key = _mask_key(mask)
+            hit = _EDGE_BY_CONTENT.get(key[0])
+            if hit is None or not np.array_equal(hit[0], key[1]):
+                if len(_EDGE_BY_CONTENT) > 256:
+                    _EDGE_BY_CONTENT.clear()
+                hit = _EDGE_BY_CONTENT[key[0]] = (key[1], _edge_distance(mask), {})
+        else:
+            hit = (None, _edge_distance(mask), {})
         if len(_EDGE_DIST) > 16:
             _EDGE_DIST.clear()
         hit = _EDGE_DIST[id(mask)] = (mask, hit[1], hit[2])
