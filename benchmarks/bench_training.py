@@ -21,7 +21,7 @@ the compilation, which is not timed), the default with the allocator as it comes
 with ``training.prefetch`` (the next batch drawn in a background thread while the step runs; off by default).
 Last line: one JSON object with ``speedup`` (default / fp32 steps/s), ``speedup_same_allocator`` (default / fp32
 with freed memory retained: precision, layout and layers alone), ``fast_layers_gain``, ``speedup_compiled`` and
-``prefetch_gain`` (prefetch / default).
+``prefetch_gain`` (prefetch / default), and ``speedup_median`` (default / fp32 of the rows' median rounds).
 With prefetch the first timed step's batch was drawn during the last warm-up step: time several steps
 (the default 8) -- a one-step smoke run (``--steps 1``) printed prefetch / default 4.6x at 64x64 on one thread
 beside a training: partly that, partly a core the one-thread step left free; no figure to report.
@@ -178,6 +178,7 @@ def main(argv=None) -> dict:
         "steps": args.steps,
     }
     passed = list(argv if argv is not None else sys.argv[1:])
+    rounds: dict[str, list[float]] = {}
     for rnd in range(args.rounds):
         for name, _ in ROWS:
             out = subprocess.run(
@@ -190,6 +191,7 @@ def main(argv=None) -> dict:
             r = json.loads(out.stdout.strip().splitlines()[-1])
             r["round"] = rnd
             res["threads"] = r["threads"]
+            rounds.setdefault(name, []).append(r["s_per_step"])
             if name not in res or r["s_per_step"] < res[name]["s_per_step"]:
                 res[name] = r
             print(
@@ -198,7 +200,12 @@ def main(argv=None) -> dict:
                 f"{r['gflop_per_s']:.0f} GFLOP/s ({r['gflop_per_step']:.1f} GFLOP/step)",
                 flush=True,
             )
+    for name, times in rounds.items():
+        res[name]["rounds_s_per_step"] = times
+        res[name]["median_s_per_step"] = float(np.median(times))
     ratio = lambda a, b: res[a]["steps_per_s"] / res[b]["steps_per_s"]  # noqa: E731
+    # the same ratio of the rows' median rounds: less flattering than the best where rounds vary
+    res["speedup_median"] = res["fp32"]["median_s_per_step"] / res["default"]["median_s_per_step"]
     res["speedup"] = ratio("default", "fp32")
     res["speedup_compiled"] = ratio("compiled", "fp32")
     res["fast_layers_gain"] = ratio("default", "standard_layers")
@@ -213,7 +220,11 @@ def main(argv=None) -> dict:
         f"prefetch: {res['speedup_prefetch']:.2f}x, prefetch / default {res['prefetch_gain']:.2f}x); freed memory "
         f"retained: fp32 {res['retain_gain_fp32']:.2f}x, default {res['retain_gain_default']:.2f}x; default / fp32 "
         f"with the same allocator: {res['speedup_same_allocator']:.2f}x"
-        + (f"; best of {args.rounds} rounds per row" if args.rounds > 1 else "")
+        + (
+            f"; best of {args.rounds} rounds per row (medians: default / fp32 {res['speedup_median']:.2f}x)"
+            if args.rounds > 1
+            else ""
+        )
     )
     print(json.dumps(res))
     return res

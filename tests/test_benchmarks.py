@@ -58,6 +58,8 @@ def test_bench_training_compares_the_default_path_with_fp32():
     assert ("fast-layers" in res["default"]["path"]) == ("channels_last" in res["default"]["path"])
     assert "fast-layers" not in res["standard_layers"]["path"] and "compiled" not in res["compiled"]["path"]
     assert math.isfinite(res["fast_layers_gain"]) and res["fast_layers_gain"] > 0
+    assert res["default"]["rounds_s_per_step"] == [res["default"]["s_per_step"]]  # one round: best = median
+    assert math.isclose(res["speedup_median"], res["speedup"], rel_tol=1e-12)
 
 
 def test_bench_methods_times_this_tree_against_a_commit():
