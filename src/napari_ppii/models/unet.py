@@ -33,8 +33,8 @@ class UpConv2x2(nn.ConvTranspose2d):
 
     With ``as_matmul`` set it is computed as a 1x1 convolution to 4x the output channels and a rearrangement
     of the four output pixels per input pixel: the same parameters and, in fp32, the same result to rounding
-    (tests/test_training.py), and on channels_last CPU tensors much faster than oneDNN's strided-deconvolution kernels, whose weight gradient ran at 20 GFLOP/s at the
-    top level (bf16, two cores; benchmarks/README.md).
+    (tests/test_training.py); on channels_last CPU tensors much faster than oneDNN's strided-deconvolution
+    kernels, whose weight gradient ran at 20 GFLOP/s at the top level (bf16, two cores; benchmarks/README.md).
     """
 
     as_matmul = False
