@@ -102,10 +102,10 @@ def test_phiseg_samples_differ_and_variance_positive(pool):
 @pytest.mark.parametrize("backbone", ["unet", "phiseg"])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_fast_layers_compute_the_same_model(backbone, channels_last):
-    """``set_fast_layers``: the up-convolutions as a 1x1 convolution + rearrangement and the head as a matrix
-    product give the standard layers' outputs and gradients (fp32, to float rounding), on the same
-    parameters and state dict; under bf16 autocast the two agree to bf16 rounding; switching back restores
-    the standard kernels exactly."""
+    """``set_fast_layers``: the up-convolutions as a 1x1 convolution + rearrangement, the head as a matrix
+    product and the decoder's concatenations convolved part by part give the standard layers' outputs and
+    gradients (fp32, to float rounding), on the same parameters and state dict; under bf16 autocast the two
+    agree to bf16 rounding; switching back restores the standard kernels exactly."""
     from napari_ppii.models import set_fast_layers
 
     torch.manual_seed(3)
@@ -129,7 +129,8 @@ def test_fast_layers_compute_the_same_model(backbone, channels_last):
         return y.detach(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 
     y0, g0 = run(False)
-    assert set_fast_layers(model, True) == (4 if backbone == "unet" else 5)
+    # U-Net, 4 levels: 3 up-convolutions + the head + 7 convolution blocks; PHiSeg: 5 + its 23 blocks
+    assert set_fast_layers(model, True) == (11 if backbone == "unet" else 28)
     y1, g1 = run(True)
     assert y1.shape == y0.shape and not torch.equal(y0, torch.zeros_like(y0))
     torch.testing.assert_close(y1, y0, rtol=1e-4, atol=1e-5)

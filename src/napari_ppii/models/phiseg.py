@@ -121,7 +121,8 @@ class PHiSeg(AnomalyModel):
         s = self.z_blocks[str(top)](zs[top])
         for i in range(top - 1, -1, -1):
             up = self.upconv[str(i)](s)
-            s = self.combine[str(i)](torch.cat([up, self.z_blocks[str(i)](zs[i])], 1) if i in zs else up)
+            parts = (up, self.z_blocks[str(i)](zs[i])) if i in zs else (up,)
+            s = self.combine[str(i)].cat_forward(*parts)
         return self.head(s)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,28 @@ class ConvBlock(nn.Sequential):
             layers.append(nn.Dropout2d(dropout))
         super().__init__(*layers)
 
+    #: with ``split_cat`` set, :meth:`cat_forward` convolves each part with its slice of the first
+    #: convolution's weights and adds the results instead of concatenating the parts first: the same layer
+    #: (a convolution is linear in its input channels), without the copy into, and the slicing of the
+    #: gradient out of, a concatenated channels_last tensor (at 256x256 x 16 channels the concatenation took
+    #: 22 ms of a 63 ms convolution forward + backward; benchmarks/README.md)
+    split_cat = False
+
+    def cat_forward(self, *parts: torch.Tensor) -> torch.Tensor:
+        """``self(torch.cat(parts, 1))``, computed part by part with ``split_cat``."""
+        if not self.split_cat or len(parts) == 1:
+            return self(torch.cat(parts, 1) if len(parts) > 1 else parts[0])
+        conv = self[0]
+        y, start = None, 0
+        for p in parts:
+            w = conv.weight[:, start : start + p.shape[1]]
+            z = F.conv2d(p, w, conv.bias if y is None else None, conv.stride, conv.padding)
+            y = z if y is None else y + z
+            start += p.shape[1]
+        for layer in list(self)[1:]:
+            y = layer(y)
+        return y
+
 
 class UpConv2x2(nn.ConvTranspose2d):
     """The U-Net's 2x2, stride-2 transposed convolution (upsampling by 2).
@@ -72,11 +94,15 @@ class Head1x1(nn.Conv2d):
 
 def set_fast_layers(model: nn.Module, on: bool) -> int:
     """Switch every :class:`UpConv2x2` and :class:`Head1x1` of ``model`` to (or from) their matrix-product
-    form; returns how many were switched.  The parameters and the state dict do not change."""
+    form and every :class:`ConvBlock` to (or from) convolving concatenated inputs part by part; returns how
+    many modules were switched.  The parameters and the state dict do not change."""
     n = 0
     for m in model.modules():
         if isinstance(m, (UpConv2x2, Head1x1)):
             m.as_matmul = bool(on)
+            n += 1
+        elif isinstance(m, ConvBlock):
+            m.split_cat = bool(on)
             n += 1
     return n
 
@@ -168,7 +194,7 @@ class UNet(AnomalyModel):
                 x = F.max_pool2d(x, 2)
         for upconv, block in zip(self.upconv, self.up):
             x = upconv(x)
-            x = block(torch.cat([x, skips.pop()], dim=1))
+            x = block.cat_forward(x, skips.pop())
         return self.head(x)[..., :h, :w]
 
     def _set_stochastic(self, on: bool) -> None:
