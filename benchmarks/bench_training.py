@@ -5,9 +5,10 @@ Each configuration builds a real :class:`~napari_ppii.training.loop.Trainer` on 
 radiographs and times ``Trainer.step`` (draw a batch, P-PII synthesis in the loop, forward, BCE+Dice,
 backward, Adam) after warm-up steps.  The default path is bf16 autocast + channels_last where the
 hardware has native bf16 (CUDA, AVX512-BF16 / AMX CPUs) and fp32 elsewhere, eager on the CPU, with
-``training.fast_layers`` (up-convolutions and the head as matrix products) and freed memory retained; the
-reference is the same step with ``training.amp=false training.channels_last=false`` (and, as the trainer's CPU
-path before issue 23, the allocator as it comes).  The Table 1 setting: U-Net base 16, 256x256, batch 8.
+``training.fast_layers`` (up-convolutions and the head as matrix products, concatenations convolved part by
+part) and freed memory retained; the reference is the same step with ``training.amp=false
+training.channels_last=false`` (and, as the trainer's CPU path before issue 23, the allocator as it comes).
+The Table 1 setting: U-Net base 16, 256x256, batch 8.
 Achieved GFLOP/s counts the model's forward + backward FLOPs (torch's FlopCounterMode; synthesis and the
 optimiser are not counted) over the whole step time.
 

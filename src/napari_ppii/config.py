@@ -182,10 +182,12 @@ class TrainingConfig(_Model):
     fast_layers: bool = Field(
         True,
         description="on the CPU's channels_last path, compute the U-Net's 2x2 up-convolutions as a 1x1 convolution "
-        "and a rearrangement and its 1x1 head as a matrix product: the same parameters and checkpoints, the same "
-        "results in fp32 to rounding, bf16 rounding of different kernels; the default step ran 1.02-1.06x as fast "
-        "at the Table 1 setting on two cores (oneDNN's strided-deconvolution weight gradient is slow there). "
-        "false: the kernels of every run before this setting existed, whose figures it reproduces",
+        "and a rearrangement, its 1x1 head as a matrix product and the decoder's concatenations part by part (each "
+        "part convolved with its slice of the weights, the results added): the same parameters and checkpoints, "
+        "the same results in fp32 to rounding, bf16 rounding of different kernels; the default step ran 1.06x as "
+        "fast at the Table 1 setting on two cores (oneDNN's strided-deconvolution weight gradient and the "
+        "channels_last concatenation are slow there). false: the kernels of every run before this setting "
+        "existed, whose figures it reproduces",
     )
     compile: Literal["auto", "always", "never"] = Field(
         "auto",
