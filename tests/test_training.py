@@ -149,6 +149,32 @@ def test_fast_layers_compute_the_same_model(backbone, channels_last):
     assert float((bf16[1] - bf16[0]).abs().max()) < 0.05 * float(bf16[0].abs().max())
 
 
+def test_fast_layers_leave_no_concatenation_in_the_decoder():
+    """With the fast layers the U-Net's decoder convolves skip and up-sampled features part by part: no
+    channel concatenation is made (the copy the part-by-part form exists to avoid); without them there is
+    one per decoder level."""
+    from torch.overrides import TorchFunctionMode
+
+    from napari_ppii.models import set_fast_layers
+
+    class CountCat(TorchFunctionMode):
+        n = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func in (torch.cat, torch.concat):
+                CountCat.n += 1
+            return func(*args, **(kwargs or {}))
+
+    model = UNet(base_channels=4, levels=4)
+    x = torch.rand(1, 1, 32, 32)
+    for fast, expected in ((False, 3), (True, 0)):
+        set_fast_layers(model, fast)
+        CountCat.n = 0
+        with CountCat():
+            model(x)
+        assert CountCat.n == expected
+
+
 def test_odd_input_sizes_are_padded_and_cropped():
     m = UNet(base_channels=4, levels=4)
     assert m(torch.zeros(1, 1, 37, 50)).shape == (1, 1, 37, 50)
